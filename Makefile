@@ -1,0 +1,53 @@
+# foodrisk: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DURATION ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench system-deps venv clean help
+
+help:
+	@echo "make run [DURATION=60]   the main job on the embedded broker + chdb (Ctrl-C ends it)"
+	@echo "make test                set up everything the tests need and run them"
+	@echo "make lint                ruff + mypy"
+	@echo "make bench               benchmarks (figures and ratios against baselines)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/foodrisk run $(if $(DURATION),--duration $(DURATION),)
+
+# Debian's clickhouse-server (and later Alertmanager, Prometheus) for the integration tests.
+# Installed only when running as root on Debian and missing; otherwise the tests say what is absent.
+system-deps:
+	@if command -v clickhouse-server >/dev/null && command -v prometheus-alertmanager >/dev/null; then \
+		echo "system packages present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages: clickhouse-server clickhouse-client prometheus-alertmanager"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			clickhouse-server clickhouse-client prometheus-alertmanager >/dev/null; \
+	else \
+		echo "not root on Debian: install clickhouse-server yourself, or the server tests are skipped"; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy pipeline schemas sinks agents
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.bench_screen
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

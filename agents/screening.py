@@ -1,0 +1,97 @@
+"""The screening agent: results topic -> verdicts -> ClickHouse `results`, alerts and dead letters.
+
+Per batch (``noack_take``): screen every message (pure), publish dead letters and alerts and wait
+for the broker to acknowledge them, insert the result rows (retrying while ClickHouse is away),
+and only then acknowledge the batch's events so that Faust may commit their offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import AppT, EventT, StreamT, TopicT
+from mode import CrashingSupervisor
+
+from agents.batch import Incoming, screen_batch
+from pipeline.metrics import Metrics
+from schemas.reference import Reference
+from sinks.ddl import RESULTS_COLUMNS
+from sinks.writer import ClickHouseWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    reference: Reference
+    watch_fraction: float
+    max_rows: int
+    max_age_s: float
+
+
+def incoming(event: EventT) -> Incoming:
+    m = event.message
+    return Incoming(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+
+
+async def publish(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """Send and wait until the broker acknowledged every message (acks per producer settings)."""
+    if not messages:
+        return
+    pending = [await topic.send(key=k, value=v, force=True) for k, v in messages]
+    await asyncio.gather(*pending)
+
+
+def register_screening(
+    app: AppT,
+    *,
+    results_topic: TopicT,
+    alerts_topic: TopicT,
+    deadletter_topic: TopicT,
+    writer: ClickHouseWriter,
+    config: ScreeningConfig,
+    metrics: Metrics,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Callable[..., Awaitable[Any]]:
+    @app.agent(results_topic, name="screen_results", supervisor_strategy=CrashingSupervisor)
+    async def screen_results(stream: StreamT[bytes]) -> None:
+        s = stream.noack()
+        async for events in s.noack_take(config.max_rows, within=config.max_age_s):
+            items = [incoming(e) for e in events]
+            metrics.results_consumed.inc(len(items))
+            outcome = screen_batch(
+                items,
+                reference=config.reference,
+                columns=RESULTS_COLUMNS,
+                watch_fraction=config.watch_fraction,
+                now=clock(),
+            )
+            await publish(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters])
+            await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts])
+            if outcome.result_rows:
+                await writer.insert("results", RESULTS_COLUMNS, outcome.result_rows)
+            for e in events:
+                await s.ack(e)
+            # Bookkeeping after the acks: nothing below can lose data.
+            metrics.results_accepted.inc(len(outcome.result_rows))
+            for d in outcome.dead_letters:
+                metrics.deadlettered.labels(d.reason).inc()
+            for verdict, method in outcome.verdicts:
+                metrics.verdicts.labels(verdict, method).inc()
+            for a in outcome.alerts:
+                metrics.alerts_raised.labels(a.kind).inc()
+            now = time.time()
+            for it in items:
+                if it.timestamp:
+                    metrics.screen_latency_seconds.observe(max(0.0, now - it.timestamp))
+            if outcome.alerts:
+                for a in outcome.alerts:
+                    log.info("ALERT %s %s: %s", a.classification, a.kind, a.summary_en)
+
+    return screen_results

@@ -1,0 +1,260 @@
+"""The `foodrisk` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from pipeline.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("foodrisk")
+
+EPILOG = "Settings come from FOODRISK_* environment variables; see the README."
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="foodrisk",
+        description="Streaming food-safety risk monitoring: screen quick tests and lab results against "
+        "national limits, raise early warnings, store everything in ClickHouse.",
+        epilog=EPILOG,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="the main job: embedded broker + worker + simulated device fleet, then a summary",
+        description="Start the embedded broker and a worker (ClickHouse in-process by default), run the "
+        "simulated fleet of market and lab devices, print each alert as it fires, and on exit a summary "
+        "drawn from ClickHouse. Ctrl-C ends it cleanly.",
+        epilog=EPILOG,
+    )
+    run.add_argument("--duration", type=_positive_float, default=None, help="seconds to run (default: until Ctrl-C)")
+    _fleet_args(run)
+
+    sub.add_parser(
+        "worker",
+        help="run the stream worker (all agents) against the configured broker and ClickHouse",
+        description="Run the Faust worker with every agent. With FOODRISK_BROKER_URL=embedded it also starts "
+        "an embedded broker for itself.",
+        epilog=EPILOG,
+    )
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run only the simulated device fleet, publishing to the configured broker",
+        description="Publish simulated results to the results topic of a running broker "
+        "(FOODRISK_BROKER_URL must be kafka://...).",
+        epilog=EPILOG,
+    )
+    sim.add_argument("--duration", type=_positive_float, default=None, help="seconds to run (default: until Ctrl-C)")
+    _fleet_args(sim)
+
+    scr = sub.add_parser(
+        "screen",
+        help="screen results given as JSON lines on stdin; one JSON verdict per line on stdout",
+        description="Read wire-format v1 results (one JSON object per line) from stdin and write one JSON "
+        "line per input with result_id, verdict, limit_mg_kg, ratio and basis. Invalid lines give "
+        '{"line": N, "verdict": "invalid", "errors": [...]} and processing goes on.',
+        epilog=EPILOG,
+    )
+    scr.add_argument("--now", default=None, help="ISO time used as 'now' for the future-time check (default: clock)")
+
+    q = sub.add_parser(
+        "query",
+        help="run a read-only SELECT on the foodrisk database and print the answer",
+        description="Run one SELECT. With the chdb default it asks the running worker over its HTTP port, "
+        "or opens the database itself when no worker runs.",
+        epilog=EPILOG,
+    )
+    q.add_argument("sql", help="one SELECT statement; %%(name)s placeholders take --param values")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
+    q.add_argument("--max-rows", type=int, default=10_000)
+
+    sub.add_parser(
+        "migrate",
+        help="create or upgrade the ClickHouse schema (idempotent)",
+        description="Apply the versioned ClickHouse migrations to the configured database.",
+        epilog=EPILOG,
+    )
+    sub.add_parser(
+        "check",
+        help="check the settings and that the broker and ClickHouse answer",
+        description="Validate the settings, start (embedded) or reach (kafka://) the broker, open "
+        "ClickHouse, and report. Exit 0 when everything answers.",
+        epilog=EPILOG,
+    )
+    return p
+
+
+def _fleet_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=_positive_float, default=240.0, help="simulated seconds per real second")
+    p.add_argument("--rate", type=_positive_float, default=None, help="results per simulated hour (fleet total)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the fleet")
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, duration_s=args.duration, speed=args.speed, rate_per_sim_hour=args.rate, seed=args.seed)
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.worker import run_worker
+
+    return run_worker(settings)
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.simulate_cmd import run_fleet
+    from pipeline.topics import ensure_topics
+
+    if settings.embedded:
+        raise SettingsError("simulate publishes to a running broker: set FOODRISK_BROKER_URL=kafka://host:port")
+    bootstrap = settings.bootstrap_servers()
+    ensure_topics(settings, bootstrap)
+
+    def tick(p: object) -> None:
+        pass
+
+    try:
+        progress = run_fleet(
+            settings, bootstrap, duration_s=args.duration, speed=args.speed,
+            rate_per_sim_hour=args.rate, seed=args.seed,
+        )
+    except KeyboardInterrupt:
+        return 130
+    print(f"sent {progress.sent} messages ({progress.invalid} deliberately invalid)")  # noqa: T201
+    return 0
+
+
+def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.screen_cmd import run_screen
+    from schemas.reference import default_reference
+
+    now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    if now.tzinfo is None:
+        raise SettingsError("--now needs a time zone, e.g. 2026-11-28T08:00:00+08:00")
+    run_screen(sys.stdin, sys.stdout, reference=default_reference(), now=now, watch_fraction=settings.watch_fraction)
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, guard_select, render
+
+    params: dict[str, str] = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"--param {item!r}: expected NAME=VALUE")
+        params[name] = value
+    try:
+        guard_select(args.sql, max_rows=args.max_rows)
+        if settings.uses_chdb:
+            try:
+                cols, rows, truncated = ask_worker(
+                    settings.web_host, settings.web_port, args.sql, params=params, max_rows=args.max_rows
+                )
+            except WorkerUnreachable:
+                cols, rows, truncated = _query_directly(settings, args.sql, params, args.max_rows)
+        else:
+            cols, rows, truncated = _query_directly(settings, args.sql, params, args.max_rows)
+    except QueryRejected as exc:
+        print(f"foodrisk query: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(render(cols, rows, args.format))  # noqa: T201
+    if truncated:
+        print(f"(first {args.max_rows} rows shown; raise --max-rows for more)", file=sys.stderr)  # noqa: T201
+    return 0
+
+
+def _query_directly(
+    settings: Settings, sql: str, params: dict[str, str], max_rows: int
+) -> tuple[list[str], list[list[object]], bool]:
+    from pipeline.query import QueryRejected, guard_select
+    from sinks.clickhouse import connect_clickhouse
+
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.clickhouse_database)
+    try:
+        res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
+    except Exception as exc:
+        raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        ch.close()
+    return list(res.columns), [list(r) for r in res.rows[:max_rows]], len(res.rows) > max_rows
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.worker import open_clickhouse
+
+    ch = open_clickhouse(settings)
+    ch.close()
+    print(f"ClickHouse schema up to date at {settings.clickhouse_url}")  # noqa: T201
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.topics import admin_client
+    from pipeline.worker import broker_for, open_clickhouse
+
+    with broker_for(settings, settings.data_dir / "stack") as bootstrap:
+        admin = admin_client(settings, bootstrap)
+        topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+        admin.close()
+        print(f"broker      ok  {','.join(bootstrap)} ({settings.flavor}); topics: {', '.join(topics) or '-'}")  # noqa: T201
+    ch = open_clickhouse(settings)
+    version = ".".join(str(x) for x in ch.server_version)
+    ch.close()
+    print(f"clickhouse  ok  {settings.clickhouse_url} (server {version}, database {settings.clickhouse_database})")  # noqa: T201
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": _cmd_run,
+    "worker": _cmd_worker,
+    "simulate": _cmd_simulate,
+    "screen": _cmd_screen,
+    "query": _cmd_query,
+    "migrate": _cmd_migrate,
+    "check": _cmd_check,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from pipeline.localstack.process import StartupError
+    from pipeline.topics import BrokerUnavailable
+    from sinks.errors import ClickHouseError
+
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](args, settings)
+    except (SettingsError, StartupError, BrokerUnavailable, ClickHouseError) as exc:
+        print(f"foodrisk {args.command}: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        print(f"foodrisk {args.command}: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

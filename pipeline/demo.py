@@ -1,0 +1,236 @@
+"""`foodrisk run` / `make run`: the main job on the embedded default.
+
+Embedded broker + a worker process (chdb inside it) + the simulated device fleet. Prints progress,
+each alert as it fires, and on exit a summary read back from ClickHouse. Nothing started here
+outlives it: the broker and the worker are children stopped by PID, also on Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.localstack.process import ChildProcess, free_port, port_open
+from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, render
+from pipeline.settings import Settings, kafka_python_security_options
+from pipeline.simulate_cmd import FleetProgress, run_fleet
+from pipeline.topics import ensure_topics
+from pipeline.worker import broker_for
+
+SUMMARY_QUERIES: list[tuple[str, str]] = [
+    (
+        "Tests and positive rate by district and site type",
+        """SELECT district, site_type, count() AS tests,
+                  countIf(verdict IN ('positive', 'exceeds', 'banned')) AS non_compliant,
+                  round(100 * non_compliant / tests, 2) AS pct
+           FROM foodrisk.results FINAL
+           GROUP BY district, site_type ORDER BY district, site_type""",
+    ),
+    (
+        "Top commodity x analyte findings",
+        """SELECT commodity, analyte, countIf(verdict = 'banned') AS banned,
+                  countIf(verdict = 'exceeds') AS exceeds, countIf(verdict = 'positive') AS positive,
+                  round(max(ratio), 2) AS max_ratio
+           FROM foodrisk.results FINAL
+           WHERE verdict IN ('positive', 'exceeds', 'banned')
+           GROUP BY commodity, analyte ORDER BY banned + exceeds + positive DESC LIMIT 10""",
+    ),
+    (
+        "Alerts by kind",
+        """SELECT kind, classification, risk, uniqExact(alert_id) AS alerts
+           FROM foodrisk.alerts FINAL GROUP BY kind, classification, risk ORDER BY alerts DESC""",
+    ),
+    (
+        "Dead letters by kind",
+        """SELECT error_kind, count() AS messages FROM foodrisk.deadletters FINAL GROUP BY error_kind""",
+    ),
+]
+
+
+class AlertPrinter(threading.Thread):
+    """Reads the alerts topic from the start and prints one line per alert."""
+
+    def __init__(self, settings: Settings, bootstrap: list[str], out: TextIO) -> None:
+        super().__init__(name="alert-printer", daemon=True)
+        self._settings, self._bootstrap, self._out = settings, bootstrap, out
+        self._stop_event = threading.Event()
+        self.seen: set[str] = set()
+        self.by_kind: Counter[str] = Counter()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **kafka_python_security_options(self._settings),
+        )
+        try:
+            topic = self._settings.alerts_topic
+            parts = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+            while not self._stop_event.is_set():
+                for records in consumer.poll(timeout_ms=300).values():
+                    for rec in records:
+                        self._print(rec.value)
+        finally:
+            consumer.close()
+
+    def _print(self, value: bytes) -> None:
+        try:
+            a = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return
+        if a.get("alert_id") in self.seen:
+            return
+        self.seen.add(a["alert_id"])
+        self.by_kind[a.get("kind", "?")] += 1
+        where = " / ".join(str(a[k]) for k in ("district", "commodity", "analyte") if a.get(k))
+        print(
+            f"  ALERT [{a.get('classification')}/{a.get('risk')}] {a.get('kind')}: {where} - {a.get('summary_en')}",
+            file=self._out,
+            flush=True,
+        )
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def _worker_process(settings: Settings, bootstrap: list[str], web_port: int, logdir: Path) -> ChildProcess:
+    env = dict(os.environ)
+    env.update(
+        FOODRISK_BROKER_URL="kafka://" + ",".join(bootstrap),
+        FOODRISK_BROKER_FLAVOR=str(settings.flavor),
+        FOODRISK_WEB_PORT=str(web_port),
+        FOODRISK_CLICKHOUSE_URL=settings.clickhouse_url,
+        FOODRISK_DATA_DIR=str(settings.data_dir),
+    )
+    return ChildProcess(
+        "worker",
+        [sys.executable, "-m", "pipeline.cli", "worker"],
+        log_path=logdir / "worker.log",
+        ready=lambda: port_open(settings.web_host, web_port),
+        ready_timeout=60,
+        env=env,
+    )
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    duration_s: float | None,
+    speed: float,
+    rate_per_sim_hour: float | None,
+    seed: int,
+    out: TextIO = sys.stdout,
+) -> int:
+    logdir = settings.data_dir / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    web_port = settings.web_port if not port_open(settings.web_host, settings.web_port) else free_port()
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731 - local shorthand
+    try:
+        with broker_for(settings, settings.data_dir / "stack") as bootstrap:
+            say(f"foodrisk: broker {','.join(bootstrap)} ({settings.flavor}), ClickHouse {settings.clickhouse_url}")
+            ensure_topics(settings, bootstrap)
+            worker = _worker_process(settings, bootstrap, web_port, logdir)
+            say(f"foodrisk: starting the worker (log {worker.log_path}) ...")
+            with worker:
+                say(f"foodrisk: worker up, http://{settings.web_host}:{web_port}/metrics; simulating devices"
+                    + (f" for {duration_s:.0f}s" if duration_s else " until Ctrl-C") + f" at {speed:g}x")
+                printer = AlertPrinter(settings, bootstrap, out)
+                printer.start()
+                last = [0.0]
+
+                def tick(p: FleetProgress) -> None:
+                    if p.elapsed_s - last[0] >= 5:
+                        last[0] = p.elapsed_s
+                        stored = _count(settings, web_port, "SELECT count() FROM foodrisk.results FINAL")
+                        say(f"  ... {p.elapsed_s:5.0f}s  sim {p.sim_time:%Y-%m-%d %H:%M}Z  sent {p.sent}"
+                            f" ({p.sent / max(p.elapsed_s, 0.001):.0f}/s)  stored {stored}"
+                            f"  alerts {len(printer.seen)}")
+
+                try:
+                    progress = run_fleet(
+                        settings, bootstrap, duration_s=duration_s, speed=speed,
+                        rate_per_sim_hour=rate_per_sim_hour, seed=seed, should_stop=stop.is_set, on_tick=tick,
+                    )
+                except KeyboardInterrupt:
+                    say("foodrisk: interrupted; draining what was sent")
+                    progress = FleetProgress()
+                say(f"foodrisk: fleet stopped after {progress.sent} messages; waiting for the worker to store them")
+                left = _drain(settings, bootstrap, timeout_s=60)
+                if left:
+                    say(f"foodrisk: {left} results still unprocessed after 60 s (see {worker.log_path})")
+                time.sleep(1.5)  # let the last alerts reach the printer
+                printer.stop()
+                _summary(settings, web_port, say)
+                say(f"foodrisk: {len(printer.seen)} alerts: "
+                    + ", ".join(f"{k} {n}" for k, n in printer.by_kind.most_common()))
+                printer.join(timeout=5)
+        say("foodrisk: stopped cleanly")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _count(settings: Settings, port: int, sql: str) -> int | str:
+    try:
+        _, rows, _ = ask_worker(settings.web_host, port, sql, timeout_s=10)
+        return int(rows[0][0])
+    except (WorkerUnreachable, QueryRejected, IndexError, ValueError):
+        return "?"
+
+
+def lag(settings: Settings, bootstrap: list[str]) -> int | None:
+    """Messages of the results topic not yet committed by the worker's group (None: unknown)."""
+    from pipeline.topics import admin_client
+
+    admin = admin_client(settings, bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_python_security_options(settings))
+    try:
+        parts = consumer.partitions_for_topic(settings.results_topic) or set()
+        tps = [TopicPartition(settings.results_topic, p) for p in parts]
+        ends = consumer.end_offsets(tps)
+        committed = admin.list_consumer_group_offsets(settings.app_id)
+        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+    except Exception:  # noqa: BLE001 - progress display only
+        return None
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def _drain(settings: Settings, bootstrap: list[str], *, timeout_s: float) -> int | None:
+    """Wait until the worker committed every result sent (its commits follow the ClickHouse writes)."""
+    deadline = time.monotonic() + timeout_s
+    left = lag(settings, bootstrap)
+    while time.monotonic() < deadline and left != 0:
+        time.sleep(0.5)
+        left = lag(settings, bootstrap)
+    return left
+
+
+def _summary(settings: Settings, port: int, say: Any) -> None:
+    say("\n== Summary (from ClickHouse) ==")
+    for title, sql in SUMMARY_QUERIES:
+        try:
+            cols, rows, _ = ask_worker(settings.web_host, port, sql)
+        except (WorkerUnreachable, QueryRejected) as exc:
+            say(f"\n{title}: unavailable ({exc})")
+            continue
+        say(f"\n{title}\n{render(cols, rows)}")
+    say("")

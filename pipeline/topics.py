@@ -1,0 +1,67 @@
+"""Topic set-up and broker reachability, with kafka-python's admin client."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+from pipeline.settings import Settings, kafka_python_security_options
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The configured broker did not answer in time."""
+
+
+def admin_client(settings: Settings, bootstrap: list[str], *, timeout_s: float = 10.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id=f"{settings.app_id}-admin",
+                request_timeout_ms=max(1000, int(timeout_s * 1000)),
+                **kafka_python_security_options(settings),
+            )
+        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+            last = exc
+            time.sleep(0.3)
+    raise BrokerUnavailable(
+        f"broker {','.join(bootstrap)} unreachable after {timeout_s:.0f}s ({type(last).__name__}: {last}); "
+        "check FOODRISK_BROKER_URL"
+    )
+
+
+def ensure_topics(
+    settings: Settings,
+    bootstrap: list[str],
+    names: Iterable[str] | None = None,
+    *,
+    partitions: int | None = None,
+    timeout_s: float = 10.0,
+) -> list[str]:
+    """Create the pipeline's topics if missing; returns the names created."""
+    wanted = list(names or (settings.results_topic, settings.alerts_topic, settings.deadletter_topic))
+    admin = admin_client(settings, bootstrap, timeout_s=timeout_s)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(n, partitions or settings.topic_partitions, settings.topic_replication) for n in missing
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
+            admin.create_topics(new)
+        log.info("created topics %s", ", ".join(missing))
+        return missing
+    finally:
+        admin.close()

@@ -1,0 +1,69 @@
+"""The worker's HTTP endpoints: /metrics, /healthz, /readyz and the read-only /v1/query."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.query import DEFAULT_MAX_ROWS, QueryRejected, guard_select, jsonable
+
+if TYPE_CHECKING:
+    from pipeline.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def register_views(rt: Runtime) -> None:
+    app = rt.app
+
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(rt.registry), content_type=CONTENT_TYPE_LATEST)
+
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            checks: dict[str, Any] = {"clickhouse": rt.writer.ready}
+            try:
+                await rt.writer.query("SELECT 1")
+                checks["clickhouse"] = True
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                checks["clickhouse"] = False
+                checks["clickhouse_error"] = f"{type(exc).__name__}: {exc}"
+            consumer = getattr(app, "consumer", None)
+            assigned = consumer.assignment() if consumer is not None else set()
+            checks["broker"] = bool(assigned) or app.rebalancing is False
+            ok = bool(checks["clickhouse"] and checks["broker"])
+            return self.json({"ready": ok, **checks}, status=200 if ok else 503)
+
+    class QueryView(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                body = await request.json()
+                sql = str(body["sql"])
+                params = body.get("params") or None
+                max_rows = min(int(body.get("max_rows", DEFAULT_MAX_ROWS)), 1_000_000)
+                guarded = guard_select(sql, max_rows=max_rows)
+            except QueryRejected as exc:
+                return self.json({"error": str(exc)}, status=400)
+            except (KeyError, TypeError, ValueError) as exc:
+                return self.json({"error": f"expected a JSON body {{'sql': ...}}: {exc}"}, status=400)
+            try:
+                res = await rt.writer.query(guarded, params)
+            except Exception as exc:  # noqa: BLE001 - the analyst gets the server's message
+                return self.json({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+            rows = [[jsonable(v) for v in r] for r in res.rows[:max_rows]]
+            return self.json(
+                {"columns": res.columns, "rows": rows, "truncated": len(res.rows) > max_rows}
+            )
+
+    app.page("/metrics")(MetricsView)
+    app.page("/healthz")(HealthView)
+    app.page("/readyz")(ReadyView)
+    app.page("/v1/query")(QueryView)

@@ -1,0 +1,80 @@
+"""`foodrisk worker`: the Faust worker with every agent, against the configured services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.localstack.tansu import TansuBroker
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from sinks.clickhouse import ClickHouse, connect_clickhouse
+from sinks.ddl import migrate
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def broker_for(settings: Settings, workdir: Path) -> Iterator[list[str]]:
+    """Bootstrap servers of the configured broker; starts (and at the end stops) the embedded one."""
+    if not settings.embedded:
+        yield settings.bootstrap_servers()
+        return
+    broker = TansuBroker(workdir).start()
+    log.info("embedded broker at %s (pid %s)", broker.bootstrap, broker.pid)
+    try:
+        yield [broker.bootstrap]
+    finally:
+        broker.stop()
+
+
+def open_clickhouse(settings: Settings) -> ClickHouse:
+    """Connected and migrated."""
+    if settings.uses_chdb:
+        settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.clickhouse_database)
+    applied = migrate(ch, settings.clickhouse_database)
+    if applied:
+        log.info("ClickHouse migrations applied: %s", applied)
+    return ch
+
+
+def run_worker(settings: Settings) -> int:
+    """Run until stopped (SIGTERM, Ctrl-C). Returns the exit code."""
+    from faust.worker import Worker
+
+    from pipeline.app import build_runtime
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with broker_for(settings, settings.data_dir / "stack") as bootstrap:
+        ensure_topics(settings, bootstrap)
+        ch = open_clickhouse(settings)
+        rt = build_runtime(settings, bootstrap, ch)
+        worker = Worker(
+            rt.app,
+            loglevel=settings.log_level,
+            quiet=True,
+            redirect_stdouts=False,
+            workdir=str(settings.data_dir),
+        )
+        log.info(
+            "worker %s: broker %s (%s), ClickHouse %s, web http://%s:%s",
+            settings.app_id, ",".join(bootstrap), settings.flavor, settings.clickhouse_url,
+            settings.web_host, settings.web_port,
+        )
+        code = 0
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            code = int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+        finally:
+            rt.writer.close()
+            ch.close()
+        return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_worker(Settings()))
