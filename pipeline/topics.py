@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.settings import Settings, kafka_python_security_options
 
@@ -23,6 +24,14 @@ class BrokerUnavailable(RuntimeError):
 def admin_client(settings: Settings, bootstrap: list[str], *, timeout_s: float = 10.0) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
+    # A plain TCP probe first: kafka-python's own bootstrap retries for ~30 s before it gives up.
+    while not any(_tcp_open(b) for b in bootstrap):
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(
+                f"broker {','.join(bootstrap)} unreachable after {timeout_s:.0f}s (connection refused or timed out); "
+                "check FOODRISK_BROKER_URL"
+            )
+        time.sleep(0.3)
     while time.monotonic() < deadline:
         try:
             return KafkaAdminClient(
@@ -31,13 +40,22 @@ def admin_client(settings: Settings, bootstrap: list[str], *, timeout_s: float =
                 request_timeout_ms=max(1000, int(timeout_s * 1000)),
                 **kafka_python_security_options(settings),
             )
-        except (NoBrokersAvailable, KafkaError, OSError) as exc:
+        except (KafkaError, OSError) as exc:
             last = exc
             time.sleep(0.3)
     raise BrokerUnavailable(
         f"broker {','.join(bootstrap)} unreachable after {timeout_s:.0f}s ({type(last).__name__}: {last}); "
         "check FOODRISK_BROKER_URL"
     )
+
+
+def _tcp_open(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def ensure_topics(

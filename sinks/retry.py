@@ -136,6 +136,10 @@ class _Attempts:
         return delay
 
 
+def _log_retry(attempt: int, exc: Exception, delay: float) -> None:
+    log.warning("attempt %d failed (%s: %s); retrying in %.2fs", attempt, type(exc).__name__, exc, delay)
+
+
 def retry_sync(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -158,7 +162,7 @@ def retry_sync(
             if on_retry is not None:
                 on_retry(state.attempt, exc, delay)
             else:
-                log.warning("attempt %d failed (%s: %s); retrying in %.2fs", state.attempt, type(exc).__name__, exc, delay)
+                _log_retry(state.attempt, exc, delay)
         sleep(delay)
 
 
@@ -189,5 +193,5 @@ async def retry_async(
                 if inspect.isawaitable(result):
                     await result
             else:
-                log.warning("attempt %d failed (%s: %s); retrying in %.2fs", state.attempt, type(exc).__name__, exc, delay)
+                _log_retry(state.attempt, exc, delay)
         await sleep(delay)

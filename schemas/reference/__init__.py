@@ -1,0 +1,51 @@
+"""Reference data: food taxonomy, analytes, limit editions, pesticide MRLs (GB 2763), contaminant
+limits (GB 2762), bans and quick-test cut-offs; loaded and validated once at start.
+
+    ref = default_reference()               # the packaged CSV files, cached
+    ref = load_reference(Path("my/ref"))    # another directory with the same files
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from schemas.reference.loader import DATA_DIR, ReferenceDataError, load_reference
+from schemas.reference.model import (
+    ALL_FOODS,
+    ANY_ANALYTE,
+    CHINA_TZ,
+    Analyte,
+    Ban,
+    Commodity,
+    Edition,
+    Limit,
+    LimitKind,
+    QuickCutoff,
+    Reference,
+    snake,
+)
+
+__all__ = [
+    "ALL_FOODS",
+    "ANY_ANALYTE",
+    "CHINA_TZ",
+    "DATA_DIR",
+    "Analyte",
+    "Ban",
+    "Commodity",
+    "Edition",
+    "Limit",
+    "LimitKind",
+    "QuickCutoff",
+    "Reference",
+    "ReferenceDataError",
+    "default_reference",
+    "load_reference",
+    "snake",
+]
+
+
+@lru_cache(maxsize=1)
+def default_reference() -> Reference:
+    """The packaged reference data, loaded once per process."""
+    return load_reference()

@@ -1,0 +1,375 @@
+"""The reference data as immutable values, with the lookup structures ``screen`` needs precomputed.
+
+Nothing here reads files (the loader does) or the clock (times are parameters). Effective dates are
+calendar days in China: a limit effective from 2026-03-01 applies from 2026-03-01T00:00+08:00.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from schemas.codes import AnalyteType, Confidence, Method
+
+CHINA_TZ: Final = ZoneInfo("Asia/Shanghai")
+ALL_FOODS: Final = "all"  # the ban scope that covers every food, known to the taxonomy or not
+ANY_ANALYTE: Final = "*"  # a quick-test cut-off row that applies to every analyte of its method
+
+_NON_CODE = re.compile(r"[^0-9a-z\u00b5\u03bc\u3400-\u9fff]+")
+
+
+def snake(name: str) -> str:
+    """``"Lambda-Cyhalothrin "`` -> ``"lambda_cyhalothrin"``: lower case, runs of other characters -> ``_``.
+
+    Letters outside ASCII that matter here (CJK ideographs, µ) are kept, so ``"豇豆"`` stays ``"豇豆"``.
+    """
+    return _NON_CODE.sub("_", name.strip().lower()).strip("_")
+
+
+def china_midnight_utc(day: date) -> datetime:
+    """The instant a calendar day starts in China, as an aware UTC datetime."""
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).astimezone(UTC)
+
+
+class LimitKind(StrEnum):
+    mrl = "mrl"  # pesticide maximum residue limit (GB 2763)
+    contaminant = "contaminant"  # contaminant maximum level (GB 2762)
+
+
+@dataclass(frozen=True, slots=True)
+class Commodity:
+    """A food or a food group in the taxonomy (one parent; the roots have none)."""
+
+    code: str
+    name_en: str
+    name_zh: str
+    parent: str | None = None
+    is_group: bool = False
+    aliases: tuple[str, ...] = ()
+    enzyme_false_positive: bool = False  # known to give enzyme-inhibition false positives
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Analyte:
+    code: str
+    type: AnalyteType
+    name_en: str
+    name_zh: str
+    aliases: tuple[str, ...] = ()
+    speciated_as: str | None = None  # a total (mercury) whose regulated species (methylmercury) has limits
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """One edition of a standard and the days it was in force (``effective_to`` exclusive)."""
+
+    edition: str
+    standard: str
+    kind: LimitKind
+    effective_from: date
+    effective_to: date | None
+    source: str
+    confidence: Confidence
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One maximum limit for an analyte on a food or food group, in force on [from, to)."""
+
+    analyte: str
+    food: str
+    limit_mg_kg: float
+    edition: str
+    effective_from: date
+    effective_to: date | None
+    source: str
+    confidence: Confidence
+    kind: LimitKind
+    file: str = ""
+    line: int = 0
+    starts: datetime = field(init=False, compare=False, repr=False)
+    ends: datetime | None = field(init=False, compare=False, repr=False)
+    basis: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts", china_midnight_utc(self.effective_from))
+        ends = None if self.effective_to is None else china_midnight_utc(self.effective_to)
+        object.__setattr__(self, "ends", ends)
+        object.__setattr__(
+            self, "basis", f"{self.edition}; {self.food}; {self.confidence}; {self.source}"
+        )
+
+    def in_force(self, at: datetime) -> bool:
+        return self.starts <= at and (self.ends is None or at < self.ends)
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A pesticide banned from sale and use on a scope (a food group, or ``all``) from a date."""
+
+    analyte: str
+    scope: str
+    effective_from: date
+    effective_to: date | None
+    announcement: str
+    source: str
+    confidence: Confidence
+    file: str = ""
+    line: int = 0
+    starts: datetime = field(init=False, compare=False, repr=False)
+    ends: datetime | None = field(init=False, compare=False, repr=False)
+    basis: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts", china_midnight_utc(self.effective_from))
+        ends = None if self.effective_to is None else china_midnight_utc(self.effective_to)
+        object.__setattr__(self, "ends", ends)
+        object.__setattr__(
+            self,
+            "basis",
+            f"{self.announcement}; banned on {self.scope} from {self.effective_from.isoformat()}; "
+            f"{self.confidence}; {self.source}",
+        )
+
+    def in_force(self, at: datetime) -> bool:
+        return self.starts <= at and (self.ends is None or at < self.ends)
+
+
+@dataclass(frozen=True, slots=True)
+class QuickCutoff:
+    """The cut-offs of a quick method that reports its own scale (enzyme inhibition, in %)."""
+
+    method: Method
+    analyte: str  # an analyte code or ``*``
+    unit: str
+    standard: str  # the method standard the cut-off comes from (reported as the verdict's edition)
+    positive_at: float  # positive when the reading is >= this
+    watch_from: float  # watch band [watch_from, positive_at)
+    source: str
+    confidence: Confidence
+    file: str = ""
+    line: int = 0
+    basis: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "basis",
+            f"{self.standard}; {self.method} positive >= {self.positive_at:g}{self.unit}, "
+            f"watch >= {self.watch_from:g}{self.unit}; {self.confidence}; {self.source}",
+        )
+
+
+class Reference:
+    """All reference data, validated, with precomputed lookups.
+
+    Build it with :func:`schemas.reference.load_reference`; the constructor trusts that the parts
+    are consistent (the loader checks them and says which file and line is wrong).
+    """
+
+    __slots__ = (
+        "_alias_analyte",
+        "_alias_food",
+        "_analytes",
+        "_ancestors",
+        "_ban_chain",
+        "_bans_all_foods",
+        "_cutoffs",
+        "_foods",
+        "_limit_chain",
+        "analytes",
+        "bans",
+        "commodities",
+        "cutoffs",
+        "editions",
+        "foods",
+        "limits",
+        "source",
+    )
+
+    def __init__(
+        self,
+        *,
+        foods: Iterable[Commodity],
+        analytes: Iterable[Analyte],
+        editions: Iterable[Edition],
+        limits: Iterable[Limit],
+        bans: Iterable[Ban],
+        cutoffs: Iterable[QuickCutoff],
+        source: str = "",
+    ) -> None:
+        self.foods: tuple[Commodity, ...] = tuple(foods)
+        self.commodities: tuple[Commodity, ...] = tuple(f for f in self.foods if not f.is_group)
+        self.analytes: tuple[Analyte, ...] = tuple(analytes)
+        self.editions: Mapping[str, Edition] = {e.edition: e for e in editions}
+        self.limits: tuple[Limit, ...] = tuple(limits)
+        self.bans: tuple[Ban, ...] = tuple(bans)
+        self.cutoffs: tuple[QuickCutoff, ...] = tuple(cutoffs)
+        self.source = source
+        self._foods: dict[str, Commodity] = {f.code: f for f in self.foods}
+        self._analytes: dict[str, Analyte] = {a.code: a for a in self.analytes}
+        self._ancestors = {f.code: self._walk_up(f.code) for f in self.foods}
+        self._alias_food = _alias_map((f.code, f.name_en, f.name_zh, f.aliases) for f in self.foods)
+        self._alias_analyte = _alias_map(
+            (a.code, a.name_en, a.name_zh, a.aliases) for a in self.analytes
+        )
+        self._limit_chain = self._build_limit_chain()
+        self._ban_chain, self._bans_all_foods = self._build_ban_chain()
+        self._cutoffs = {(c.method, c.analyte): c for c in self.cutoffs}
+
+    def __repr__(self) -> str:
+        return (
+            f"Reference({self.source!r}: {len(self.foods)} foods, {len(self.analytes)} analytes, "
+            f"{len(self.limits)} limits, {len(self.bans)} bans)"
+        )
+
+    # --- lookups by code -------------------------------------------------------------------------
+    def commodity(self, code: str) -> Commodity | None:
+        return self._foods.get(code)
+
+    def analyte(self, code: str) -> Analyte | None:
+        return self._analytes.get(code)
+
+    def ancestors(self, code: str) -> tuple[str, ...]:
+        """The food itself, then its parent, up to the root; ``()`` for a food not in the taxonomy."""
+        return self._ancestors.get(code, ())
+
+    def normalise_commodity(self, name: str) -> str:
+        """A code, English or Chinese name, or alias -> the code; anything else -> ``snake(name)``."""
+        code = self._alias_food.get(name)
+        if code is not None:
+            return code
+        key = snake(name)
+        return self._alias_food.get(key, key)
+
+    def normalise_analyte(self, name: str) -> str:
+        code = self._alias_analyte.get(name)
+        if code is not None:
+            return code
+        key = snake(name)
+        return self._alias_analyte.get(key, key)
+
+    # --- what screen needs -------------------------------------------------------------------------
+    def limit_chain(self, analyte: str, food: str) -> tuple[tuple[Limit, bool], ...]:
+        """Candidate limits, most specific food first; per food level, the analyte's own limits,
+        then (flag True) those of its regulated species (total mercury -> methylmercury).
+        The first one in force on the sample time is the applicable limit."""
+        return self._limit_chain.get((analyte, food), ())
+
+    def limit_in_force(self, analyte: str, food: str, at: datetime) -> tuple[Limit, bool] | None:
+        for entry in self._limit_chain.get((analyte, food), ()):
+            if entry[0].in_force(at):
+                return entry
+        return None
+
+    def ban_in_force(self, analyte: str, food: str, at: datetime) -> Ban | None:
+        """The ban on ``analyte`` covering ``food`` at ``at`` (the most specific scope first)."""
+        chain = self._ban_chain.get((analyte, food))
+        if chain is None:
+            chain = self._bans_all_foods.get(analyte, ())
+        for ban in chain:
+            if ban.in_force(at):
+                return ban
+        return None
+
+    def cutoff(self, method: Method, analyte: str) -> QuickCutoff | None:
+        c = self._cutoffs.get((method, analyte))
+        if c is None:
+            c = self._cutoffs.get((method, ANY_ANALYTE))
+        return c
+
+    def with_cutoff(
+        self, method: Method, analyte: str, *, positive_at: float, watch_from: float
+    ) -> Reference:
+        """A copy whose cut-off for (method, analyte) is replaced (configuration, e.g. enzyme 40%)."""
+        if not 0 <= watch_from <= positive_at:
+            raise ValueError("need 0 <= watch_from <= positive_at")
+        found = False
+        cutoffs: list[QuickCutoff] = []
+        for c in self.cutoffs:
+            if c.method == method and c.analyte == analyte:
+                c = replace(
+                    c,
+                    positive_at=positive_at,
+                    watch_from=watch_from,
+                    source=f"configured (reference: {c.source})",
+                )
+                found = True
+            cutoffs.append(c)
+        if not found:
+            raise KeyError(f"no cut-off for {method}/{analyte} to replace")
+        return Reference(
+            foods=self.foods,
+            analytes=self.analytes,
+            editions=self.editions.values(),
+            limits=self.limits,
+            bans=self.bans,
+            cutoffs=cutoffs,
+            source=self.source,
+        )
+
+    # --- construction ----------------------------------------------------------------------------
+    def _walk_up(self, code: str) -> tuple[str, ...]:
+        out: list[str] = []
+        cur: str | None = code
+        while cur is not None and cur not in out:
+            out.append(cur)
+            node = self._foods.get(cur)
+            cur = node.parent if node is not None else None
+        return tuple(out)
+
+    def _build_limit_chain(self) -> dict[tuple[str, str], tuple[tuple[Limit, bool], ...]]:
+        by_key: dict[tuple[str, str], list[Limit]] = {}
+        for lim in self.limits:
+            by_key.setdefault((lim.analyte, lim.food), []).append(lim)
+        for rows in by_key.values():
+            rows.sort(key=lambda r: r.effective_from)
+        chains: dict[tuple[str, str], tuple[tuple[Limit, bool], ...]] = {}
+        for analyte in self.analytes:
+            species = analyte.speciated_as
+            for food, ancestors in self._ancestors.items():
+                chain: list[tuple[Limit, bool]] = []
+                for level in ancestors:
+                    chain.extend((r, False) for r in by_key.get((analyte.code, level), ()))
+                    if species is not None:
+                        chain.extend((r, True) for r in by_key.get((species, level), ()))
+                if chain:
+                    chains[(analyte.code, food)] = tuple(chain)
+        return chains
+
+    def _build_ban_chain(
+        self,
+    ) -> tuple[dict[tuple[str, str], tuple[Ban, ...]], dict[str, tuple[Ban, ...]]]:
+        chains: dict[tuple[str, str], tuple[Ban, ...]] = {}
+        for analyte in {b.analyte for b in self.bans}:
+            bans = [b for b in self.bans if b.analyte == analyte]
+            for food, ancestors in self._ancestors.items():
+                depth = {code: i for i, code in enumerate(ancestors)}
+                covering = [b for b in bans if b.scope == ALL_FOODS or b.scope in depth]
+                # most specific scope first; ``all`` sits above every root
+                covering.sort(key=lambda b: depth.get(b.scope, len(ancestors)))
+                if covering:
+                    chains[(analyte, food)] = tuple(covering)
+        all_foods: dict[str, list[Ban]] = {}
+        for b in self.bans:
+            if b.scope == ALL_FOODS:
+                all_foods.setdefault(b.analyte, []).append(b)
+        return chains, {k: tuple(v) for k, v in all_foods.items()}
+
+
+def _alias_map(entries: Iterable[tuple[str, str, str, tuple[str, ...]]]) -> dict[str, str]:
+    """Every spelling (as given and snake-cased) -> code. The loader rejects collisions first."""
+    out: dict[str, str] = {}
+    for code, name_en, name_zh, aliases in entries:
+        for spelling in (code, name_en, name_zh, *aliases):
+            if spelling:
+                out.setdefault(spelling, code)
+                out.setdefault(snake(spelling), code)
+    return out

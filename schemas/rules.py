@@ -1,0 +1,295 @@
+"""The judgement of one result: ``screen(result, reference) -> Verdict``. Pure: no I/O, no clock.
+
+Order of the rules (first match wins):
+
+1. ``qualitative: invalid`` -> ``no_limit`` (rule ``invalid_test``): the device says the test itself
+   failed; it says nothing about the food, and severity -1 keeps it out of findings while it stays
+   visible (a device-health matter).
+2. Quick methods (enzyme_inhibition, colloidal_gold, xrf) never give ``exceeds`` or ``banned``:
+   - a reading in % -> the method's cut-off (enzyme: positive >= 50%, watch >= 40%);
+   - a reading in mg/kg -> the food's limit: over it ``positive``, >= watch_fraction of it ``watch``;
+     with no limit but a ban in force, a detection is ``positive`` (rule ``quick_ban``);
+   - a read-out only (negative / positive) -> ``compliant`` / ``positive``.
+3. Confirmatory methods:
+   - a pesticide banned for the food on the sample date, detected (>= LOQ, or > 0 without LOQ, or a
+     qualitative positive) -> ``banned`` (takes precedence over the limit);
+   - the limit in force on ``sampled_at`` for the most specific food level -> ``exceeds`` when over
+     it, ``watch`` when >= watch_fraction of it, else ``compliant``. A total (mercury, arsenic)
+     with no limit of its own, judged against its species' limit (methylmercury, inorganic
+     arsenic), is at most ``watch`` (rule ``speciated``: over that limit means "speciate", since the
+     species is part of the total);
+   - banned but not detected, and no limit -> ``compliant`` (rule ``ban``);
+   - otherwise ``no_limit``.
+
+A value equal to the limit is not over it. ``screen_naive`` gives the same verdicts by scanning
+the tables linearly; it is the benchmark's baseline and a cross-check in the tests.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Final
+
+from schemas.codes import QUICK_METHODS, Method, Qualitative
+from schemas.reference.model import ALL_FOODS, ANY_ANALYTE, CHINA_TZ, Ban, Limit, QuickCutoff, Reference
+from schemas.result import Result
+from schemas.verdict import Rule, Verdict, VerdictKind
+
+__all__ = ["screen", "screen_naive"]
+
+_COMPLIANT: Final = VerdictKind.compliant
+_WATCH: Final = VerdictKind.watch
+_POSITIVE: Final = VerdictKind.positive
+_EXCEEDS: Final = VerdictKind.exceeds
+_BANNED: Final = VerdictKind.banned
+_NO_LIMIT: Final = VerdictKind.no_limit
+
+_INVALID_TEST: Final = Verdict(
+    verdict=_NO_LIMIT,
+    limit_mg_kg=None,
+    ratio=None,
+    rule=Rule.invalid_test,
+    edition=None,
+    source=None,
+    confidence=None,
+    limit_food=None,
+    basis="the test itself was reported invalid; repeat it",
+)
+
+LimitHit = tuple[Limit, bool]  # the limit, and True when it is the limit of the analyte's species
+
+
+def _check_fraction(watch_fraction: float) -> None:
+    if not 0.0 <= watch_fraction <= 1.0:
+        raise ValueError(f"watch_fraction must be within [0, 1], not {watch_fraction}")
+
+
+def _detected(result: Result) -> bool:
+    value = result.value_mg_kg
+    if value is None:
+        return result.qualitative is Qualitative.positive
+    loq = result.loq_mg_kg
+    return value >= loq if loq is not None else value > 0.0
+
+
+def _no_limit(result: Result, rule: Rule, why: str) -> Verdict:
+    return Verdict(
+        verdict=_NO_LIMIT,
+        limit_mg_kg=None,
+        ratio=None,
+        rule=rule,
+        edition=None,
+        source=None,
+        confidence=None,
+        limit_food=None,
+        basis=f"{why}: {result.analyte} on {result.commodity} ({result.method})",
+    )
+
+
+def _from_limit(kind: VerdictKind, hit: LimitHit, ratio: float | None, rule: str, analyte: str) -> Verdict:
+    limit, speciated = hit
+    basis = limit.basis
+    if speciated:
+        basis = f"{limit.analyte} limit applied to {analyte} (speciate if over); {basis}"
+    return Verdict(
+        verdict=kind,
+        limit_mg_kg=limit.limit_mg_kg,
+        ratio=ratio,
+        rule=rule,
+        edition=limit.edition,
+        source=limit.source,
+        confidence=limit.confidence,
+        limit_food=limit.food,
+        basis=basis,
+    )
+
+
+def _from_ban(kind: VerdictKind, ban: Ban, rule: Rule) -> Verdict:
+    return Verdict(
+        verdict=kind,
+        limit_mg_kg=None,
+        ratio=None,
+        rule=rule,
+        edition=ban.announcement,
+        source=ban.source,
+        confidence=ban.confidence,
+        limit_food=ban.scope,
+        basis=ban.basis if kind is not _COMPLIANT else f"not detected; {ban.basis}",
+    )
+
+
+def _judge(
+    result: Result,
+    hit: LimitHit | None,
+    ban: Ban | None,
+    cutoff: QuickCutoff | None,
+    watch_fraction: float,
+) -> Verdict:
+    """The verdict, given the limit, ban and cut-off that apply (found by either lookup)."""
+    qualitative = result.qualitative
+    if qualitative is Qualitative.invalid:
+        return _INVALID_TEST
+    value = result.value_mg_kg
+    percent = result.percent
+    if result.method in QUICK_METHODS:
+        if percent is not None:
+            if cutoff is None:
+                return _no_limit(result, Rule.no_limit, "no quick-test cut-off in %")
+            ratio = percent / cutoff.positive_at
+            if percent >= cutoff.positive_at:
+                kind = _POSITIVE
+            elif percent >= cutoff.watch_from:
+                kind = _WATCH
+            else:
+                kind = _COMPLIANT
+            return Verdict(
+                verdict=kind,
+                limit_mg_kg=None,
+                ratio=ratio,
+                rule=Rule.quick_cutoff,
+                edition=cutoff.standard,
+                source=cutoff.source,
+                confidence=cutoff.confidence,
+                limit_food=None,
+                basis=cutoff.basis,
+            )
+        if value is not None:
+            if result.method is Method.enzyme_inhibition:
+                return _no_limit(result, Rule.unit_mismatch, "enzyme inhibition is read in %, not mg/kg")
+            if hit is not None:
+                limit = hit[0].limit_mg_kg
+                if value > limit:
+                    kind = _POSITIVE
+                elif value >= watch_fraction * limit:
+                    kind = _WATCH
+                else:
+                    kind = _COMPLIANT
+                return _from_limit(kind, hit, value / limit, Rule.quick_limit, result.analyte)
+            if ban is not None:
+                return _from_ban(_POSITIVE if _detected(result) else _COMPLIANT, ban, Rule.quick_ban)
+            return _no_limit(result, Rule.no_limit, "no limit in force")
+        kind = _POSITIVE if qualitative is Qualitative.positive else _COMPLIANT
+        if hit is not None:
+            return _from_limit(kind, hit, None, Rule.quick_qualitative, result.analyte)
+        return Verdict(
+            verdict=kind,
+            limit_mg_kg=None,
+            ratio=None,
+            rule=Rule.quick_qualitative,
+            edition=None,
+            source=None,
+            confidence=None,
+            limit_food=None,
+            basis=f"{result.method} read {qualitative}; a quick test, not a legal finding",
+        )
+    # confirmatory
+    if percent is not None:
+        return _no_limit(result, Rule.unit_mismatch, "a lab result in % cannot be judged")
+    if ban is not None and _detected(result):
+        return _from_ban(_BANNED, ban, Rule.ban)
+    if hit is not None:
+        limit_row, speciated = hit
+        limit = limit_row.limit_mg_kg
+        if value is None:  # a lab's read-out without a number
+            kind = _WATCH if qualitative is Qualitative.positive else _COMPLIANT
+            return _from_limit(kind, hit, None, Rule.detected, result.analyte)
+        if value > limit:
+            kind = _WATCH if speciated else _EXCEEDS
+        elif value >= watch_fraction * limit:
+            kind = _WATCH
+        else:
+            kind = _COMPLIANT
+        rule = Rule.speciated if speciated else limit_row.kind.value
+        return _from_limit(kind, hit, value / limit, rule, result.analyte)
+    if ban is not None:
+        return _from_ban(_COMPLIANT, ban, Rule.ban)
+    return _no_limit(result, Rule.no_limit, "no limit in force")
+
+
+def screen(result: Result, reference: Reference, *, watch_fraction: float = 0.5) -> Verdict:
+    """Judge one result against the limits, bans and cut-offs in force on its ``sampled_at``."""
+    if not 0.0 <= watch_fraction <= 1.0:
+        _check_fraction(watch_fraction)
+    if result.qualitative is Qualitative.invalid:
+        return _INVALID_TEST
+    analyte, food, at = result.analyte, result.commodity, result.sampled_at
+    hit: LimitHit | None = None
+    for entry in reference.limit_chain(analyte, food):
+        lim = entry[0]
+        if lim.starts <= at and (lim.ends is None or at < lim.ends):
+            hit = entry
+            break
+    ban = reference.ban_in_force(analyte, food, at)
+    cutoff = reference.cutoff(result.method, analyte) if result.percent is not None else None
+    return _judge(result, hit, ban, cutoff, watch_fraction)
+
+
+# --- the naive baseline: a linear scan over the tables for every result ------------------------
+
+
+def _naive_in_force(start: date, end: date | None, day: date) -> bool:
+    return start <= day and (end is None or day < end)
+
+
+def _naive_ancestors(reference: Reference, food: str) -> list[str]:
+    out = [food]
+    node = reference.commodity(food)
+    while node is not None and node.parent is not None and node.parent not in out:
+        out.append(node.parent)
+        node = reference.commodity(node.parent)
+    return out
+
+
+def screen_naive(result: Result, reference: Reference, *, watch_fraction: float = 0.5) -> Verdict:
+    """Same verdicts as :func:`screen`, found by scanning every limit, ban and cut-off row."""
+    _check_fraction(watch_fraction)
+    day = result.sampled_at.astimezone(CHINA_TZ).date()
+    ancestors = _naive_ancestors(reference, result.commodity)
+    known = reference.commodity(result.commodity) is not None
+    analyte_row = reference.analyte(result.analyte)
+    species = analyte_row.speciated_as if analyte_row is not None else None
+
+    best: tuple[int, int] | None = None
+    hit: LimitHit | None = None
+    for lim in reference.limits:
+        if lim.analyte == result.analyte:
+            rank = 0
+        elif species is not None and lim.analyte == species:
+            rank = 1
+        else:
+            continue
+        if not known or lim.food not in ancestors:
+            continue
+        if not _naive_in_force(lim.effective_from, lim.effective_to, day):
+            continue
+        key = (ancestors.index(lim.food), rank)
+        if best is None or key < best:
+            best, hit = key, (lim, rank == 1)
+
+    ban: Ban | None = None
+    ban_depth = 0
+    for b in reference.bans:
+        if b.analyte != result.analyte or not _naive_in_force(b.effective_from, b.effective_to, day):
+            continue
+        if b.scope == ALL_FOODS:
+            depth = len(ancestors)
+        elif known and b.scope in ancestors:
+            depth = ancestors.index(b.scope)
+        else:
+            continue
+        if ban is None or depth < ban_depth:
+            ban, ban_depth = b, depth
+
+    cutoff: QuickCutoff | None = None
+    for c in reference.cutoffs:
+        if c.method == result.method and c.analyte == result.analyte:
+            cutoff = c
+            break
+        if c.method == result.method and c.analyte == ANY_ANALYTE and cutoff is None:
+            cutoff = c
+    return _judge(result, hit, ban, cutoff, watch_fraction)
+
+
+def sample_day(at: datetime) -> date:
+    """The calendar day in China of an instant (the day limits and bans are dated by)."""
+    return at.astimezone(CHINA_TZ).date()

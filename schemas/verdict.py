@@ -1,0 +1,75 @@
+"""The outcome of screening one result: what was decided, against which limit, and why."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.codes import Confidence
+
+__all__ = ["SEVERITY", "Rule", "Verdict", "VerdictKind", "severity"]
+
+
+class VerdictKind(StrEnum):
+    compliant = "compliant"
+    watch = "watch"  # >= watch fraction of the limit, or in the enzyme watch band, or needs speciation
+    positive = "positive"  # a quick test over its cut-off: not a legal finding, needs a lab test
+    exceeds = "exceeds"  # a confirmatory result over the limit
+    banned = "banned"  # a confirmatory detection of a pesticide banned for that food on the sample date
+    no_limit = "no_limit"  # nothing in the reference data to judge it by (a reference gap, or an invalid test)
+
+
+# Severity order compliant < watch < positive < exceeds < banned. no_limit is -1: it is not a
+# finding about the food, it says the reference data (or the test) could not judge it.
+SEVERITY: Final[dict[VerdictKind, int]] = {
+    VerdictKind.no_limit: -1,
+    VerdictKind.compliant: 0,
+    VerdictKind.watch: 1,
+    VerdictKind.positive: 2,
+    VerdictKind.exceeds: 3,
+    VerdictKind.banned: 4,
+}
+
+
+def severity(kind: VerdictKind | str) -> int:
+    return SEVERITY[VerdictKind(kind)]
+
+
+class Rule(StrEnum):
+    """Machine codes of the rule that produced a verdict (``Verdict.rule``)."""
+
+    mrl = "mrl"  # confirmatory value vs a pesticide MRL (GB 2763)
+    contaminant = "contaminant"  # confirmatory value vs a contaminant limit (GB 2762)
+    speciated = "speciated"  # a total (mercury, arsenic) vs the limit of its regulated species
+    ban = "ban"  # banned pesticide: detected -> banned; not detected and no limit -> compliant
+    detected = "detected"  # a lab's qualitative read-out vs the limit (positive -> watch)
+    quick_cutoff = "quick_cutoff"  # quick method on its own scale (enzyme inhibition %)
+    quick_limit = "quick_limit"  # quick method reporting mg/kg (xrf, strip) vs the food's limit
+    quick_ban = "quick_ban"  # quick detection of a banned pesticide that has no limit here
+    quick_qualitative = "quick_qualitative"  # a strip or device read as negative / positive
+    invalid_test = "invalid_test"  # the device reported the test itself invalid
+    unit_mismatch = "unit_mismatch"  # % for a method that does not report % (or mg/kg for enzyme)
+    no_limit = "no_limit"  # no limit, ban or cut-off found
+
+
+class Verdict(BaseModel):
+    """``limit_mg_kg`` is the limit the value was judged against (None for bans, cut-offs in %);
+    ``ratio`` is value / limit (for the enzyme cut-off: inhibition % / positive cut-off %)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verdict: VerdictKind
+    limit_mg_kg: float | None
+    ratio: float | None
+    rule: str
+    edition: str | None
+    source: str | None
+    confidence: Confidence | None
+    limit_food: str | None
+    basis: str
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self.verdict]

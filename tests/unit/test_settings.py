@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.settings import (
+    BrokerFlavor,
+    Settings,
+    SettingsError,
+    kafka_python_producer_options,
+    load_settings,
+)
+
+
+def test_defaults_are_the_embedded_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(__import__("os").environ):
+        if k.startswith("FOODRISK_"):
+            monkeypatch.delenv(k)
+    s = Settings()
+    assert s.embedded
+    assert s.flavor is BrokerFlavor.TANSU
+    assert s.clickhouse_url == "chdb://./var/clickhouse"
+    assert s.uses_chdb and str(s.chdb_path) == "var/clickhouse"
+    assert s.session_timeout_s == 6.0
+
+
+def test_kafka_url_defaults_to_kafka_flavor_without_tansu_workarounds() -> None:
+    s = Settings(broker_url="kafka://k1:9092,k2:9093")
+    assert s.flavor is BrokerFlavor.KAFKA
+    assert s.bootstrap_servers() == ["k1:9092", "k2:9093"]
+    opts = kafka_python_producer_options(s)
+    assert opts["acks"] == "all"
+    assert opts["enable_idempotence"] is True
+    assert "batch_size" not in opts
+    assert s.session_timeout_s == 30.0
+
+
+def test_tansu_flavor_with_kafka_url_keeps_batch_size_one() -> None:
+    s = Settings(broker_url="kafka://127.0.0.1:1234", broker_flavor="tansu")
+    assert s.flavor is BrokerFlavor.TANSU
+    assert kafka_python_producer_options(s)["batch_size"] == 1
+
+
+def test_env_prefix_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOODRISK_BROKER_URL", "kafka://broker:19092")
+    monkeypatch.setenv("FOODRISK_WEB_PORT", "7001")
+    s = load_settings()
+    assert s.bootstrap_servers() == ["broker:19092"]
+    assert s.web_port == 7001
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("FOODRISK_BROKER_URL", "redis://x:1", "FOODRISK_BROKER_URL: unknown broker URL"),
+        ("FOODRISK_BROKER_URL", "kafka://host:notaport", "bad port"),
+        ("FOODRISK_CLICKHOUSE_URL", "mysql://x/y", "FOODRISK_CLICKHOUSE_URL: unknown ClickHouse URL"),
+        ("FOODRISK_CLICKHOUSE_URL", "chdb://", "needs a path"),
+        ("FOODRISK_WEB_PORT", "70000", "FOODRISK_WEB_PORT"),
+        ("FOODRISK_BROKER_FLAVOR", "rabbit", "FOODRISK_BROKER_FLAVOR"),
+    ],
+)
+def test_broken_setting_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    msg = str(info.value)
+    assert needle in msg
+    assert "\n" not in msg
+    assert "Traceback" not in msg
+
+
+def test_sasl_needs_a_username() -> None:
+    with pytest.raises(SettingsError, match="SASL_USERNAME"):
+        load_settings(broker_url="kafka://h:1", broker_security_protocol="SASL_SSL")
+
+
+def test_password_is_masked() -> None:
+    s = Settings(broker_url="kafka://h:1", broker_security_protocol="SASL_PLAINTEXT",
+                 broker_sasl_username="u", broker_sasl_password="s3cret")
+    assert "s3cret" not in repr(s)
+    assert "s3cret" not in str(s.model_dump())
