@@ -23,7 +23,7 @@ from pipeline.localstack.process import ChildProcess, free_port, port_open
 from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, render
 from pipeline.settings import Settings, kafka_python_security_options
 from pipeline.simulate_cmd import FleetProgress, run_fleet
-from pipeline.topics import ensure_topics
+from pipeline.topics import ensure_topics, group_lag
 from pipeline.worker import broker_for
 
 SUMMARY_QUERIES: list[tuple[str, str]] = [
@@ -149,7 +149,8 @@ def run_demo(
             worker = _worker_process(settings, bootstrap, web_port, logdir)
             say(f"foodrisk: starting the worker (log {worker.log_path}) ...")
             with worker:
-                say(f"foodrisk: worker up, http://{settings.web_host}:{web_port}/metrics; simulating devices"
+                say(f"foodrisk: worker up (pid {worker.pid}), http://{settings.web_host}:{web_port}/metrics;"
+                    " simulating devices"
                     + (f" for {duration_s:.0f}s" if duration_s else " until Ctrl-C") + f" at {speed:g}x")
                 printer = AlertPrinter(settings, bootstrap, out)
                 printer.start()
@@ -195,32 +196,13 @@ def _count(settings: Settings, port: int, sql: str) -> int | str:
         return "?"
 
 
-def lag(settings: Settings, bootstrap: list[str]) -> int | None:
-    """Messages of the results topic not yet committed by the worker's group (None: unknown)."""
-    from pipeline.topics import admin_client
-
-    admin = admin_client(settings, bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_python_security_options(settings))
-    try:
-        parts = consumer.partitions_for_topic(settings.results_topic) or set()
-        tps = [TopicPartition(settings.results_topic, p) for p in parts]
-        ends = consumer.end_offsets(tps)
-        committed = admin.list_consumer_group_offsets(settings.app_id)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
-    except Exception:  # noqa: BLE001 - progress display only
-        return None
-    finally:
-        consumer.close()
-        admin.close()
-
-
 def _drain(settings: Settings, bootstrap: list[str], *, timeout_s: float) -> int | None:
     """Wait until the worker committed every result sent (its commits follow the ClickHouse writes)."""
     deadline = time.monotonic() + timeout_s
-    left = lag(settings, bootstrap)
+    left = group_lag(settings, bootstrap, settings.app_id, settings.results_topic)
     while time.monotonic() < deadline and left != 0:
         time.sleep(0.5)
-        left = lag(settings, bootstrap)
+        left = group_lag(settings, bootstrap, settings.app_id, settings.results_topic)
     return left
 
 

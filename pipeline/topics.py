@@ -83,3 +83,25 @@ def ensure_topics(
         return missing
     finally:
         admin.close()
+
+
+def group_lag(settings: Settings, bootstrap: list[str], group: str, topic: str) -> int | None:
+    """Messages of ``topic`` past the committed offsets of ``group`` (None when unknown)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    try:
+        admin = admin_client(settings, bootstrap, timeout_s=5)
+    except BrokerUnavailable:
+        return None
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_python_security_options(settings))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = consumer.end_offsets(tps)
+        committed = admin.list_consumer_group_offsets(group)
+        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+    except KafkaError:
+        return None
+    finally:
+        consumer.close()
+        admin.close()

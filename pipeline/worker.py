@@ -24,7 +24,7 @@ def broker_for(settings: Settings, workdir: Path) -> Iterator[list[str]]:
         yield settings.bootstrap_servers()
         return
     broker = TansuBroker(workdir).start()
-    log.info("embedded broker at %s (pid %s)", broker.bootstrap, broker.pid)
+    log.info("embedded broker at %s (pid %s, log %s)", broker.bootstrap, broker.pid, workdir / "tansu.log")
     try:
         yield [broker.bootstrap]
     finally:

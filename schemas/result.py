@@ -109,7 +109,7 @@ class FieldError:
     reason: str
 
 
-class InvalidResult(Exception):  # noqa: N818  # the contract's name
+class InvalidResult(Exception):
     """The message is not a valid v1 result; ``errors`` lists every reason."""
 
     def __init__(self, errors: list[FieldError]) -> None:

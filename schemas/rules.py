@@ -27,7 +27,7 @@ the tables linearly; it is the benchmark's baseline and a cross-check in the tes
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Final
 
 from schemas.codes import QUICK_METHODS, Method, Qualitative
@@ -135,7 +135,7 @@ def _judge(
         if percent is not None:
             if cutoff is None:
                 return _no_limit(result, Rule.no_limit, "no quick-test cut-off in %")
-            ratio = percent / cutoff.positive_at
+            ratio = round(percent / cutoff.positive_at, 6)
             if percent >= cutoff.positive_at:
                 kind = _POSITIVE
             elif percent >= cutoff.watch_from:
@@ -164,7 +164,7 @@ def _judge(
                     kind = _WATCH
                 else:
                     kind = _COMPLIANT
-                return _from_limit(kind, hit, value / limit, Rule.quick_limit, result.analyte)
+                return _from_limit(kind, hit, round(value / limit, 6), Rule.quick_limit, result.analyte)
             if ban is not None:
                 return _from_ban(_POSITIVE if _detected(result) else _COMPLIANT, ban, Rule.quick_ban)
             return _no_limit(result, Rule.no_limit, "no limit in force")
@@ -200,7 +200,7 @@ def _judge(
         else:
             kind = _COMPLIANT
         rule = Rule.speciated if speciated else limit_row.kind.value
-        return _from_limit(kind, hit, value / limit, rule, result.analyte)
+        return _from_limit(kind, hit, round(value / limit, 6), rule, result.analyte)
     if ban is not None:
         return _from_ban(_COMPLIANT, ban, Rule.ban)
     return _no_limit(result, Rule.no_limit, "no limit in force")
@@ -289,7 +289,3 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
             cutoff = c
     return _judge(result, hit, ban, cutoff, watch_fraction)
 
-
-def sample_day(at: datetime) -> date:
-    """The calendar day in China of an instant (the day limits and bans are dated by)."""
-    return at.astimezone(CHINA_TZ).date()

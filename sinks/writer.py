@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseSinkError
-from sinks.retry import RetryPolicy, is_transient
+from sinks.retry import RetryPolicy, retry_async
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +60,28 @@ class ClickHouseWriter:
         loop = asyncio.get_running_loop()
         target = f"{self._database}.{table}"
         started = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await loop.run_in_executor(self._executor, self._ch.insert, target, columns, rows)
-            except Exception as exc:
-                transient = is_transient(exc)
-                self._observer.failed(table, exc, transient)
-                if not transient:
-                    self.ready = False
-                    raise ClickHouseSinkError(f"insert into {target} failed for good: {exc}") from exc
-                self.ready = False
-                delay = self._policy.delay(attempt)
-                log.warning(
-                    "ClickHouse unavailable for %s (%s: %s); attempt %d, retrying in %.1fs",
-                    target, type(exc).__name__, exc, attempt, delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            self.ready = True
-            elapsed = time.perf_counter() - started
-            self._observer.flushed(table, len(rows), elapsed)
-            log.debug("flushed %d rows into %s in %.3fs", len(rows), target, elapsed)
-            return
+
+        async def attempt() -> int:
+            return await loop.run_in_executor(self._executor, self._ch.insert, target, columns, rows)
+
+        def on_retry(n: int, exc: Exception, delay: float) -> None:
+            self.ready = False
+            self._observer.failed(table, exc, True)
+            log.warning(
+                "ClickHouse unavailable for %s (%s: %s); attempt %d, retrying in %.1fs",
+                target, type(exc).__name__, exc, n, delay,
+            )
+
+        try:
+            await retry_async(attempt, self._policy, on_retry=on_retry)
+        except Exception as exc:
+            self.ready = False
+            self._observer.failed(table, exc, False)
+            raise ClickHouseSinkError(f"insert into {target} failed for good: {exc}", table=table) from exc
+        self.ready = True
+        elapsed = time.perf_counter() - started
+        self._observer.flushed(table, len(rows), elapsed)
+        log.debug("flushed %d rows into %s in %.3fs", len(rows), target, elapsed)
 
     async def query(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         loop = asyncio.get_running_loop()

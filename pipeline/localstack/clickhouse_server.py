@@ -94,6 +94,9 @@ _USERS_XML = """<?xml version="1.0"?>
         <default>
             <max_memory_usage>4000000000</max_memory_usage>
             <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
+            <!-- An idle connection checks for shutdown every poll_interval seconds (default 10):
+                 with 1, SIGTERM stops the server in about a second instead of ten. -->
+            <poll_interval>1</poll_interval>
         </default>
     </profiles>
     <users>

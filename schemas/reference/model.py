@@ -134,7 +134,8 @@ class Ban:
         object.__setattr__(
             self,
             "basis",
-            f"{self.announcement}; banned on {self.scope} from {self.effective_from.isoformat()}; "
+            f"{self.announcement}; banned on {'all foods' if self.scope == ALL_FOODS else self.scope} "
+            f"from {self.effective_from.isoformat()}; "
             f"{self.confidence}; {self.source}",
         )
 

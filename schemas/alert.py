@@ -1,0 +1,247 @@
+"""The alert model the agents publish, and the alert a single screened result raises.
+
+A RASFF-like ``classification`` (how urgently to act) is kept apart from the ``risk`` decision (how
+bad it is). Ids are deterministic: the same cause gives the same ``alert_id``, so duplicates
+(a replay, a device sending twice) collapse downstream.
+
+Single-result alerts (``alert_for_verdict``):
+
+| verdict | method | kind | classification | risk |
+|---|---|---|---|---|
+| banned | lab | banned_pesticide | alert | serious |
+| exceeds | lab | mrl_exceedance, contaminant_exceedance | alert | serious (ratio >= 2) or potentially_serious |
+| positive (or banned/exceeds from a quick test) | quick | quick_test_positive | follow_up | undecided |
+| anything else | | no alert | | |
+
+Risk for an exceedance: twice the limit or more is ``serious``. A limit carries a safety margin,
+so a small excess is a violation whose risk is not yet established (``potentially_serious``);
+two-fold is where enforcement notices start treating it as serious. Quick tests are never legal
+findings, so their risk stays ``undecided`` until a lab confirms.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.codes import QUICK_METHODS, AnalyteType, Method
+from schemas.reference import Reference, default_reference
+from schemas.result import Result
+from schemas.verdict import Rule, Verdict, VerdictKind
+
+__all__ = [
+    "ALERT_SCHEMA_VERSION",
+    "KIND_BANNED",
+    "KIND_CONTAMINANT",
+    "KIND_MRL",
+    "KIND_QUICK_POSITIVE",
+    "SERIOUS_RATIO",
+    "Alert",
+    "AlertStatus",
+    "Classification",
+    "Risk",
+    "alert_for_verdict",
+    "alert_id_for",
+]
+
+ALERT_SCHEMA_VERSION: Final = 1
+SERIOUS_RATIO: Final = 2.0
+KIND_BANNED: Final = "banned_pesticide"
+KIND_MRL: Final = "mrl_exceedance"
+KIND_CONTAMINANT: Final = "contaminant_exceedance"
+KIND_QUICK_POSITIVE: Final = "quick_test_positive"
+
+_ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:foodrisk:alert")
+
+
+class Classification(StrEnum):
+    alert = "alert"  # serious risk, product on the market: act now
+    follow_up = "follow_up"  # information for follow-up
+    attention = "attention"  # information for attention
+
+
+class Risk(StrEnum):
+    serious = "serious"
+    potentially_serious = "potentially_serious"
+    not_serious = "not_serious"
+    undecided = "undecided"
+
+
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+Detail = str | int | float | None
+
+
+class Alert(BaseModel):
+    """One alert. ``evidence`` lists result ids; ``starts_at`` is event time (sampled_at)."""
+
+    model_config = ConfigDict(frozen=True, title="Alert")
+
+    alert_id: str = Field(min_length=1, max_length=128)
+    kind: str = Field(min_length=1, max_length=64)
+    classification: Classification
+    risk: Risk
+    status: AlertStatus = AlertStatus.firing
+    summary_en: str
+    summary_zh: str
+    district: str | None = None
+    site_id: str | None = None
+    site_type: str | None = None
+    commodity: str | None = None
+    analyte: str | None = None
+    supplier_id: str | None = None
+    vendor_id: str | None = None
+    device_id: str | None = None
+    evidence: tuple[str, ...] = ()
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    details: dict[str, Detail] = Field(default_factory=dict)
+    schema_version: Literal[1] = 1
+
+    def to_json(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Alert:
+        return cls.model_validate_json(data)
+
+
+def alert_id_for(kind: str, *key_parts: str) -> str:
+    """A stable id for a cause: uuid5 over the kind and key parts (same cause -> same id)."""
+    return str(uuid.uuid5(_ALERT_NAMESPACE, "\x1f".join((kind, *key_parts))))
+
+
+_METHOD_ZH: Final[dict[Method, str]] = {
+    Method.enzyme_inhibition: "酶抑制法",
+    Method.colloidal_gold: "胶体金试纸条",
+    Method.xrf: "X射线荧光",
+    Method.lc_msms: "液相色谱-串联质谱",
+    Method.gc_ms: "气相色谱-质谱",
+    Method.gc_msms: "气相色谱-串联质谱",
+    Method.icp_ms: "电感耦合等离子体质谱",
+    Method.aas: "原子吸收光谱",
+    Method.afs: "原子荧光光谱",
+}
+
+
+def _reading(result: Result) -> tuple[str, str]:
+    """The measured value as text, in English and Chinese."""
+    if result.percent is not None:
+        return f"{result.percent:g}% inhibition", f"抑制率 {result.percent:g}%"
+    if result.value_mg_kg is not None:
+        text = f"{result.value_mg_kg:g} mg/kg"
+        return text, text
+    qualitative = str(result.qualitative)
+    zh = {"positive": "阳性", "negative": "阴性", "invalid": "无效"}.get(qualitative, qualitative)
+    return f"read {qualitative}", f"判读{zh}"
+
+
+def alert_for_verdict(
+    result: Result, verdict: Verdict, *, reference: Reference | None = None
+) -> Alert | None:
+    """The alert one screened result raises, or None (see the module table).
+
+    ``reference`` supplies the English and Chinese names (default: the packaged data).
+    """
+    ref = reference if reference is not None else default_reference()
+    kind_of = verdict.verdict
+    quick = result.method in QUICK_METHODS
+    if quick and kind_of in (VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned):
+        kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
+    elif kind_of is VerdictKind.banned:
+        kind, classification, risk = KIND_BANNED, Classification.alert, Risk.serious
+    elif kind_of is VerdictKind.exceeds:
+        analyte_row = ref.analyte(result.analyte)
+        contaminant = verdict.rule == Rule.contaminant or (
+            analyte_row is not None and analyte_row.type is AnalyteType.contaminant
+        )
+        kind = KIND_CONTAMINANT if contaminant else KIND_MRL
+        classification = Classification.alert
+        serious = verdict.ratio is not None and verdict.ratio >= SERIOUS_RATIO
+        risk = Risk.serious if serious else Risk.potentially_serious
+    elif kind_of is VerdictKind.positive:  # a confirmatory method never gives it; keep it visible
+        kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
+    else:
+        return None
+
+    food = ref.commodity(result.commodity)
+    analyte = ref.analyte(result.analyte)
+    food_en, food_zh = (food.name_en, food.name_zh) if food else (result.commodity, result.commodity)
+    an_en, an_zh = (analyte.name_en, analyte.name_zh) if analyte else (result.analyte, result.analyte)
+    site = result.site
+    where_en = f"site {site.id} ({site.type}), {site.district}"
+    where_zh = f"站点 {site.id}（{site.type}），{site.district}"
+    read_en, read_zh = _reading(result)
+    method_zh = _METHOD_ZH.get(result.method, str(result.method))
+    limit = f"{verdict.limit_mg_kg:g} mg/kg" if verdict.limit_mg_kg is not None else ""
+    times = f"{verdict.ratio:g}" if verdict.ratio is not None else "?"
+
+    if kind == KIND_BANNED:
+        en = (
+            f"Banned pesticide {an_en} detected in {food_en}: {read_en} ({result.method}); "
+            f"{where_en}. Basis: {verdict.edition}."
+        )
+        zh = f"{food_zh}检出禁用农药{an_zh}：{read_zh}（{method_zh}）；{where_zh}。依据：{verdict.edition}。"
+    elif kind in (KIND_MRL, KIND_CONTAMINANT):
+        en = (
+            f"{an_en} in {food_en} at {read_en} exceeds the limit {limit} "
+            f"({times}x; {verdict.edition}, {verdict.limit_food}); {where_en}."
+        )
+        zh = (
+            f"{food_zh}中{an_zh} {read_zh}，超过限量 {limit}（{times} 倍；{verdict.edition}，"
+            f"{verdict.limit_food}）；{where_zh}。"
+        )
+    else:
+        en = (
+            f"Quick test positive: {an_en} on {food_en} ({result.method}, {read_en}). Not a legal "
+            f"finding: suspend sale and confirm by a lab test; {where_en}."
+        )
+        zh = f"快检阳性：{food_zh}{an_zh}（{method_zh}，{read_zh}）。非法定结论：暂停销售并送实验室确证；{where_zh}。"
+        if result.method is Method.enzyme_inhibition and food is not None and food.enzyme_false_positive:
+            en += f" {food_en} is known to give enzyme-inhibition false positives."
+            zh += f"{food_zh}易出现酶抑制法假阳性。"
+
+    details: dict[str, Detail] = {
+        "result_id": result.result_id,
+        "sample_id": result.sample_id,
+        "method": str(result.method),
+        "verdict": str(verdict.verdict),
+        "value_mg_kg": result.value_mg_kg,
+        "percent": result.percent,
+        "qualitative": str(result.qualitative) if result.qualitative is not None else None,
+        "loq_mg_kg": result.loq_mg_kg,
+        "limit_mg_kg": verdict.limit_mg_kg,
+        "ratio": verdict.ratio,
+        "rule": str(verdict.rule),
+        "edition": verdict.edition,
+        "confidence": str(verdict.confidence) if verdict.confidence is not None else None,
+        "limit_food": verdict.limit_food,
+        "basis": verdict.basis,
+        "origin": result.origin,
+    }
+    return Alert(
+        alert_id=alert_id_for(kind, result.result_id),
+        kind=kind,
+        classification=classification,
+        risk=risk,
+        summary_en=en,
+        summary_zh=zh,
+        district=site.district,
+        site_id=site.id,
+        site_type=str(site.type),
+        commodity=result.commodity,
+        analyte=result.analyte,
+        supplier_id=result.supplier_id,
+        vendor_id=result.vendor_id,
+        device_id=result.device_id,
+        evidence=(result.result_id,),
+        starts_at=result.sampled_at,
+        details=details,
+    )
+

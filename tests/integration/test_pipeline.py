@@ -1,0 +1,142 @@
+"""End to end: results topic -> screening worker -> ClickHouse and the alerts topic.
+
+A real broker (Tansu), a real worker process, and ClickHouse on both backends (chdb inside the
+worker; Debian's clickhouse-server 18.16). Producers: kafka-python and confluent-kafka (librdkafka).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline.localstack.tansu import TansuBroker
+from pipeline.settings import Settings
+from pipeline.topics import group_lag
+from tests.integration.factories import mixed_batch
+from tests.integration.workers import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def produce_kafka_python(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
+    for i, v in enumerate(values):
+        p.send(topic, key=f"dev-{i % 5}".encode(), value=v)
+    p.flush()
+    p.close()
+
+
+def produce_confluent(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    p = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0, "acks": "all"}
+    )
+    errors: list[Any] = []
+    for i, v in enumerate(values):
+        p.produce(topic, key=f"dev-{i % 5}".encode(), value=v, on_delivery=lambda e, m: e and errors.append(e))
+        p.poll(0)
+    assert p.flush(30) == 0
+    assert not errors
+
+
+def read_topic(bootstrap: str, topic: str, *, settle_s: float = 2.0) -> list[tuple[bytes, bytes]]:
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        c.assign([TopicPartition(topic, p) for p in parts])
+        out: list[tuple[bytes, bytes]] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s:
+            batch = c.poll(timeout_ms=300)
+            for records in batch.values():
+                out.extend((r.key, r.value) for r in records)
+                quiet_since = time.monotonic()
+        return out
+    finally:
+        c.close()
+
+
+def wait_drained(broker: TansuBroker, topic: str, group: str, timeout_s: float = 60) -> None:
+    """Until the worker's group committed everything in ``topic`` (commits follow the writes)."""
+    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+    deadline = time.monotonic() + timeout_s
+    while (left := group_lag(settings, [broker.bootstrap], group, topic)) != 0:
+        assert time.monotonic() < deadline, f"{left} messages not committed after {timeout_s}s"
+        time.sleep(0.3)
+
+
+@pytest.fixture(params=["chdb", "server"])
+def clickhouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "chdb":
+        return f"chdb://{tmp_path / 'chdb'}"
+    server = request.getfixturevalue("clickhouse_server")
+    return str(server.url)
+
+
+@pytest.fixture
+def topics(unique: str) -> dict[str, str]:
+    return {k: f"e2e.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
+
+
+@pytest.fixture
+def worker(
+    broker: TansuBroker, clickhouse_url: str, topics: dict[str, str], unique: str, tmp_path: Path
+) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(
+        tmp_path / "worker", broker_url=broker.url, clickhouse_url=clickhouse_url, app_id=f"e2e-{unique}",
+        topics=topics, FOODRISK_CLICKHOUSE_DATABASE=f"e2e_{unique}",
+    )
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_valid_and_invalid_results_end_to_end_and_replay(
+    broker: TansuBroker, worker: WorkerProcess, topics: dict[str, str], unique: str
+) -> None:
+    db = f"e2e_{unique}"
+    valid_a, invalid_a, expected_a = mixed_batch(f"kp{unique}", 150)
+    valid_b, invalid_b, expected_b = mixed_batch(f"rd{unique}", 100)
+    produce_kafka_python(broker.bootstrap, topics["results"], valid_a + invalid_a)
+    produce_confluent(broker.bootstrap, topics["results"], valid_b + invalid_b)
+    n, m = len(valid_a) + len(valid_b), len(invalid_a) + len(invalid_b)
+    expected = {**expected_a, **expected_b}
+
+    worker.wait_for(f"SELECT count() FROM {db}.results FINAL", n)
+    worker.wait_for(f"SELECT count() FROM {db}.deadletters FINAL", m)
+    worker.wait_for(f"SELECT uniqExact(alert_id) FROM {db}.alerts FINAL", len(expected))
+
+    # Every dead letter carries its reasons and the original bytes.
+    rows = worker.query(f"SELECT payload, errors, error_kind FROM {db}.deadletters FINAL ORDER BY src_offset")
+    assert all(r[1] and r[2] == "invalid_result" for r in rows)
+    assert any(r[0] == "not json at all" for r in rows)
+
+    # Alerts on the topic: the expected kinds, keyed by alert id.
+    alerts = [orjson.loads(v) for _, v in read_topic(broker.bootstrap, topics["alerts"])]
+    kinds = {rid: a["kind"] for a in alerts for rid in a["evidence"]}
+    assert kinds == expected
+    assert all(k == a["alert_id"].encode() for (k, _), a in
+               zip(read_topic(broker.bootstrap, topics["alerts"]), alerts, strict=True))
+
+    # Verdicts and their basis are stored.
+    banned = worker.query(
+        f"SELECT verdict, rule, basis FROM {db}.results FINAL WHERE analyte = 'carbofuran' LIMIT 1"
+    )
+    assert banned[0][0] == "banned"
+    assert banned[0][2]
+
+    # Replay: the same input again changes nothing that is counted.
+    produce_kafka_python(broker.bootstrap, topics["results"], valid_a + invalid_a + valid_b + invalid_b)
+    worker.wait_for(f"SELECT count() FROM {db}.deadletters FINAL", 2 * m)  # new offsets, new dead letters
+    wait_drained(broker, topics["results"], f"e2e-{unique}")
+    assert worker.scalar(f"SELECT count() FROM {db}.results FINAL") == n
+    assert worker.scalar(f"SELECT uniqExact(alert_id) FROM {db}.alerts FINAL") == len(expected)
+    assert worker.scalar(f"SELECT count() FROM {db}.alerts FINAL") == len(expected)
+    hourly = worker.scalar(f"SELECT sum(tests) FROM {db}.results_hourly_v")
+    assert hourly == n
