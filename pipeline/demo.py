@@ -56,19 +56,27 @@ SUMMARY_QUERIES: list[tuple[str, str]] = [
 ]
 
 
+def alert_line(a: dict[str, Any]) -> str:
+    """One readable line for an alert (its English summary up to the site details)."""
+    label = f"{a.get('classification')}/{a.get('risk')}"
+    summary = str(a.get("summary_en", "")).split("; site ")[0]
+    where = a.get("district") or "-"
+    return f"ALERT {label:<29} {a.get('kind', '?'):<24} {where:<10} {summary}"
+
+
 class AlertPrinter(threading.Thread):
     """Reads the alerts topic from the start and prints one line per alert."""
 
     def __init__(self, settings: Settings, bootstrap: list[str], out: TextIO) -> None:
         super().__init__(name="alert-printer", daemon=True)
-        self._settings, self._bootstrap, self._out = settings, bootstrap, out
+        self._settings, self._servers, self._out = settings, bootstrap, out
         self._stop_event = threading.Event()
         self.seen: set[str] = set()
         self.by_kind: Counter[str] = Counter()
 
     def run(self) -> None:
         consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            bootstrap_servers=self._servers,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **kafka_python_security_options(self._settings),
@@ -93,12 +101,7 @@ class AlertPrinter(threading.Thread):
             return
         self.seen.add(a["alert_id"])
         self.by_kind[a.get("kind", "?")] += 1
-        where = " / ".join(str(a[k]) for k in ("district", "commodity", "analyte") if a.get(k))
-        print(
-            f"  ALERT [{a.get('classification')}/{a.get('risk')}] {a.get('kind')}: {where} - {a.get('summary_en')}",
-            file=self._out,
-            flush=True,
-        )
+        print("  " + alert_line(a), file=self._out, flush=True)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -111,7 +114,7 @@ def _worker_process(settings: Settings, bootstrap: list[str], web_port: int, log
         FOODRISK_BROKER_FLAVOR=str(settings.flavor),
         FOODRISK_WEB_PORT=str(web_port),
         FOODRISK_CLICKHOUSE_URL=settings.clickhouse_url,
-        FOODRISK_DATA_DIR=str(settings.data_dir),
+        FOODRISK_DATA_DIR=str(settings.data_dir.resolve()),
     )
     return ChildProcess(
         "worker",

@@ -11,7 +11,8 @@ from pipeline.settings import BrokerFlavor, Settings
 
 def faust_options(settings: Settings, bootstrap: list[str]) -> dict[str, Any]:
     """Options for ``faust.App``; creates the data directory Faust expects to exist."""
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
     opts: dict[str, Any] = {
         "broker": [f"kafka://{b}" for b in bootstrap],
         "store": "memory://",
@@ -27,7 +28,7 @@ def faust_options(settings: Settings, bootstrap: list[str]) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
-        "datadir": str(settings.data_dir / "faust"),
+        "datadir": str(datadir),
         "key_serializer": "raw",
         "value_serializer": "raw",
         "logging_config": None,

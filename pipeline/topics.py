@@ -86,22 +86,24 @@ def ensure_topics(
 
 
 def group_lag(settings: Settings, bootstrap: list[str], group: str, topic: str) -> int | None:
-    """Messages of ``topic`` past the committed offsets of ``group`` (None when unknown)."""
+    """Messages of ``topic`` past the committed offsets of ``group`` (None when unknown).
+
+    Reads the group's commits without joining it (no subscription, no auto-commit).
+    """
     from kafka import KafkaConsumer, TopicPartition
 
-    try:
-        admin = admin_client(settings, bootstrap, timeout_s=5)
-    except BrokerUnavailable:
+    if not any(_tcp_open(b) for b in bootstrap):
         return None
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_python_security_options(settings))
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+        **kafka_python_security_options(settings),
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         ends = consumer.end_offsets(tps)
-        committed = admin.list_consumer_group_offsets(group)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in tps)
     except KafkaError:
         return None
     finally:
         consumer.close()
-        admin.close()

@@ -58,7 +58,6 @@ def run_worker(settings: Settings) -> int:
             loglevel=settings.log_level,
             quiet=True,
             redirect_stdouts=False,
-            workdir=str(settings.data_dir),
         )
         log.info(
             "worker %s: broker %s (%s), ClickHouse %s, web http://%s:%s",

@@ -138,7 +138,16 @@ class Result(BaseModel):
     ``sampled_at``/``tested_at`` are aware UTC datetimes; a naive input time is Asia/Shanghai.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", title="Result")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        title="Result",
+        json_schema_extra={
+            # what JSON Schema can say of the cross-field rules (the decoder checks them exactly)
+            "anyOf": [{"required": ["value"]}, {"required": ["qualitative"]}],
+            "dependentRequired": {"value": ["unit"], "lod": ["unit"], "loq": ["unit"]},
+        },
+    )
 
     schema_version: Literal[1] = 1
     result_id: Id = Field(description="Unique id of this result; the idempotency key.")

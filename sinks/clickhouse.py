@@ -498,7 +498,7 @@ class ChdbBackend:
         self._path = Path(path).expanduser().resolve()
         self._database = database
         self._lock = threading.RLock()
-        self._schemas: dict[tuple[str, str], pa.Schema] = {}
+        self._schemas: dict[tuple[str, str], tuple[pa.Schema, frozenset[str]]] = {}
         self._drop_unsupported = _DropUnsupportedSettings()
         self._session: Any = self._open_session()
         try:
@@ -632,7 +632,7 @@ class ChdbBackend:
     def _arrow_table(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
         import pyarrow as pa
 
-        schema = self._table_schema(table)
+        schema, required = self._table_schema(table)
         width = len(columns)
         for i, row in enumerate(rows):
             if len(row) != width:
@@ -642,18 +642,24 @@ class ChdbBackend:
         for name, values in zip(columns, transposed, strict=True):
             arrow_type = schema.field(name).type if name in schema.names else None
             try:
-                arrays.append(pa.array(values, type=arrow_type))
+                array = pa.array(values, type=arrow_type)
             except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
                 raise ClickHouseError(f"{table}: column {name}: {type(exc).__name__}: {exc}") from exc
+            if array.null_count and name in required:
+                # The engine would store a default ('' or 0); the driver refuses: refuse here too.
+                raise ClickHouseError(f"{table}: column {name} is not Nullable but got None", code=53)
+            arrays.append(array)
         return pa.Table.from_arrays(arrays, names=list(columns))
 
-    def _table_schema(self, table: str) -> pa.Schema:
+    def _table_schema(self, table: str) -> tuple[pa.Schema, frozenset[str]]:
+        """The Arrow schema to build inserts with and the columns that are not Nullable, from
+        ``system.columns`` once per table (again after any ``execute``)."""
         import pyarrow as pa
 
         db, dot, name = table.rpartition(".")
         key = (db if dot else self._database, name)
-        schema = self._schemas.get(key)
-        if schema is None:
+        cached = self._schemas.get(key)
+        if cached is None:
             res = self._query_raw(
                 bind(
                     "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
@@ -663,13 +669,16 @@ class ChdbBackend:
             if not res.rows:
                 raise ClickHouseError(f"chdb: table {key[0]}.{key[1]} does not exist", code=60)
             fields = []
+            required = set()
             for col, ch_type in res.rows:
                 arrow_type = _arrow_type(str(ch_type))
                 if arrow_type is not None:
                     fields.append(pa.field(str(col), arrow_type))
-            schema = pa.schema(fields)
-            self._schemas[key] = schema
-        return schema
+                if not _is_nullable(str(ch_type)):
+                    required.add(str(col))
+            cached = (pa.schema(fields), frozenset(required))
+            self._schemas[key] = cached
+        return cached
 
     def close(self) -> None:
         with self._lock:
@@ -705,6 +714,11 @@ def _unwrap(ch_type: str, wrapper: str) -> str | None:
     if ch_type.startswith(prefix) and ch_type.endswith(")"):
         return ch_type[len(prefix) : -1]
     return None
+
+
+def _is_nullable(ch_type: str) -> bool:
+    inner = _unwrap(ch_type, "LowCardinality")
+    return (inner or ch_type).startswith("Nullable(")
 
 
 def _split_args(args: str) -> list[str]:

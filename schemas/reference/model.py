@@ -97,14 +97,14 @@ class Limit:
     starts: datetime = field(init=False, compare=False, repr=False)
     ends: datetime | None = field(init=False, compare=False, repr=False)
     basis: str = field(init=False, compare=False, repr=False)
+    rule: str = field(init=False, compare=False, repr=False)  # the verdict rule code: mrl | contaminant
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "starts", china_midnight_utc(self.effective_from))
         ends = None if self.effective_to is None else china_midnight_utc(self.effective_to)
         object.__setattr__(self, "ends", ends)
-        object.__setattr__(
-            self, "basis", f"{self.edition}; {self.food}; {self.confidence}; {self.source}"
-        )
+        object.__setattr__(self, "basis", f"{self.edition}; {self.food}; {self.confidence}; {self.source}")
+        object.__setattr__(self, "rule", str(self.kind.value))
 
     def in_force(self, at: datetime) -> bool:
         return self.starts <= at and (self.ends is None or at < self.ends)
