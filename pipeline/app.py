@@ -60,7 +60,7 @@ def build_runtime(
     )
     writer = ClickHouseWriter(
         clickhouse,
-        database=settings.clickhouse_database,
+        database=settings.database,
         retry_cap_s=settings.sink_retry_cap_s,
         observer=metrics_mod.SinkObserver(metrics),
     )

@@ -186,7 +186,7 @@ def _query_directly(
     from pipeline.query import QueryRejected, guard_select
     from sinks.clickhouse import connect_clickhouse
 
-    ch = connect_clickhouse(settings.clickhouse_url, database=settings.clickhouse_database)
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database)
     try:
         res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
     except Exception as exc:
@@ -217,7 +217,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     ch = open_clickhouse(settings)
     version = ".".join(str(x) for x in ch.server_version)
     ch.close()
-    print(f"clickhouse  ok  {settings.clickhouse_url} (server {version}, database {settings.clickhouse_database})")  # noqa: T201
+    print(f"clickhouse  ok  {settings.clickhouse_url} (server {version}, database {settings.database})")  # noqa: T201
     return 0
 
 
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return COMMANDS[args.command](args, settings)
-    except (SettingsError, StartupError, BrokerUnavailable, ClickHouseError) as exc:
+    except (SettingsError, StartupError, BrokerUnavailable, ClickHouseError, ValueError) as exc:
         print(f"foodrisk {args.command}: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:

@@ -133,6 +133,17 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
+    def _check_database(self) -> Settings:
+        if self.clickhouse_url.startswith("clickhouse"):
+            path = urlsplit(self.clickhouse_url).path.strip("/")
+            if path and "clickhouse_database" in self.model_fields_set and path != self.clickhouse_database:
+                raise ValueError(
+                    f"FOODRISK_CLICKHOUSE_URL names database {path!r} but FOODRISK_CLICKHOUSE_DATABASE is "
+                    f"{self.clickhouse_database!r}: set one of them"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_sasl(self) -> Settings:
         if self.broker_security_protocol.startswith("SASL") and not self.broker_sasl_username:
             raise ValueError("FOODRISK_BROKER_SASL_USERNAME is required with a SASL security protocol")
@@ -166,6 +177,16 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data.update(changes)
         return Settings(**data)
+
+    @property
+    def database(self) -> str:
+        """The ClickHouse database: the URL's path (clickhouse://.../db) if it names one, else
+        FOODRISK_CLICKHOUSE_DATABASE."""
+        if not self.uses_chdb:
+            path = urlsplit(self.clickhouse_url).path.strip("/")
+            if path:
+                return path
+        return self.clickhouse_database
 
     @property
     def uses_chdb(self) -> bool:

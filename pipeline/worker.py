@@ -35,8 +35,8 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     """Connected and migrated."""
     if settings.uses_chdb:
         settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
-    ch = connect_clickhouse(settings.clickhouse_url, database=settings.clickhouse_database)
-    applied = migrate(ch, settings.clickhouse_database)
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database)
+    applied = migrate(ch, settings.database)
     if applied:
         log.info("ClickHouse migrations applied: %s", applied)
     return ch

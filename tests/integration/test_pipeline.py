@@ -76,7 +76,7 @@ def clickhouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "chdb":
         return f"chdb://{tmp_path / 'chdb'}"
     server = request.getfixturevalue("clickhouse_server")
-    return str(server.url)
+    return f"clickhouse://default:@127.0.0.1:{server.tcp_port}"
 
 
 @pytest.fixture
@@ -140,3 +140,58 @@ def test_valid_and_invalid_results_end_to_end_and_replay(
     assert worker.scalar(f"SELECT count() FROM {db}.alerts FINAL") == len(expected)
     hourly = worker.scalar(f"SELECT sum(tests) FROM {db}.results_hourly_v")
     assert hourly == n
+
+
+def test_clickhouse_outage_mid_stream_loses_nothing(
+    broker: TansuBroker, clickhouse_server: Any, tmp_path: Path, unique: str
+) -> None:
+    """Debian's ClickHouse server stopped for 20 s while results flow: every row arrives after it
+    returns, the worker reports not-ready meanwhile, and the committed offsets wait for the writes."""
+    topics = {k: f"outage.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
+    db = f"outage_{unique}"
+    w = WorkerProcess(
+        tmp_path / "worker", broker_url=broker.url,
+        clickhouse_url=f"clickhouse://default:@127.0.0.1:{clickhouse_server.tcp_port}",
+        app_id=f"outage-{unique}", topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db,
+    ).start()
+    group = f"outage-{unique}"
+    try:
+        first, _, _ = mixed_batch(f"o1{unique}", 200)
+        second, _, _ = mixed_batch(f"o2{unique}", 200)
+        third, _, _ = mixed_batch(f"o3{unique}", 200)
+        produce_kafka_python(broker.bootstrap, topics["results"], first)
+        w.wait_for(f"SELECT count() FROM {db}.results FINAL", 200)
+
+        clickhouse_server.stop()
+        stopped = time.monotonic()
+        produce_kafka_python(broker.bootstrap, topics["results"], second)
+        time.sleep(3)
+        settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+        assert group_lag(settings, [broker.bootstrap], group, topics["results"]) == 200  # held back
+        ready = _http_status(w.port, "/readyz")
+        assert ready == 503
+        produce_kafka_python(broker.bootstrap, topics["results"], third)
+        time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
+        assert w.proc.running, w.log_tail()
+        clickhouse_server.start()
+
+        w.wait_for(f"SELECT count() FROM {db}.results FINAL", 600, timeout_s=120)
+        wait_drained(broker, topics["results"], group)
+        assert w.scalar(f"SELECT count() FROM {db}.results FINAL") == 600
+        assert _http_status(w.port, "/readyz") == 200
+        assert "retrying" in w.log_tail(200_000)
+    finally:
+        if not clickhouse_server.running:
+            clickhouse_server.start()
+        w.stop()
+
+
+def _http_status(port: int, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=15) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
