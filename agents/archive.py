@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import AppT, StreamT, TopicT
+from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.records import alert_values, as_row, deadletter_values
+from agents.streams import event_batches, manual_ack
 from schemas.alert import Alert
 from sinks.ddl import ALERTS_COLUMNS, DEADLETTERS_COLUMNS
 from sinks.writer import ClickHouseWriter
@@ -27,17 +28,17 @@ def register_archivers(
     max_rows: int,
     max_age_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> list[Callable[..., Awaitable[Any]]]:
+) -> list[AgentT[Any]]:
     @app.agent(alerts_topic, name="archive_alerts", supervisor_strategy=CrashingSupervisor)
     async def archive_alerts(stream: StreamT[bytes]) -> None:
-        s = stream.noack()
-        async for events in s.noack_take(max_rows, within=max_age_s):
+        s = manual_ack(stream)
+        async for events in event_batches(s, max_rows, max_age_s):
             now = clock()
             rows = []
             for e in events:
                 m = e.message
                 try:
-                    alert = Alert.from_json(m.value)
+                    alert = Alert.from_json(m.value or b"")
                 except ValueError:
                     # Only foodrisk writes this topic; a foreign message is logged and skipped, not fatal.
                     log.warning("alerts topic %s[%s]@%s: not an alert, skipped", m.topic, m.partition, m.offset)
@@ -53,13 +54,13 @@ def register_archivers(
 
     @app.agent(deadletter_topic, name="archive_deadletters", supervisor_strategy=CrashingSupervisor)
     async def archive_deadletters(stream: StreamT[bytes]) -> None:
-        s = stream.noack()
-        async for events in s.noack_take(max_rows, within=max_age_s):
+        s = manual_ack(stream)
+        async for events in event_batches(s, max_rows, max_age_s):
             rows = []
             for e in events:
                 m = e.message
                 try:
-                    rows.append(as_row(deadletter_values(m.value), DEADLETTERS_COLUMNS))
+                    rows.append(as_row(deadletter_values(m.value or b""), DEADLETTERS_COLUMNS))
                 except ValueError as exc:
                     log.warning("dead-letter topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
             if rows:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import AppT, EventT, StreamT, TopicT
+from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import Incoming, screen_batch
+from agents.streams import event_batches, manual_ack
 from pipeline.metrics import Metrics
 from schemas.reference import Reference
 from sinks.ddl import RESULTS_COLUMNS
@@ -35,7 +36,7 @@ class ScreeningConfig:
     max_age_s: float
 
 
-def incoming(event: EventT) -> Incoming:
+def incoming(event: EventT[Any]) -> Incoming:
     m = event.message
     return Incoming(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
 
@@ -58,11 +59,11 @@ def register_screening(
     config: ScreeningConfig,
     metrics: Metrics,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Callable[..., Awaitable[Any]]:
+) -> AgentT[Any]:
     @app.agent(results_topic, name="screen_results", supervisor_strategy=CrashingSupervisor)
     async def screen_results(stream: StreamT[bytes]) -> None:
-        s = stream.noack()
-        async for events in s.noack_take(config.max_rows, within=config.max_age_s):
+        s = manual_ack(stream)
+        async for events in event_batches(s, config.max_rows, config.max_age_s):
             items = [incoming(e) for e in events]
             metrics.results_consumed.inc(len(items))
             outcome = screen_batch(

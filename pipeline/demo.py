@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -144,7 +145,10 @@ def run_demo(
 
     previous = signal.signal(signal.SIGTERM, on_term)
     web_port = settings.web_port if not port_open(settings.web_host, settings.web_port) else free_port()
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731 - local shorthand
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
     try:
         with broker_for(settings, settings.data_dir / "stack") as bootstrap:
             say(f"foodrisk: broker {','.join(bootstrap)} ({settings.flavor}), ClickHouse {settings.clickhouse_url}")
@@ -209,7 +213,7 @@ def _drain(settings: Settings, bootstrap: list[str], *, timeout_s: float) -> int
     return left
 
 
-def _summary(settings: Settings, port: int, say: Any) -> None:
+def _summary(settings: Settings, port: int, say: Callable[[str], None]) -> None:
     say("\n== Summary (from ClickHouse) ==")
     for title, sql in SUMMARY_QUERIES:
         try:

@@ -102,7 +102,7 @@ def group_lag(settings: Settings, bootstrap: list[str], group: str, topic: str) 
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         ends = consumer.end_offsets(tps)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in tps)
+        return int(sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in tps))
     except KafkaError:
         return None
     finally:

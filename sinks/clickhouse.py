@@ -270,7 +270,9 @@ def _driver_failure(exc: Exception, where: str) -> ClickHouseError:
     """The clickhouse-driver (or socket) error ``exc`` as ours, transient or not."""
     code = getattr(exc, "code", None)
     code = code if isinstance(code, int) else None
-    text = f"ClickHouse at {where}: {type(exc).__name__}: {exc}"
+    # Old servers append their C++ stack trace to the message: keep what a person reads.
+    detail = str(exc).split("Stack trace:", 1)[0].strip().replace("\n", " ")
+    text = f"ClickHouse at {where}: {type(exc).__name__}: {detail}"
     if isinstance(exc, driver_errors.NetworkError | driver_errors.SocketTimeoutError):
         return ClickHouseUnavailable(text, code=code)
     if isinstance(exc, driver_errors.Error):

@@ -35,6 +35,32 @@ _LAB = ("lc_msms", "gc_msms", "gc_ms")
 _METAL_LAB = ("icp_ms", "aas", "afs")
 
 
+def example_message(**overrides: Any) -> dict[str, Any]:
+    """One valid lab result message (clothianidin in cowpea, 2025), with ``overrides`` applied;
+    an override of None removes the field."""
+    msg: dict[str, Any] = {
+        "result_id": "r-1",
+        "sample_id": "s-1",
+        "device_id": "lab-7",
+        "site": {"id": "tc-1", "type": "testing_centre", "district": "tianhe", "name": "Tianhe centre"},
+        "commodity": "cowpea",
+        "analyte": "clothianidin",
+        "method": "lc_msms",
+        "value": 0.004,
+        "unit": "mg/kg",
+        "lod": 0.001,
+        "loq": 0.003,
+        "sampled_at": "2025-06-15T09:30:00+08:00",
+        "tested_at": "2025-06-15T16:00:00+08:00",
+    }
+    for key, value in overrides.items():
+        if value is None:
+            msg.pop(key, None)
+        else:
+            msg[key] = value
+    return msg
+
+
 def generate_messages(n: int, *, seed: int = 7, reference: Reference | None = None) -> Iterator[dict[str, Any]]:
     """``n`` v1 result messages shaped like real traffic: mostly quick tests, most values below
     the LOD, a long right tail, some names in Chinese, some unknown foods or analytes."""

@@ -233,7 +233,7 @@ def test_versions_are_unique_and_increasing() -> None:
         ("back\\slash", "'back\\\\slash'"),
         ("line\nnext\ttab\0", "'line\\nnext\\ttab\\0'"),
         ("中文", "'中文'"),
-        (dt.datetime(2024, 5, 1, 10, 0, 5, 999), "toDateTime('2024-05-01 10:00:05', 'UTC')"),
+        (dt.datetime(2024, 5, 1, 10, 0, 5, 999), "toDateTime('2024-05-01 10:00:05', 'UTC')"),  # noqa: DTZ001 - naive is UTC
         (
             dt.datetime(2024, 5, 1, 18, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
             "toDateTime('2024-05-01 10:00:00', 'UTC')",

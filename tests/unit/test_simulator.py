@@ -61,6 +61,10 @@ def wire_errors(raw: bytes) -> list[str]:
         return ["not JSON"]
     if not isinstance(d, dict):
         return ["not an object"]
+    return dict_errors(d)
+
+
+def dict_errors(d: dict[str, Any]) -> list[str]:
     errors = [f"missing {k}" for k in REQUIRED if k not in d]
     for key, val in d.items():
         if isinstance(val, str) and len(val) > 256:
@@ -173,11 +177,11 @@ def test_config_rejects_nonsense() -> None:
 
 
 def test_same_seed_same_messages_whatever_the_batching() -> None:
-    until = START + timedelta(hours=3)
+    until = START + timedelta(hours=1)
     whole = run(Fleet(FleetConfig(start=START)), until)
     chunked = run(Fleet(FleetConfig(start=START)), until, step=timedelta(seconds=7))
     assert whole == chunked
-    assert len(whole) > 5000
+    assert len(whole) > 3000
     other = run(Fleet(FleetConfig(seed=8, start=START)), until)
     assert [m.value for m in other[:50]] != [m.value for m in whole[:50]]
 
@@ -185,7 +189,7 @@ def test_same_seed_same_messages_whatever_the_batching() -> None:
 _REFERENCE = run(Fleet(FleetConfig(start=START, rate_per_sim_hour=4000)), START + timedelta(minutes=30))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=1800), max_size=12))
 def test_any_cut_points_give_the_same_stream(cuts: list[int]) -> None:
     fleet = Fleet(FleetConfig(start=START, rate_per_sim_hour=4000))
@@ -196,7 +200,7 @@ def test_any_cut_points_give_the_same_stream(cuts: list[int]) -> None:
 
 
 def test_batches_are_in_event_time_order_and_bounded() -> None:
-    fleet = Fleet(FleetConfig(start=START, rate_per_sim_hour=20000))
+    fleet = Fleet(FleetConfig(start=START, rate_per_sim_hour=5000))
     previous = START - timedelta(seconds=1)
     t = START
     for _ in range(40):
@@ -221,9 +225,10 @@ def test_start_is_the_first_event_time() -> None:
 
 def test_every_valid_message_is_wire_format_v1(baseline: Run) -> None:
     for msg, d in zip((m for m in baseline.messages if m.tag != TAG_INVALID), baseline.results, strict=True):
-        assert wire_errors(msg.value) == [], d
+        assert dict_errors(d) == [], d
         assert msg.key == d["device_id"].encode()
-        assert datetime.fromisoformat(d["tested_at"]) == msg.event_time
+        tested = datetime.fromisoformat(d["tested_at"])
+        assert tested == msg.event_time
         assert d["tested_at"].endswith("+08:00") and d["sampled_at"].endswith("+08:00")
         assert set(d["site"]) == {"id", "type", "district", "name"}
         assert d["site"]["type"] in SITE_TYPES
@@ -239,7 +244,7 @@ def test_every_valid_message_is_wire_format_v1(baseline: Run) -> None:
             assert d["method"] == "colloidal_gold" and "lod" not in d
         if "lod" in d:
             assert d["lod"] > 0 and ("loq" not in d or d["loq"] >= d["lod"])
-        sampled, tested = datetime.fromisoformat(d["sampled_at"]), datetime.fromisoformat(d["tested_at"])
+        sampled = datetime.fromisoformat(d["sampled_at"])
         if d["method"] in QUICK:
             assert timedelta(minutes=1) <= tested - sampled <= timedelta(minutes=30)
             assert d["site"]["type"] != "testing_centre" and "confirms" not in d
@@ -331,10 +336,11 @@ def test_invalid_fraction_zero_and_one() -> None:
 
 
 def test_volume_follows_market_hours() -> None:
-    fleet = Fleet(FleetConfig(start=START - timedelta(hours=6), incidents=False))  # from midnight
+    # a quarter of the default rate, over a whole day from midnight
+    fleet = Fleet(FleetConfig(start=START - timedelta(hours=6), incidents=False, rate_per_sim_hour=500))
     per_hour = Counter(m.event_time.hour for m in fleet.next_batch(START + timedelta(hours=18)))
-    assert sum(per_hour.values()) == pytest.approx(48_000, rel=0.05)  # default: 2,000 an hour on average
-    assert 3000 < per_hour[6] < 8000  # a 60 s run at speed 60 from 06:00: a few thousand
+    assert 4 * sum(per_hour.values()) == pytest.approx(48_000, rel=0.05)  # default: 2,000 an hour on average
+    assert 3000 < 4 * per_hour[6] < 8000  # a 60 s run at speed 60 from 06:00: a few thousand
     morning = sum(per_hour[h] for h in range(5, 11))
     assert morning > sum(per_hour.values()) / 2
     assert per_hour[2] < per_hour[8] / 10
@@ -343,8 +349,8 @@ def test_volume_follows_market_hours() -> None:
 def test_rate_scales() -> None:
     until = START + timedelta(hours=1)
     default = len(Fleet(FleetConfig(start=START, incidents=False)).next_batch(until))
-    fivefold = len(Fleet(FleetConfig(start=START, incidents=False, rate_per_sim_hour=10000)).next_batch(until))
-    assert fivefold == pytest.approx(5 * default, rel=0.05)
+    triple = len(Fleet(FleetConfig(start=START, incidents=False, rate_per_sim_hour=6000)).next_batch(until))
+    assert triple == pytest.approx(3 * default, rel=0.05)
 
 
 # ---- the fleet -----------------------------------------------------------------------------------
