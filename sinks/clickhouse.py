@@ -27,6 +27,7 @@ import math
 import re
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -503,6 +504,8 @@ class ChdbBackend:
         self._schemas: dict[tuple[str, str], tuple[pa.Schema, frozenset[str]]] = {}
         self._drop_unsupported = _DropUnsupportedSettings()
         self._session: Any = self._open_session()
+        # Released exactly once: by close(), or when the backend is collected, or at exit.
+        self._release = weakref.finalize(self, _release_chdb_session, self._path, self._session)
         try:
             for name, value in _CHDB_SESSION_SETTINGS.items():
                 self._run(f"SET {name} = {literal(value)}")
@@ -684,18 +687,20 @@ class ChdbBackend:
 
     def close(self) -> None:
         with self._lock:
-            sess, self._session = self._session, None
-            if sess is None:
-                return
-            with _CHDB_LOCK:
-                try:
-                    sess.close()
-                finally:
-                    left = _CHDB_OPEN.get(self._path, 1) - 1
-                    if left > 0:
-                        _CHDB_OPEN[self._path] = left
-                    else:
-                        _CHDB_OPEN.pop(self._path, None)
+            self._session = None
+            self._release()
+
+
+def _release_chdb_session(path: Path, sess: Any) -> None:
+    with _CHDB_LOCK:
+        try:
+            sess.close()
+        finally:
+            left = _CHDB_OPEN.get(path, 1) - 1
+            if left > 0:
+                _CHDB_OPEN[path] = left
+            else:
+                _CHDB_OPEN.pop(path, None)
 
 
 def _arrow_stream(table: pa.Table) -> bytes:

@@ -195,3 +195,42 @@ def _http_status(port: int, path: str) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+def test_query_command_asks_the_worker_then_opens_chdb_itself(
+    broker: TansuBroker, topics: dict[str, str], unique: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    chdb_url = f"chdb://{tmp_path / 'chdb'}"
+    db = f"q_{unique}"
+    w = WorkerProcess(tmp_path / "worker", broker_url=broker.url, clickhouse_url=chdb_url, app_id=f"q-{unique}",
+                      topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db).start()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("FOODRISK_")}
+    env.update(FOODRISK_CLICKHOUSE_URL=chdb_url, FOODRISK_CLICKHOUSE_DATABASE=db, FOODRISK_WEB_PORT=str(w.port))
+
+    def query(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "query", *args], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)
+
+    try:
+        valid, _, _ = mixed_batch(f"q{unique}", 30)
+        produce_kafka_python(broker.bootstrap, topics["results"], valid)
+        w.wait_for(f"SELECT count() FROM {db}.results FINAL", 30)
+        res = query(f"SELECT verdict, count() AS n FROM {db}.results FINAL GROUP BY verdict ORDER BY verdict",
+                    "--format", "csv")
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert lines[0] == "verdict,n"
+        assert sum(int(x.split(",")[1]) for x in lines[1:]) == 30
+        bound = query(f"SELECT count() FROM {db}.results FINAL WHERE commodity = %(c)s", "--param", "c=cowpea")
+        assert bound.returncode == 0 and bound.stdout.splitlines()[-1].strip() == "30", bound.stderr
+        refused = query(f"DROP TABLE {db}.results")
+        assert refused.returncode == 2 and "only SELECT" in refused.stderr
+    finally:
+        w.stop()
+    # No worker now: the command opens the chdb database itself.
+    direct = query(f"SELECT count() FROM {db}.results FINAL", "--format", "json")
+    assert direct.returncode == 0, direct.stderr
+    assert orjson.loads(direct.stdout.splitlines()[0]) == {"count()": 30}
