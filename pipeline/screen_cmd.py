@@ -7,8 +7,9 @@ line cannot grow it). Blank lines are skipped. An invalid line gives
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -19,6 +20,20 @@ from schemas.verdict import Verdict
 
 MAX_LINE_CHARS: Final = MAX_MESSAGE_BYTES
 _CHUNK: Final = 65_536
+
+
+class LineReader(Protocol):
+    """What run_screen reads from (``sys.stdin`` or any ``TextIO``)."""
+
+    def readline(self, size: int = -1, /) -> str: ...
+
+
+class LineWriter(Protocol):
+    """What run_screen writes to (``sys.stdout`` or any ``TextIO``)."""
+
+    def write(self, s: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 def verdict_line(number: int, result: Result, verdict: Verdict) -> dict[str, Any]:
@@ -33,7 +48,7 @@ def verdict_line(number: int, result: Result, verdict: Verdict) -> dict[str, Any
         "basis": verdict.basis,
         "edition": verdict.edition,
         "source": verdict.source,
-        "confidence": verdict.confidence.value if verdict.confidence is not None else None,
+        "confidence": verdict.confidence,
         "limit_food": verdict.limit_food,
         "commodity": result.commodity,
         "analyte": result.analyte,
@@ -53,7 +68,7 @@ def invalid_line(number: int, errors: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
-def _lines(stdin: TextIO) -> Any:
+def _lines(stdin: LineReader) -> Iterator[str | None]:
     """(line, text or None when over the bound) for each line, reading at most a bound at a time."""
     while True:
         text = stdin.readline(MAX_LINE_CHARS + 1)
@@ -70,8 +85,8 @@ def _lines(stdin: TextIO) -> Any:
 
 
 def run_screen(
-    stdin: TextIO,
-    stdout: TextIO,
+    stdin: LineReader,
+    stdout: LineWriter,
     *,
     reference: Reference,
     now: datetime,

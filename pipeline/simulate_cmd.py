@@ -49,11 +49,12 @@ def run_fleet(
 ) -> FleetProgress:
     """Publish the fleet's results in (scaled) real time until ``duration_s`` or ``should_stop()``.
 
-    The simulated clock starts at ``start`` (default: today 06:00 Asia/Shanghai, the morning
-    market) and advances ``speed`` simulated seconds per real second.
+    The simulated clock starts at ``start`` (default: 06:00 Asia/Shanghai two days ago, a morning
+    market) and advances ``speed`` simulated seconds per real second until it reaches the wall
+    clock; from there it runs in real time, so no result is ever dated in the future.
     """
     if start is None:
-        cst = datetime.now(UTC) + timedelta(hours=8)
+        cst = datetime.now(UTC) + timedelta(hours=8) - timedelta(days=2)
         start = datetime(cst.year, cst.month, cst.day, 6, 0, tzinfo=UTC) - timedelta(hours=8)
     cfg_kwargs: dict[str, object] = {"seed": seed, "start": start, "speed": speed}
     if rate_per_sim_hour is not None:
@@ -67,7 +68,7 @@ def run_fleet(
             elapsed = time.monotonic() - began
             if duration_s is not None and elapsed >= duration_s:
                 break
-            until = start + timedelta(seconds=elapsed * speed)
+            until = min(start + timedelta(seconds=elapsed * speed), datetime.now(UTC))
             for msg in fleet.next_batch(until):
                 producer.send(settings.results_topic, key=msg.key, value=msg.value)
                 progress.sent += 1

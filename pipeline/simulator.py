@@ -150,6 +150,8 @@ class IncidentInfo(NamedTuple):
     device_id: str | None
     vendor_id: str | None
     messages: int
+    """How many messages the incident injected (on the faulty device, ordinary readings in its window
+    carry the tag too and are not counted here)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -813,8 +815,8 @@ class Fleet:
             self._quick_test(ts, out)
 
     def _emit(self, out: list[_Item], ts: int, device: _Device, value: bytes, tag: str | None) -> None:
-        self._n += 1
-        out.append((ts, self._n, SimMessage(device.key, value, _dt(ts), tag)))
+        n = self._n = self._n + 1
+        out.append((ts, n, SimMessage(device.key, value, datetime.fromtimestamp(ts, CST), tag)))
 
     def _schedule(self, ts: int, device: _Device, wire: dict[str, Any], tag: str | None) -> None:
         self._n += 1
@@ -832,9 +834,10 @@ class Fleet:
         site.sample_seq += 1
         if vendor_id is None:
             stalls = site.stalls.get(_CATEGORY[commodity])
-            vendor_id = rng.choice(stalls) if stalls else None
+            vendor_id = stalls[int(rng.random() * len(stalls))] if stalls else None
         if supplier is None:
-            supplier = rng.choice(site.suppliers[commodity])
+            suppliers = site.suppliers[commodity]
+            supplier = suppliers[int(rng.random() * len(suppliers))]
         return _Sample(f"{site.id}-SMP{site.sample_seq:07d}", vendor_id, supplier, commodity)
 
     def _wire(
@@ -874,7 +877,7 @@ class Fleet:
     def _quick_test(self, ts: int, out: list[_Item]) -> None:
         rng = self._rng
         device = self._quick[bisect_right(self._quick_cum, rng.random() * self._quick_cum[-1])]
-        sampled = ts - rng.randint(3 * _MIN, 20 * _MIN)
+        sampled = ts - 3 * _MIN - int(rng.random() * 17 * _MIN)  # a quick test takes 3-20 minutes
         tag: str | None = None
         if device.kind == _QUICK_XRF:
             commodity, analyte = self._xrf[bisect_right(self._xrf_cum, rng.random() * self._xrf_cum[-1])]
@@ -1134,12 +1137,13 @@ class _Incidents:
         supplier: _Supplier | None = None,
         device: _Device | None = None,
         vendor_id: str | None = None,
+        starts: int | None = None,
     ) -> None:
         districts = tuple(dict.fromkeys(s.district for s in sites))
         info = IncidentInfo(
             tag=tag,
             description=description,
-            starts_at=_dt(min(times)),
+            starts_at=_dt(min(times) if starts is None else starts),
             ends_at=_dt(max(times)),
             site_ids=tuple(s.id for s in sites),
             districts=districts,
@@ -1265,6 +1269,7 @@ class _Incidents:
             times,
             [site],
             device=device,
+            starts=w0,
         )
 
     def _repeat_offender(self) -> None:

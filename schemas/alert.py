@@ -142,9 +142,7 @@ def _reading(result: Result) -> tuple[str, str]:
     return f"read {qualitative}", f"判读{zh}"
 
 
-def alert_for_verdict(
-    result: Result, verdict: Verdict, *, reference: Reference | None = None
-) -> Alert | None:
+def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference | None = None) -> Alert | None:
     """The alert one screened result raises, or None (see the module table).
 
     ``reference`` supplies the English and Chinese names (default: the packaged data).
@@ -220,7 +218,7 @@ def alert_for_verdict(
         "ratio": verdict.ratio,
         "rule": str(verdict.rule),
         "edition": verdict.edition,
-        "confidence": str(verdict.confidence) if verdict.confidence is not None else None,
+        "confidence": verdict.confidence,
         "limit_food": verdict.limit_food,
         "basis": verdict.basis,
         "origin": result.origin,
@@ -244,4 +242,3 @@ def alert_for_verdict(
         starts_at=result.sampled_at,
         details=details,
     )
-

@@ -338,6 +338,8 @@ def parse_result(
     ``now`` (aware) bounds how far in the future sampled_at / tested_at may be (1 day).
     An unknown commodity or analyte is valid (it screens as ``no_limit``).
     """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     data = _decode(raw)
     try:
         result = Result.model_validate(data, context={"reference": reference, _DEFER_CHECKS: True})

@@ -318,4 +318,3 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
         if c.method == result.method and c.analyte == ANY_ANALYTE and cutoff is None:
             cutoff = c
     return _judge(result, hit, ban, cutoff, watch_fraction)
-

@@ -7,8 +7,6 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.codes import Confidence
-
 __all__ = ["SEVERITY", "Rule", "Verdict", "VerdictKind", "severity"]
 
 
@@ -66,7 +64,7 @@ class Verdict(BaseModel):
     rule: str
     edition: str | None
     source: str | None
-    confidence: Confidence | None
+    confidence: str | None  # checked | old | unverified (schemas.codes.Confidence values)
     limit_food: str | None
     basis: str
 

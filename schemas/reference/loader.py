@@ -44,11 +44,25 @@ FOOD_COLUMNS = ("code", "parent", "is_group", "name_en", "name_zh", "aliases", "
 ANALYTE_COLUMNS = ("code", "type", "name_en", "name_zh", "aliases", "speciated_as", "note")
 EDITION_COLUMNS = ("edition", "standard", "kind", "effective_from", "effective_to", "source", "confidence")
 LIMIT_COLUMNS = (
-    "analyte", "food", "limit_mg_kg", "edition", "effective_from", "effective_to", "source", "confidence",
+    "analyte",
+    "food",
+    "limit_mg_kg",
+    "edition",
+    "effective_from",
+    "effective_to",
+    "source",
+    "confidence",
 )
 BAN_COLUMNS = ("analyte", "scope", "effective_from", "effective_to", "announcement", "source", "confidence")
 CUTOFF_COLUMNS = (
-    "method", "analyte", "unit", "positive_at", "watch_from", "standard", "source", "confidence",
+    "method",
+    "analyte",
+    "unit",
+    "positive_at",
+    "watch_from",
+    "standard",
+    "source",
+    "confidence",
 )
 
 MAX_CELL = 500
@@ -166,9 +180,7 @@ def _overlaps(a: tuple[date, date | None], b: tuple[date, date | None]) -> bool:
     return a[0] < b_end and b[0] < a_end
 
 
-def _check_aliases(
-    kind: str, records: Sequence[tuple[_Row, str, tuple[str, ...]]]
-) -> None:
+def _check_aliases(kind: str, records: Sequence[tuple[_Row, str, tuple[str, ...]]]) -> None:
     """No spelling (as given or snake-cased) may name two different codes."""
     owner: dict[str, tuple[str, int]] = {}
     for row, code, spellings in records:
@@ -213,9 +225,7 @@ def _load_foods(directory: Path) -> list[Commodity]:
                 raise row.fail(f"parent cycle: {' -> '.join([*path, cur])}")
             path.append(cur)
             cur = by_code[cur].parent
-    _check_aliases(
-        "food", [(row, f.code, (f.code, f.name_en, f.name_zh, *f.aliases)) for row, f in rows]
-    )
+    _check_aliases("food", [(row, f.code, (f.code, f.name_en, f.name_zh, *f.aliases)) for row, f in rows])
     return [f for _, f in rows]
 
 
@@ -257,9 +267,7 @@ def _load_analytes(directory: Path) -> list[Analyte]:
             raise row.fail(f"speciated_as {a.speciated_as!r} is not an analyte in {ANALYTES_FILE}")
         if species.code == a.code or species.speciated_as is not None or species.type != a.type:
             raise row.fail(f"speciated_as {a.speciated_as!r} must be another, final analyte of type {a.type}")
-    _check_aliases(
-        "analyte", [(row, a.code, (a.code, a.name_en, a.name_zh, *a.aliases)) for row, a in rows]
-    )
+    _check_aliases("analyte", [(row, a.code, (a.code, a.name_en, a.name_zh, *a.aliases)) for row, a in rows])
     return [a for _, a in rows]
 
 
@@ -342,9 +350,7 @@ def _load_limits(
     return out
 
 
-def _load_bans(
-    directory: Path, foods: dict[str, Commodity], analytes: dict[str, Analyte]
-) -> list[Ban]:
+def _load_bans(directory: Path, foods: dict[str, Commodity], analytes: dict[str, Analyte]) -> list[Ban]:
     out: list[Ban] = []
     for row in _rows(directory, BANS_FILE, BAN_COLUMNS):
         analyte = row.code("analyte")
@@ -440,9 +446,7 @@ def load_reference(directory: Path | None = None) -> Reference:
     analyte_map = {a.code: a for a in analytes}
     edition_map = {e.edition: e for e in editions}
     limits = _load_limits(directory, MRL_FILE, LimitKind.mrl, food_map, analyte_map, edition_map)
-    limits += _load_limits(
-        directory, CONTAMINANT_FILE, LimitKind.contaminant, food_map, analyte_map, edition_map
-    )
+    limits += _load_limits(directory, CONTAMINANT_FILE, LimitKind.contaminant, food_map, analyte_map, edition_map)
     bans = _load_bans(directory, food_map, analyte_map)
     cutoffs = _load_cutoffs(directory, analyte_map)
     return Reference(

@@ -218,9 +218,7 @@ class Reference:
         self._analytes: dict[str, Analyte] = {a.code: a for a in self.analytes}
         self._ancestors = {f.code: self._walk_up(f.code) for f in self.foods}
         self._alias_food = _alias_map((f.code, f.name_en, f.name_zh, f.aliases) for f in self.foods)
-        self._alias_analyte = _alias_map(
-            (a.code, a.name_en, a.name_zh, a.aliases) for a in self.analytes
-        )
+        self._alias_analyte = _alias_map((a.code, a.name_en, a.name_zh, a.aliases) for a in self.analytes)
         self._limit_chain = self._build_limit_chain()
         self._ban_chain, self._bans_all_foods = self._build_ban_chain()
         self._cutoffs = {(c.method, c.analyte): c for c in self.cutoffs}
@@ -286,9 +284,7 @@ class Reference:
             c = self._cutoffs.get((method, ANY_ANALYTE))
         return c
 
-    def with_cutoff(
-        self, method: Method, analyte: str, *, positive_at: float, watch_from: float
-    ) -> Reference:
+    def with_cutoff(self, method: Method, analyte: str, *, positive_at: float, watch_from: float) -> Reference:
         """A copy whose cut-off for (method, analyte) is replaced (configuration, e.g. enzyme 40%)."""
         if not 0 <= watch_from <= positive_at:
             raise ValueError("need 0 <= watch_from <= positive_at")

@@ -12,9 +12,13 @@ import pytest
 from schemas.codes import AnalyteType, Confidence, Method
 from schemas.reference import (
     ALL_FOODS,
-    DATA_DIR,
     CHINA_TZ,
+    DATA_DIR,
+    Ban,
+    Edition,
+    Limit,
     LimitKind,
+    QuickCutoff,
     Reference,
     ReferenceDataError,
     default_reference,
@@ -24,20 +28,67 @@ from schemas.reference import (
 
 REF = default_reference()
 
-REQUIRED_COMMODITIES = (
-    "cowpea leek celery ginger radish pepper banana chinese_cabbage spinach rice pork fish predatory_fish"
-).split()
-REQUIRED_GROUPS = (
-    "vegetables legume_vegetables leafy_vegetables brassica_vegetables bulb_vegetables root_vegetables "
-    "solanaceous_vegetables fruit tropical_fruit cereals meat aquatic_products"
-).split()
+REQUIRED_COMMODITIES = [
+    "cowpea",
+    "leek",
+    "celery",
+    "ginger",
+    "radish",
+    "pepper",
+    "banana",
+    "chinese_cabbage",
+    "spinach",
+    "rice",
+    "pork",
+    "fish",
+    "predatory_fish",
+]
+REQUIRED_GROUPS = [
+    "vegetables",
+    "legume_vegetables",
+    "leafy_vegetables",
+    "brassica_vegetables",
+    "bulb_vegetables",
+    "root_vegetables",
+    "solanaceous_vegetables",
+    "fruit",
+    "tropical_fruit",
+    "cereals",
+    "meat",
+    "aquatic_products",
+]
 REQUIRED_ANALYTES = {
-    AnalyteType.pesticide: (
-        "carbofuran cyromazine lambda_cyhalothrin emamectin_benzoate clothianidin thiamethoxam acetamiprid "
-        "chlorpyrifos procymidone phorate isofenphos_methyl imidacloprid omethoate methamidophos isocarbophos "
-        "fenthion ethoprophos methomyl aldicarb triazophos"
-    ).split(),
-    AnalyteType.contaminant: "lead cadmium mercury methylmercury arsenic inorganic_arsenic chromium".split(),
+    AnalyteType.pesticide: [
+        "carbofuran",
+        "cyromazine",
+        "lambda_cyhalothrin",
+        "emamectin_benzoate",
+        "clothianidin",
+        "thiamethoxam",
+        "acetamiprid",
+        "chlorpyrifos",
+        "procymidone",
+        "phorate",
+        "isofenphos_methyl",
+        "imidacloprid",
+        "omethoate",
+        "methamidophos",
+        "isocarbophos",
+        "fenthion",
+        "ethoprophos",
+        "methomyl",
+        "aldicarb",
+        "triazophos",
+    ],
+    AnalyteType.contaminant: [
+        "lead",
+        "cadmium",
+        "mercury",
+        "methylmercury",
+        "arsenic",
+        "inorganic_arsenic",
+        "chromium",
+    ],
     AnalyteType.screen: ["ache_inhibition"],
 }
 
@@ -179,7 +230,7 @@ def test_every_reference_exists() -> None:
 
 
 def test_every_limit_positive_with_source_and_confidence() -> None:
-    rows = [*REF.limits, *REF.bans, *REF.cutoffs, *REF.editions.values()]
+    rows: list[Limit | Ban | QuickCutoff | Edition] = [*REF.limits, *REF.bans, *REF.cutoffs, *REF.editions.values()]
     for row in rows:
         assert row.source.strip(), row
         assert isinstance(row.confidence, Confidence), row
