@@ -13,6 +13,7 @@ from agents.archive import register_archivers
 from agents.screening import ScreeningConfig, register_screening
 from pipeline import metrics as metrics_mod
 from pipeline.faust_config import faust_options
+from pipeline.refdata import configured_reference
 from pipeline.settings import Settings
 from schemas.reference import Reference, default_reference
 from sinks.clickhouse import ClickHouse
@@ -45,7 +46,7 @@ def build_runtime(
     reference: Reference | None = None,
 ) -> Runtime:
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
-    reference = reference or default_reference()
+    reference = configured_reference(settings, reference or default_reference())
     app = faust.App(settings.app_id, **faust_options(settings, bootstrap))
     registry = CollectorRegistry()
     metrics = metrics_mod.create(registry)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
 
     # -- rules ----------------------------------------------------------------------------------
     watch_fraction: float = Field(0.5, gt=0, lt=1, description="value/limit ratio from which a result is `watch`")
+    enzyme_positive_pct: float | None = Field(
+        None, ge=0, le=100, description="enzyme-inhibition positive cut-off in %; default from the reference data (50)"
+    )
+    enzyme_watch_pct: float | None = Field(
+        None, ge=0, le=100, description="start of the enzyme-inhibition watch band in %; default reference (40)"
+    )
 
     # -- alert delivery -------------------------------------------------------------------------
     alertmanager_url: str | None = Field(None, description="one or more Alertmanager base URLs, comma separated")

@@ -82,3 +82,5 @@ def mixed_batch(prefix: str, n_valid: int) -> tuple[list[bytes], list[bytes], di
         b'{"result_id": "x", "value": NaN}',
     ]
     return valid, invalid, expected
+
+NOW_FOR_FACTORIES = SAMPLED + timedelta(days=1)
