@@ -7,6 +7,7 @@ to a table is one change in ``sinks/ddl.py`` plus one key here.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from schemas.verdict import Verdict
 
 DEADLETTER_SCHEMA_VERSION = 1
 MAX_PAYLOAD_CHARS = 65_536
+MAX_ENVELOPE_PAYLOAD_BYTES = 65_536
 
 
 def as_row(values: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
@@ -121,10 +123,19 @@ def deadletter_envelope(
     error_kind: str,
     errors: Sequence[tuple[str, str]],
 ) -> bytes:
-    """The dead-letter message: the original bytes and every reason, as one JSON object."""
+    """The dead-letter message: the original bytes and every reason, as one JSON object.
+
+    A message larger than ``MAX_ENVELOPE_PAYLOAD_BYTES`` keeps its first bytes, its size and its
+    SHA-256 (the rest would not fit through the broker's message size limit); the source topic,
+    partition and offset still point at the full original.
+    """
     raw = payload or b""
+    size, digest = len(raw), hashlib.sha256(raw).hexdigest()
+    truncated = size > MAX_ENVELOPE_PAYLOAD_BYTES
+    if truncated:
+        raw = raw[:MAX_ENVELOPE_PAYLOAD_BYTES]
     try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
+        text, encoding = raw.decode("utf-8", "strict" if not truncated else "ignore"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     return orjson.dumps(
@@ -140,6 +151,9 @@ def deadletter_envelope(
             "key": key.decode("utf-8", "replace") if key is not None else None,
             "payload": text,
             "payload_encoding": encoding,
+            "payload_size": size,
+            "payload_sha256": digest,
+            "payload_truncated": truncated,
         }
     )
 

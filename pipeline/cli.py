@@ -200,16 +200,18 @@ def _query_directly(
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.worker import open_clickhouse
+    from sinks.clickhouse import redact_url
 
     ch = open_clickhouse(settings)
     ch.close()
-    print(f"ClickHouse schema up to date at {settings.clickhouse_url}")  # noqa: T201
+    print(f"ClickHouse schema up to date at {redact_url(settings.clickhouse_url)}")  # noqa: T201
     return 0
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topics import admin_client
     from pipeline.worker import broker_for, open_clickhouse
+    from sinks.clickhouse import redact_url
 
     with broker_for(settings, settings.data_dir / "stack") as bootstrap:
         admin = admin_client(settings, bootstrap)
@@ -219,7 +221,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     ch = open_clickhouse(settings)
     version = ".".join(str(x) for x in ch.server_version)
     ch.close()
-    print(f"clickhouse  ok  {settings.clickhouse_url} (server {version}, database {settings.database})")  # noqa: T201
+    print(f"clickhouse  ok  {redact_url(settings.clickhouse_url)} (server {version}, database {settings.database})")  # noqa: T201
     return 0
 
 

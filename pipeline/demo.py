@@ -26,6 +26,7 @@ from pipeline.settings import Settings, kafka_python_security_options
 from pipeline.simulate_cmd import FleetProgress, run_fleet
 from pipeline.topics import ensure_topics, group_lag
 from pipeline.worker import broker_for
+from sinks.clickhouse import redact_url
 
 SUMMARY_QUERIES: list[tuple[str, str]] = [
     (
@@ -151,7 +152,8 @@ def run_demo(
 
     try:
         with broker_for(settings, settings.data_dir / "stack") as bootstrap:
-            say(f"foodrisk: broker {','.join(bootstrap)} ({settings.flavor}), ClickHouse {settings.clickhouse_url}")
+            ch_url = redact_url(settings.clickhouse_url)
+            say(f"foodrisk: broker {','.join(bootstrap)} ({settings.flavor}), ClickHouse {ch_url}")
             ensure_topics(settings, bootstrap)
             worker = _worker_process(settings, bootstrap, web_port, logdir)
             say(f"foodrisk: starting the worker (log {worker.log_path}) ...")

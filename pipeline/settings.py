@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     # -- ClickHouse -----------------------------------------------------------------------------
     clickhouse_url: str = Field(
         "chdb://./var/clickhouse",
+        repr=False,  # may carry a password
         description="chdb://PATH (in-process) or clickhouse://user:password@host:9000/db (native)",
     )
     clickhouse_database: str = Field("foodrisk", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.localstack.tansu import TansuBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from sinks.clickhouse import ClickHouse, connect_clickhouse
+from sinks.clickhouse import ClickHouse, connect_clickhouse, redact_url
 from sinks.ddl import migrate
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def run_worker(settings: Settings) -> int:
         )
         log.info(
             "worker %s: broker %s (%s), ClickHouse %s, web http://%s:%s",
-            settings.app_id, ",".join(bootstrap), settings.flavor, settings.clickhouse_url,
+            settings.app_id, ",".join(bootstrap), settings.flavor, redact_url(settings.clickhouse_url),
             settings.web_host, settings.web_port,
         )
         code = 0

@@ -69,3 +69,16 @@ def test_any_bytes_never_crash_and_nothing_is_lost(values: list[bytes]) -> None:
     assert len(out.result_rows) + len(out.dead_letters) == len(values)
     assert items == before
     assert run(items).result_rows == out.result_rows  # deterministic for a fixed `now`
+
+
+def test_a_huge_message_is_dead_lettered_with_its_size_and_hash() -> None:
+    import hashlib
+
+    huge = b'{"result_id": "' + b"x" * 10_000_000 + b'"}'
+    out = run(incoming([huge]))
+    env = orjson.loads(out.dead_letters[0].envelope)
+    assert len(out.dead_letters[0].envelope) < 200_000
+    assert env["payload_truncated"] is True
+    assert env["payload_size"] == len(huge)
+    assert env["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert env["errors"]
