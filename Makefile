@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 DURATION ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench system-deps venv clean help
+.PHONY: run test lint bench drills system-deps venv clean help
 
 help:
 	@echo "make run [DURATION=60]   the main job on the embedded broker + chdb (Ctrl-C ends it)"
 	@echo "make test                set up everything the tests need and run them"
 	@echo "make lint                ruff + mypy"
 	@echo "make bench               benchmarks (figures and ratios against baselines)"
+	@echo "make drills              reliability drills (crash, outage, hostile input) with a table of figures"
 
 venv: $(STAMP)
 
@@ -45,6 +46,9 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy pipeline schemas sinks agents
+
+drills: $(STAMP) system-deps
+	$(BIN)/python -m tests.drills
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_screen

@@ -9,6 +9,7 @@ The process is registered with :mod:`pipeline.localstack.process`: stopped by PI
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -126,6 +127,23 @@ _USERS_XML = """<?xml version="1.0"?>
 """
 
 
+def _users_xml(extra: dict[str, str]) -> str:
+    """The users file: ``default`` without a password, plus ``extra`` users with SHA-256 passwords."""
+    if not extra:
+        return _USERS_XML
+    entries = "".join(
+        f"""
+        <{name}>
+            <password_sha256_hex>{hashlib.sha256(password.encode()).hexdigest()}</password_sha256_hex>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </{name}>"""
+        for name, password in extra.items()
+    )
+    return _USERS_XML.replace("    </users>", entries + "\n    </users>", 1)
+
+
 class ClickHouseServer:
     """Debian's clickhouse-server on 127.0.0.1, data and logs under ``workdir``.
 
@@ -142,8 +160,10 @@ class ClickHouseServer:
         http_port: int | None = None,
         ready_timeout: float = 30.0,
         command: list[str] | None = None,
+        users: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.users = dict(users or {})  # extra users (name -> plain password), e.g. for secret-handling drills
         self.host = host
         self.tcp_port = tcp_port or free_port(host)
         self.http_port = http_port or free_port(host)
@@ -179,7 +199,7 @@ class ClickHouseServer:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(_config_xml(self.workdir, self.host, self.tcp_port, self.http_port))
-        (self.workdir / "users.xml").write_text(_USERS_XML)
+        (self.workdir / "users.xml").write_text(_users_xml(self.users))
 
     def start(self) -> ClickHouseServer:
         """Start (or start again) and wait until ``SELECT 1`` answers. Raises StartupError."""

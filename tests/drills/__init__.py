@@ -1,0 +1,1 @@
+"""Reliability drills (`make drills`; reduced versions run in `make test`)."""

@@ -1,0 +1,59 @@
+"""`make drills`: every drill at full size; prints the table and exits 1 if anything was lost or doubled."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.drills.core import (
+    DrillRow,
+    Stack,
+    drill_broker_restart,
+    drill_clickhouse_outage,
+    drill_hostile_input,
+    drill_secrets_not_logged,
+    drill_two_workers_one_dies,
+    drill_worker_crash,
+    table,
+)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="make drills", description=__doc__)
+    p.add_argument("--reduced", action="store_true", help="the small sizes used inside make test")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    full = not args.reduced
+    rows: list[DrillRow] = []
+    with tempfile.TemporaryDirectory(prefix="foodrisk-drills-") as tmp:
+        work = Path(tmp)
+        stack = Stack(work / "stack").start()
+        try:
+            steps = [
+                lambda: drill_worker_crash(stack, work, n=50_000 if full else 3_000, kills=5 if full else 2),
+                lambda: drill_two_workers_one_dies(stack, work, n=20_000 if full else 2_000),
+                lambda: drill_clickhouse_outage(stack, work, n=20_000 if full else 2_000,
+                                                outage_s=30 if full else 10),
+                drill_broker_restart,
+                lambda: drill_hostile_input(stack, work, n=10_000 if full else 2_000,
+                                            huge_every=2_500 if full else 1_000),
+            ]
+            for step in steps:
+                started = time.monotonic()
+                row = step()
+                rows.append(row)
+                print(f"{row.drill}: done in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+        finally:
+            stack.stop()
+        rows.append(drill_secrets_not_logged(work))
+    print(table(rows))
+    bad = [r for r in rows if not r.ok or r.extra.get("leaks") or r.extra.get("restarted")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""The drills: real embedded broker, real ClickHouse server, real worker processes.
+
+Each drill returns a `DrillRow`: inputs, stored, dead-lettered, lost (must be 0), duplicated (must
+be 0) and recovery time. `lost` counts valid results (distinct ids) missing from `results` FINAL
+and invalid messages missing from `deadletters`; `duplicated` counts rows of `results` FINAL beyond
+one per result id plus alert ids stored more than once per status.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from pipeline.localstack.clickhouse_server import ClickHouseServer
+from pipeline.localstack.tansu import TansuBroker
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics, group_lag
+from schemas.alert import alert_for_verdict
+from schemas.reference import default_reference
+from schemas.result import InvalidResult, parse_result
+from schemas.rules import screen
+from sinks.clickhouse import ClickHouse, DriverBackend
+from tests.drills.hostile import INJECTIONS, hostile_corpus
+from tests.integration.factories import mixed_batch
+from tests.integration.workers import WorkerProcess
+
+PARTITIONS = 4
+
+
+@dataclass
+class DrillRow:
+    drill: str
+    inputs: int
+    stored: int
+    deadlettered: int
+    lost: int
+    duplicated: int
+    recovery_s: float | None
+    note: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0
+
+
+@dataclass
+class Expected:
+    valid_ids: set[str]
+    invalid: int
+    alert_ids: set[str]
+
+
+def expected_outcome(values: list[bytes], now: datetime) -> Expected:
+    ref = default_reference()
+    ids: set[str] = set()
+    alerts: set[str] = set()
+    invalid = 0
+    for v in values:
+        try:
+            r = parse_result(v, reference=ref, now=now)
+        except InvalidResult:
+            invalid += 1
+            continue
+        ids.add(r.result_id)
+        a = alert_for_verdict(r, screen(r, ref))
+        if a is not None:
+            alerts.add(a.alert_id)
+    return Expected(ids, invalid, alerts)
+
+
+class Stack:
+    """A broker and a ClickHouse server for one drill run (each drill gets fresh topics and a database)."""
+
+    def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.broker = TansuBroker(workdir / "tansu")
+        self.clickhouse = ClickHouseServer(workdir / "clickhouse", users=users)
+
+    def start(self) -> Stack:
+        self.broker.start()
+        self.clickhouse.start()
+        return self
+
+    def stop(self) -> None:
+        self.broker.stop()
+        self.clickhouse.stop()
+
+
+@dataclass
+class Run:
+    stack: Stack
+    name: str
+    workdir: Path
+
+    @property
+    def db(self) -> str:
+        return f"drill_{self.name}"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {k: f"drill.{self.name}.{k}" for k in ("results", "alerts", "deadletter")}
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(broker_url=self.stack.broker.url, broker_flavor="tansu", topic_partitions=PARTITIONS)
+
+    def prepare(self) -> None:
+        ensure_topics(self.settings, [self.stack.broker.bootstrap], list(self.topics.values()), partitions=PARTITIONS)
+
+    def worker(self, tag: str = "w", clickhouse_url: str | None = None, **env: str) -> WorkerProcess:
+        url = clickhouse_url or f"clickhouse://default:@127.0.0.1:{self.stack.clickhouse.tcp_port}"
+        return WorkerProcess(
+            self.workdir / tag, broker_url=self.stack.broker.url, clickhouse_url=url, app_id=f"drill-{self.name}",
+            topics=self.topics, FOODRISK_CLICKHOUSE_DATABASE=self.db, FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS),
+            **env,
+        )
+
+    def ch(self) -> ClickHouse:
+        return DriverBackend(host="127.0.0.1", port=self.stack.clickhouse.tcp_port, database=self.db)
+
+    def lag(self) -> int | None:
+        return group_lag(self.settings, [self.stack.broker.bootstrap], f"drill-{self.name}", self.topics["results"])
+
+    def wait_drained(self, timeout_s: float) -> float:
+        started = time.monotonic()
+        while self.lag() != 0:
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"drill {self.name}: results not all committed after {timeout_s:.0f}s")
+            time.sleep(0.3)
+        return time.monotonic() - started
+
+    def row(self, drill: str, values: list[bytes], exp: Expected, recovery: float | None, note: str = "") -> DrillRow:
+        ch = self.ch()
+        try:
+            stored_ids = {r[0] for r in ch.query(f"SELECT result_id FROM {self.db}.results FINAL").rows}
+            final_rows = ch.query(f"SELECT count() FROM {self.db}.results FINAL").scalar()
+            dead = ch.query(f"SELECT count() FROM {self.db}.deadletters FINAL").scalar()
+            alert_rows = ch.query(f"SELECT alert_id, status FROM {self.db}.alerts FINAL").rows
+        finally:
+            ch.close()
+        alert_ids = {a for a, _ in alert_rows}
+        lost = len(exp.valid_ids - stored_ids) + max(0, exp.invalid - int(dead)) + len(exp.alert_ids - alert_ids)
+        duplicated = (int(final_rows) - len(stored_ids)) + (len(alert_rows) - len(set(alert_rows)))
+        extra: dict[str, object] = {"alerts_expected": len(exp.alert_ids), "alerts_stored": len(alert_ids),
+                                    "unexpected_alerts": len(alert_ids - exp.alert_ids)}
+        return DrillRow(drill, len(values), len(stored_ids), int(dead), lost, duplicated, recovery, note, extra)
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], *, rate: float | None = None) -> None:
+    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all",
+                      max_request_size=16 * 1024 * 1024)
+    started = time.monotonic()
+    for i, v in enumerate(values):
+        p.send(topic, key=f"dev-{i % 13}".encode(), value=v)
+        if rate and i % 100 == 99:
+            ahead = (i + 1) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush()
+    p.close()
+
+
+@contextmanager
+def producing(bootstrap: str, topic: str, values: list[bytes], rate: float | None = None) -> Iterator[threading.Thread]:
+    t = threading.Thread(target=produce, args=(bootstrap, topic, values), kwargs={"rate": rate}, daemon=True)
+    t.start()
+    try:
+        yield t
+    finally:
+        t.join(timeout=600)
+
+
+def _inputs(name: str, n: int) -> list[bytes]:
+    valid, invalid, _ = mixed_batch(name, n)
+    out = list(valid)
+    step = max(1, len(out) // max(1, len(invalid)))
+    for k, bad in enumerate(invalid):
+        out.insert(min(len(out), (k + 1) * step), bad)
+    return out
+
+
+def drill_worker_crash(stack: Stack, workdir: Path, *, n: int, kills: int, seed: int = 5) -> DrillRow:
+    run = Run(stack, "crash", workdir / "crash")
+    run.prepare()
+    values = _inputs("crash", n)
+    exp = expected_outcome(values, datetime.now(UTC))
+    rng = random.Random(seed)
+    w = run.worker("w0").start()
+    recoveries: list[float] = []
+    try:
+        with producing(stack.broker.bootstrap, run.topics["results"], values, rate=4000) as t:
+            for k in range(kills):
+                time.sleep(rng.uniform(1.0, 4.0))
+                w.proc.kill()
+                killed = time.monotonic()
+                ch = run.ch()
+                before = ch.query(f"SELECT count() FROM {run.db}.results").scalar()
+                w = run.worker(f"w{k + 1}").start()
+                while time.monotonic() - killed < 120:
+                    if ch.query(f"SELECT count() FROM {run.db}.results").scalar() > before or run.lag() == 0:
+                        break
+                    time.sleep(0.2)
+                recoveries.append(time.monotonic() - killed)
+                ch.close()
+            t.join(timeout=600)
+        run.wait_drained(300)
+        time.sleep(2)  # the alert archiver trails the screening agent
+    finally:
+        w.stop()
+    return run.row(f"worker crash (kill -9 x{kills})", values, exp, max(recoveries) if recoveries else None,
+                   "recovery = kill to first new row after restart (max)")
+
+
+def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillRow:
+    run = Run(stack, "twoworkers", workdir / "two")
+    run.prepare()
+    values = _inputs("two", n)
+    exp = expected_outcome(values, datetime.now(UTC))
+    a = run.worker("a").start()
+    b = run.worker("b").start()
+    try:
+        with producing(stack.broker.bootstrap, run.topics["results"], values, rate=3000) as t:
+            time.sleep(3)
+            b.proc.kill()
+            killed = time.monotonic()
+            t.join(timeout=600)
+        run.wait_drained(300)
+        recovery = time.monotonic() - killed
+        time.sleep(2)
+    finally:
+        a.stop()
+        b.stop()
+    return run.row("two workers, one killed", values, exp, recovery, "recovery = kill to all committed")
+
+
+def drill_clickhouse_outage(stack: Stack, workdir: Path, *, n: int, outage_s: float) -> DrillRow:
+    run = Run(stack, "outage", workdir / "outage")
+    run.prepare()
+    values = _inputs("outage", n)
+    exp = expected_outcome(values, datetime.now(UTC))
+    w = run.worker("w").start()
+    try:
+        with producing(stack.broker.bootstrap, run.topics["results"], values, rate=2000) as t:
+            time.sleep(1)
+            stack.clickhouse.stop()
+            time.sleep(outage_s)
+            if not w.proc.running:
+                raise AssertionError(f"worker died during the outage:\n{w.log_tail()}")
+            stack.clickhouse.start()
+            back = time.monotonic()
+            t.join(timeout=600)
+        run.wait_drained(300)
+        recovery = time.monotonic() - back
+        time.sleep(2)
+    finally:
+        if not stack.clickhouse.running:
+            stack.clickhouse.start()
+        w.stop()
+    return run.row(f"ClickHouse down {outage_s:.0f}s", values, exp, recovery, "recovery = server back to all committed")
+
+
+def drill_broker_restart() -> DrillRow:
+    return DrillRow(
+        "broker restart", 0, 0, 0, 0, 0, None,
+        "not run: the embedded broker keeps topics in memory only, so a restart loses them; "
+        "run it on Apache Kafka through the testcontainers path (FOODRISK_TEST_DOCKER=1) where Docker exists",
+    )
+
+
+def drill_hostile_input(stack: Stack, workdir: Path, *, n: int, huge_every: int) -> DrillRow:
+    run = Run(stack, "hostile", workdir / "hostile")
+    run.prepare()
+    values = hostile_corpus("hostile", n, huge_every=huge_every)
+    exp = expected_outcome(values, datetime.now(UTC))
+    w = run.worker("w").start()
+    pid = w.proc.pid
+    try:
+        produce(stack.broker.bootstrap, run.topics["results"], values)
+        run.wait_drained(300)
+        time.sleep(2)
+        restarted = w.proc.pid != pid or not w.proc.running or "Traceback" in w.log_tail(10_000_000)
+        ch = run.ch()
+        try:
+            verbatim = ch.query(
+                f"SELECT count() FROM {run.db}.results FINAL WHERE site_id IN %(s)s", {"s": tuple(INJECTIONS)}
+            ).scalar()
+            tables = ch.query("SELECT count() FROM system.tables WHERE database = %(d)s", {"d": run.db}).scalar()
+        finally:
+            ch.close()
+    finally:
+        w.stop()
+    row = run.row("hostile input corpus", values, exp, None,
+                  f"worker restarted: {'yes' if restarted else 'no'}; injection strings stored verbatim: {verbatim}")
+    row.extra.update(restarted=restarted, verbatim=int(verbatim), tables=int(tables))
+    return row
+
+
+def drill_secrets_not_logged(workdir: Path) -> DrillRow:
+    """A run with secrets configured; the logs of the worker are searched for them."""
+    secret_ch, secret_sasl = "drill-ch-pass-7f3e9", "drill-sasl-pass-91c2"
+    stack = Stack(workdir / "secrets-stack", users={"drill": secret_ch}).start()
+    try:
+        run = Run(stack, "secrets", workdir / "secrets")
+        run.prepare()
+        values = _inputs("secrets", 200)
+        exp = expected_outcome(values, datetime.now(UTC))
+        w = run.worker(
+            "w", clickhouse_url=f"clickhouse://drill:{secret_ch}@127.0.0.1:{stack.clickhouse.tcp_port}",
+            FOODRISK_BROKER_SASL_PASSWORD=secret_sasl, FOODRISK_LOG_LEVEL="debug",
+        ).start()
+        try:
+            produce(stack.broker.bootstrap, run.topics["results"], values)
+            run.wait_drained(120)
+            time.sleep(1)
+        finally:
+            w.stop()
+        text = w.log_tail(50_000_000)
+        leaks = text.count(secret_ch) + text.count(secret_sasl)
+        row = run.row("secrets never logged", values, exp, None, f"secret occurrences in the worker log: {leaks}")
+        row.extra["leaks"] = leaks
+        row.extra["log_bytes"] = len(text)
+        return row
+    finally:
+        stack.stop()
+
+
+def table(rows: list[DrillRow]) -> str:
+    head = ["drill", "inputs", "stored", "dead-lettered", "lost", "duplicated", "recovery", "note"]
+    cells = [head] + [
+        [r.drill, str(r.inputs), str(r.stored), str(r.deadlettered), str(r.lost), str(r.duplicated),
+         f"{r.recovery_s:.1f}s" if r.recovery_s is not None else "-", r.note]
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head) - 1)]
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c[:-1], widths, strict=True)) + "  " + c[-1])
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  ----")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Reduced versions of every reliability drill (the full ones: `make drills`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.localstack.process import StartupError
+from tests.conftest import unavailable
+from tests.drills.core import (
+    DrillRow,
+    Stack,
+    drill_broker_restart,
+    drill_clickhouse_outage,
+    drill_hostile_input,
+    drill_secrets_not_logged,
+    drill_two_workers_one_dies,
+    drill_worker_crash,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("drills"))
+    try:
+        s.start()
+    except StartupError as exc:
+        s.stop()
+        unavailable(str(exc))
+    yield s
+    s.stop()
+
+
+def check(row: DrillRow) -> None:
+    print(row)
+    assert row.lost == 0, row
+    assert row.duplicated == 0, row
+    assert row.stored > 0 and row.deadlettered > 0, row
+    assert row.extra["unexpected_alerts"] == 0, row
+
+
+def test_worker_crash(stack: Stack, tmp_path: Path) -> None:
+    check(drill_worker_crash(stack, tmp_path, n=2_000, kills=2))
+
+
+def test_two_workers_one_dies(stack: Stack, tmp_path: Path) -> None:
+    check(drill_two_workers_one_dies(stack, tmp_path, n=1_500))
+
+
+def test_clickhouse_outage(stack: Stack, tmp_path: Path) -> None:
+    check(drill_clickhouse_outage(stack, tmp_path, n=1_500, outage_s=10))
+
+
+def test_broker_restart_documents_its_limit() -> None:
+    row = drill_broker_restart()
+    assert "memory" in row.note and "testcontainers" in row.note
+
+
+def test_hostile_input(stack: Stack, tmp_path: Path) -> None:
+    row = drill_hostile_input(stack, tmp_path, n=2_000, huge_every=1_000)
+    check(row)
+    assert row.extra["restarted"] is False
+    assert row.extra["verbatim"] > 0  # injection-looking strings are data, stored as given
+    assert row.extra["tables"] >= 4  # and no table went away
+
+
+def test_secrets_never_logged(tmp_path: Path) -> None:
+    try:
+        row = drill_secrets_not_logged(tmp_path)
+    except StartupError as exc:
+        unavailable(str(exc))
+        raise
+    check(row)
+    assert row.extra["log_bytes"] > 1000  # the log was really written (debug level)
+    assert row.extra["leaks"] == 0
