@@ -126,9 +126,6 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = settings.bootstrap_servers()
     ensure_topics(settings, bootstrap)
 
-    def tick(p: object) -> None:
-        pass
-
     try:
         progress = run_fleet(
             settings, bootstrap, duration_s=args.duration, speed=args.speed,
@@ -136,8 +133,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         )
     except KeyboardInterrupt:
         return 130
-    print(f"sent {progress.sent} messages ({progress.invalid} deliberately invalid)")  # noqa: T201
-    return 0
+    print(f"sent {progress.sent} messages ({progress.invalid} deliberately invalid, "  # noqa: T201
+          f"{progress.failed} not delivered)")
+    return 1 if progress.failed else 0
 
 
 def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:

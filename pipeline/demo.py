@@ -181,7 +181,8 @@ def run_demo(
                 except KeyboardInterrupt:
                     say("foodrisk: interrupted; draining what was sent")
                     progress = FleetProgress()
-                say(f"foodrisk: fleet stopped after {progress.sent} messages; waiting for the worker to store them")
+                say(f"foodrisk: fleet stopped after {progress.sent} messages ({progress.failed} not delivered);"
+                    " waiting for the worker to store them")
                 left = _drain(settings, bootstrap, timeout_s=60)
                 if left:
                     say(f"foodrisk: {left} results still unprocessed after 60 s (see {worker.log_path})")

@@ -21,6 +21,7 @@ TICK_S = 0.2
 @dataclass
 class FleetProgress:
     sent: int = 0
+    failed: int = 0
     invalid: int = 0
     incidents: int = 0
     sim_time: datetime | None = None
@@ -62,6 +63,11 @@ def run_fleet(
     fleet = Fleet(FleetConfig(**cfg_kwargs))  # type: ignore[arg-type]  # kwargs assembled above
     producer = producer_for(settings, bootstrap)
     progress = FleetProgress(sim_time=start)
+
+    def on_error(exc: BaseException) -> None:
+        progress.failed += 1
+        if progress.failed <= 5:
+            log.error("simulator: a message was not delivered: %s", exc)
     began = time.monotonic()
     try:
         while not should_stop():
@@ -70,7 +76,7 @@ def run_fleet(
                 break
             until = min(start + timedelta(seconds=elapsed * speed), datetime.now(UTC))
             for msg in fleet.next_batch(until):
-                producer.send(settings.results_topic, key=msg.key, value=msg.value)
+                producer.send(settings.results_topic, key=msg.key, value=msg.value).add_errback(on_error)
                 progress.sent += 1
                 if msg.tag == "invalid":
                     progress.invalid += 1

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,27 @@ def test_main_job_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals)
     pids = _pids(text)
     assert len(pids) >= 2, text[-3000:]
     assert not [p for p in pids if _alive(p)]
+
+
+def test_simulate_publishes_to_a_running_broker(broker: Any, unique: str, tmp_path: Path) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = f"sim.results.{unique}"
+    res = foodrisk("simulate", "--duration", "3", "--speed", "600",
+                   env={"FOODRISK_BROKER_URL": broker.url, "FOODRISK_BROKER_FLAVOR": "tansu",
+                        "FOODRISK_RESULTS_TOPIC": topic,
+                        "FOODRISK_DATA_DIR": str(tmp_path)}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    sent = int(re.search(r"sent (\d+) messages", res.stdout).group(1))  # type: ignore[union-attr]
+    assert sent > 50
+    assert "0 not delivered" in res.stdout
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or set()]
+    assert sum(c.end_offsets(parts).values()) == sent
+    c.close()
+
+
+def test_simulate_refuses_the_embedded_default() -> None:
+    res = foodrisk("simulate", "--duration", "1", timeout=60)
+    assert res.returncode == 2
+    assert "FOODRISK_BROKER_URL=kafka://" in res.stderr
