@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?=
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench drills system-deps venv clean help
@@ -51,7 +52,7 @@ drills: $(STAMP) system-deps
 	$(BIN)/python -m tests.drills
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.bench_screen
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -74,7 +74,7 @@ def mixed_batch(prefix: str, n_valid: int) -> tuple[list[bytes], list[bytes], di
     invalid = [
         b"not json at all",
         b"",
-        b"[1, 2, 3]",
+        b"123",
         encode(result(f"{prefix}-bad-nan", value=None, unit="%")),  # neither value nor qualitative
         encode({k: v for k, v in result(f"{prefix}-bad-noid").items() if k != "result_id"}),
         encode(result(f"{prefix}-bad-unit", unit="furlongs")),

@@ -112,6 +112,7 @@ def deadletter_row(i: int) -> tuple[Any, ...]:
         "src_topic": "foodrisk.results",
         "src_partition": 0,
         "src_offset": i,
+        "src_item": -1,
         "received_at": T0,
         "failed_at": T0 + dt.timedelta(seconds=1),
         "key": None if i % 2 else f"k{i}",

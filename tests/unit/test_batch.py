@@ -82,3 +82,25 @@ def test_a_huge_message_is_dead_lettered_with_its_size_and_hash() -> None:
     assert env["payload_size"] == len(huge)
     assert env["payload_sha256"] == hashlib.sha256(huge).hexdigest()
     assert env["errors"]
+
+
+def test_batch_form_every_item_on_its_own() -> None:
+    good = [result(f"b{i}", value=float(i)) for i in range(3)]
+    bad = {**result("b-bad"), "unit": "furlongs"}
+    batch = orjson.dumps([good[0], bad, good[1], 7, good[2]])
+    out = run(incoming([batch]))
+    assert [r[0] for r in out.result_rows] == ["b0", "b1", "b2"]
+    envs = [orjson.loads(d.envelope) for d in out.dead_letters]
+    assert [e["src_item"] for e in envs] == [1, 3]
+    assert orjson.loads(envs[0]["payload"])["result_id"] == "b-bad"  # the item, not the whole batch
+    assert "JSON object" in envs[1]["errors"][0]["reason"]
+
+
+def test_batch_over_the_limit_is_dead_lettered_whole() -> None:
+    batch = orjson.dumps([result(f"x{i}") for i in range(5)])
+    out = screen_batch(incoming([batch]), reference=default_reference(), columns=RESULTS_COLUMNS,
+                       watch_fraction=0.5, now=NOW, max_batch_items=4)
+    assert not out.result_rows
+    (env,) = (orjson.loads(d.envelope) for d in out.dead_letters)
+    assert env["src_item"] == -1 and env["error_kind"] == "invalid_batch"
+    assert "over the limit of 4" in env["errors"][0]["reason"]

@@ -1,0 +1,85 @@
+"""`make bench`: every benchmark, one table of figures with ratios to same-run baselines, and a JSON copy
+under bench/results/ with the machine's description."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.bench import bench_screen
+from tests.bench.bench_pipeline import Row, run_all
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def machine() -> dict[str, object]:
+    cpu = ""
+    with suppress(OSError, StopIteration):
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    mem = 0
+    with suppress(OSError, StopIteration):
+        mem = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                       if ln.startswith("MemTotal")))
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem / 1024 / 1024, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def render(rows: list[Row]) -> str:
+    head = ["benchmark", "figure", "baseline (same run)", "ratio", "goal", "met"]
+    cells = [head]
+    for r in rows:
+        fig = f"{r.value:,.0f} {r.unit}" if r.value >= 100 else f"{r.value:,.1f} {r.unit}"
+        cells.append([r.name, fig, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "",
+                      r.goal, "" if r.met is None else ("yes" if r.met else "NO")])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip() for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  {r.name}: {r.note}" for r in rows if r.note]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
+    p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
+    args = p.parse_args()
+
+    def log(text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    log("rule engine")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        bench_screen.main(["--lines", "200000"])
+    screen_text = buf.getvalue()
+    print(screen_text)
+    rows: list[Row] = []
+    if not args.only_screen:
+        with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
+            rows = run_all(Path(tmp), args.scale, log)
+        print(render(rows))
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    record = {"when": stamp, "machine": machine(), "scale": args.scale, "seconds": round(time.monotonic() - started),
+              "rule_engine": screen_text.splitlines(),
+              "rows": [{k: v for k, v in r.__dict__.items() if k != "data"} for r in rows]}
+    path = out_dir / f"bench-{stamp}.json"
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
+    log(f"written {path.relative_to(ROOT)} in {record['seconds']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

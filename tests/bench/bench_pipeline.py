@@ -1,0 +1,381 @@
+"""Pipeline benchmarks on the embedded stack, each figure beside a baseline measured in the same run.
+
+Run through `make bench` (tests/bench/__main__.py). Sizes scale with --scale (1.0 = the issue's sizes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agents.records import as_row, result_values
+from pipeline.localstack.clickhouse_server import ClickHouseServer
+from pipeline.localstack.process import free_port
+from pipeline.localstack.tansu import TansuBroker
+from pipeline.query import WorkerUnreachable
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+from schemas.reference import default_reference
+from schemas.result import parse_result
+from schemas.rules import screen
+from sinks.clickhouse import ChdbBackend, ClickHouse, DriverBackend
+from sinks.ddl import RESULTS_COLUMNS, migrate
+from sinks.writer import ClickHouseWriter
+from tests.bench.bench_screen import generate_messages
+from tests.integration.workers import WorkerProcess
+
+PARTITIONS = 4
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    baseline: str = ""
+    ratio: float | None = None
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def fresh_messages(n: int, *, seed: int, violations_every: int = 0) -> list[bytes]:
+    """``n`` wire-format results sampled recently (so no future/old checks bite), unique ids per seed."""
+    out = []
+    base = now_utc() - timedelta(hours=6)
+    for i, m in enumerate(generate_messages(n, seed=seed)):
+        m["result_id"] = f"b{seed}-{i:07d}"
+        m["sampled_at"] = (base + timedelta(seconds=i % 3600)).isoformat()
+        m["tested_at"] = (base + timedelta(seconds=i % 3600 + 600)).isoformat()
+        if violations_every and i % violations_every == 0:
+            m.update(commodity="cowpea", analyte="carbofuran", method="lc_msms", value=0.08, unit="mg/kg", loq=0.005)
+            m.pop("qualitative", None)
+        out.append(orjson.dumps(m))
+    return out
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], *, keys: list[bytes] | None = None) -> float:
+    """Pre-produce with librdkafka (one record per batch, as Tansu needs); returns messages/s."""
+    import confluent_kafka
+
+    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0,
+                                  "acks": "all", "queue.buffering.max.messages": 1_000_000,
+                                  "message.max.bytes": 16 * 1024 * 1024})
+    failed: list[Any] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
+    started = time.perf_counter()
+    for i, v in enumerate(values):
+        key = keys[i] if keys else f"dev-{i % 97}".encode()
+        while True:
+            try:
+                p.produce(topic, key=key, value=v, on_delivery=delivered)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    if p.flush(120) or failed:
+        raise RuntimeError(f"pre-produce failed: {failed[:3]}")
+    return len(values) / (time.perf_counter() - started)
+
+
+class Bench:
+    def __init__(self, workdir: Path, scale: float, log: Callable[[str], None]) -> None:
+        self.workdir = workdir
+        self.scale = scale
+        self.log = log
+        self.broker = TansuBroker(workdir / "tansu")
+        self.server = ClickHouseServer(workdir / "clickhouse")
+        self.rows: list[Row] = []
+        self.n_single = max(2_000, int(200_000 * scale))
+
+    def __enter__(self) -> Bench:
+        self.broker.start()
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.broker.stop()
+        self.server.stop()
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(broker_url=self.broker.url, broker_flavor="tansu")
+
+    def topic(self, name: str, partitions: int = PARTITIONS) -> str:
+        ensure_topics(self.settings, [self.broker.bootstrap], [name], partitions=partitions)
+        return name
+
+    # -- ceilings ---------------------------------------------------------------------------------
+    def aiokafka_ceiling(self, topic: str, n: int) -> float:
+        from aiokafka import AIOKafkaConsumer
+
+        async def run() -> float:
+            c = AIOKafkaConsumer(topic, bootstrap_servers=self.broker.bootstrap, group_id=f"bare-aio-{topic}",
+                                 auto_offset_reset="earliest", enable_auto_commit=False)
+            await c.start()
+            count, first = 0, 0.0
+            try:
+                while count < n:
+                    batch = await c.getmany(timeout_ms=1000, max_records=5000)
+                    for records in batch.values():
+                        if not first and records:
+                            first = time.perf_counter()
+                        for r in records:
+                            orjson.loads(r.value)
+                        count += len(records)
+            finally:
+                await c.stop()
+            return n / (time.perf_counter() - first)
+
+        return asyncio.run(run())
+
+    def faust_ceiling(self, topic: str, n: int) -> float:
+        out = self.workdir / f"faust-count-{topic}.txt"
+        app_id = f"bare-faust-{topic}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.faust_count", self.broker.bootstrap, topic, app_id,
+             str(free_port()), str(self.workdir / app_id), str(n), str(out)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 900
+            while not out.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare faust agent did not finish")
+                time.sleep(0.3)
+            first, last, count = out.read_text().split()
+            return int(count) / (float(last) - float(first))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    # -- the worker -------------------------------------------------------------------------------
+    def worker(self, tag: str, topics: dict[str, str], clickhouse_url: str, db: str, **env: str) -> WorkerProcess:
+        return WorkerProcess(self.workdir / tag, broker_url=self.broker.url, clickhouse_url=clickhouse_url,
+                             app_id=f"bench-{topics['results']}", topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db,
+                             FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), **env)
+
+    def topics(self, name: str) -> dict[str, str]:
+        t = {k: f"bench.{name}.{k}" for k in ("results", "alerts", "deadletter")}
+        for v in t.values():
+            self.topic(v)
+        return t
+
+    def drain_rate(
+        self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200
+    ) -> dict[str, float]:
+        """Results/s into ClickHouse from the first stored row to the last, and the peak RSS (MiB)."""
+        w = workers[0]
+        first = last = 0.0
+        deadline = time.monotonic() + timeout_s
+        count = 0
+        while time.monotonic() < deadline:
+            try:
+                count = int(w.scalar(f"SELECT count() FROM {db}.results"))
+            except WorkerUnreachable as exc:
+                raise RuntimeError(f"the worker stopped answering ({exc}); log:\n{w.log_tail()}") from exc
+            t = time.perf_counter()
+            if count and not first:
+                first = t
+            if count >= expect:
+                last = t
+                break
+            time.sleep(0.25)
+        if not last:
+            raise RuntimeError(f"only {count} of {expect} results stored; log:\n{w.log_tail()}")
+        rss = max(peak_rss_mib(x.proc.pid) for x in workers)
+        return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first}
+
+    def pipeline_single(self, values: list[bytes]) -> dict[str, float]:
+        t = self.topics("single")
+        produce(self.broker.bootstrap, t["results"], values)
+        db = "bench_single"
+        w = self.worker("single", t, f"chdb://{self.workdir / 'chdb-single'}", db).start()
+        try:
+            return self.drain_rate([w], db, len(values))
+        finally:
+            w.stop()
+
+    def pipeline_bulk(self, values: list[bytes], batch: int = 500) -> dict[str, float]:
+        t = self.topics("bulk")
+        chunks = [b"[" + b",".join(values[i:i + batch]) + b"]" for i in range(0, len(values), batch)]
+        produce(self.broker.bootstrap, t["results"], chunks)
+        db = "bench_bulk"
+        w = self.worker("bulk", t, f"chdb://{self.workdir / 'chdb-bulk'}", db).start()
+        try:
+            return self.drain_rate([w], db, len(values))
+        finally:
+            w.stop()
+
+    def pipeline_server(self, name: str, values: list[bytes], workers: int) -> dict[str, float]:
+        t = self.topics(name)
+        produce(self.broker.bootstrap, t["results"], values)
+        db = f"bench_{name}"
+        url = f"clickhouse://default:@127.0.0.1:{self.server.tcp_port}"
+        ws = [self.worker(f"{name}-{k}", t, url, db) for k in range(workers)]
+        for w in ws:
+            w.start()
+        try:
+            return self.drain_rate(ws, db, len(values))
+        finally:
+            for w in ws:
+                w.stop()
+
+    def alert_latency(self, rate: float, seconds: float) -> dict[str, float]:
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+        t = self.topics("latency")
+        w = self.worker("latency", t, f"chdb://{self.workdir / 'chdb-latency'}", "bench_latency").start()
+        n = int(rate * seconds)
+        values = fresh_messages(n, seed=99, violations_every=100)
+        sent_at: dict[str, float] = {}
+        try:
+            p = KafkaProducer(bootstrap_servers=self.broker.bootstrap, batch_size=1, linger_ms=0, acks="all")
+            futures = []
+            started = time.perf_counter()
+            for i, v in enumerate(values):
+                futures.append((orjson.loads(v)["result_id"], p.send(t["results"], key=b"dev", value=v)))
+                ahead = (i + 1) / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            p.flush()
+            for rid, f in futures:
+                sent_at[rid] = f.get(timeout=30).timestamp / 1000.0
+            p.close()
+            c = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest")
+            parts = [TopicPartition(t["alerts"], q) for q in c.partitions_for_topic(t["alerts"]) or set()]
+            c.assign(parts)
+            c.seek_to_beginning()
+            latencies: list[float] = []
+            expected = len(range(0, n, 100))
+            deadline = time.monotonic() + 120
+            seen: set[str] = set()
+            while len(seen) < expected and time.monotonic() < deadline:
+                for records in c.poll(timeout_ms=500).values():
+                    for r in records:
+                        a = orjson.loads(r.value)
+                        if a["alert_id"] in seen or a["evidence"][0] not in sent_at:
+                            continue
+                        seen.add(a["alert_id"])
+                        latencies.append(r.timestamp / 1000.0 - sent_at[a["evidence"][0]])
+            c.close()
+        finally:
+            w.stop()
+        latencies.sort()
+        if not latencies:
+            raise RuntimeError("no alert arrived")
+
+        def pct(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+        return {"p50": pct(0.50), "p99": pct(0.99), "alerts": len(latencies), "expected": expected}
+
+    def sink(self) -> list[Row]:
+        ref = default_reference()
+        n = max(10_000, int(100_000 * self.scale))
+        now = now_utc()
+        rows = []
+        for v in fresh_messages(n, seed=5):
+            r = parse_result(v, reference=ref, now=now)
+            rows.append(as_row(result_values(r, screen(r, ref), src_topic="t", src_partition=0, src_offset=0,
+                                             ingested_at=now), RESULTS_COLUMNS))
+        out = []
+        backends: list[tuple[str, Callable[[], ClickHouse]]] = [
+            ("chdb", lambda: ChdbBackend(self.workdir / "chdb-sink", database="bench_sink")),
+            ("server 18.16", lambda: DriverBackend(host="127.0.0.1", port=self.server.tcp_port, database="bench_sink")),
+        ]
+        for label, make in backends:
+            ch = make()
+            migrate(ch, "bench_sink")
+            writer = ClickHouseWriter(ch, database="bench_sink")
+            raw_s, sink_s = [], []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                ch.insert("bench_sink.results", RESULTS_COLUMNS, rows)
+                raw_s.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                asyncio.run(writer.insert("results", RESULTS_COLUMNS, rows))
+                sink_s.append(time.perf_counter() - t0)
+            writer.close()
+            ch.close()
+            raw, sink = n / min(raw_s), n / min(sink_s)
+            out.append(Row(f"sink into {label}", sink, "rows/s", f"raw insert {raw:,.0f} rows/s", sink / raw,
+                           ">= 0.8", sink / raw >= 0.8))
+        return out
+
+
+def peak_rss_mib(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row]:
+    with Bench(workdir, scale, log) as b:
+        n = b.n_single
+        log(f"generating {n} results")
+        values = fresh_messages(n, seed=1)
+        ceiling_topic = b.topic("bench.ceiling")
+        log("pre-producing for the ceilings")
+        prod_rate = produce(b.broker.bootstrap, ceiling_topic, values)
+        log("bare aiokafka consumer")
+        aio = b.aiokafka_ceiling(ceiling_topic, n)
+        log("bare faust agent")
+        bare = b.faust_ceiling(ceiling_topic, n)
+        b.rows.append(Row("bare aiokafka consumer (orjson, count)", aio, "msgs/s",
+                          note=f"pre-produced at {prod_rate:,.0f}/s"))
+        b.rows.append(Row("bare faust agent (orjson, count)", bare, "msgs/s", f"aiokafka {aio:,.0f}/s", bare / aio))
+        log("pipeline, single-result messages (chdb)")
+        single = b.pipeline_single(values)
+        b.rows.append(Row("pipeline, single-result messages, into ClickHouse (chdb)", single["rate"], "results/s",
+                          f"bare faust {bare:,.0f}/s", single["rate"] / bare, ">= 0.6", single["rate"] / bare >= 0.6))
+        log("pipeline, bulk messages (chdb)")
+        bulk = b.pipeline_bulk(values)
+        b.rows.append(Row("pipeline, batch form (500 per message), into ClickHouse (chdb)", bulk["rate"], "results/s",
+                          f"single {single['rate']:,.0f}/s", bulk["rate"] / single["rate"], ">= 20,000/s",
+                          bulk["rate"] >= 20_000))
+        log("alert latency")
+        lat = b.alert_latency(rate=1000, seconds=max(5.0, 20 * scale))
+        b.rows.append(Row("alert latency p50 (broker ts -> alert)", lat["p50"] * 1000, "ms",
+                          note=f"{lat['alerts']}/{lat['expected']} alerts at 1,000 results/s, 1% violations"))
+        b.rows.append(Row("alert latency p99", lat["p99"] * 1000, "ms", goal="< 500 ms", met=lat["p99"] < 0.5))
+        log("sink")
+        b.rows.extend(b.sink())
+        n_scale = max(2_000, int(100_000 * scale))
+        log("scale-out: 1 worker, server ClickHouse")
+        one = b.pipeline_server("one", fresh_messages(n_scale, seed=21), 1)
+        log("scale-out: 2 workers, server ClickHouse")
+        two = b.pipeline_server("two", fresh_messages(n_scale, seed=22), 2)
+        b.rows.append(Row("scale-out: 2 workers vs 1 (server ClickHouse)", two["rate"], "results/s",
+                          f"1 worker {one['rate']:,.0f}/s", two["rate"] / one["rate"],
+                          note="2 cores also run the broker, ClickHouse and the load"))
+        b.rows.append(Row("worker peak RSS, chdb in-process", single["rss_mib"], "MiB",
+                          f"with ClickHouse server {one['rss_mib']:.0f} MiB",
+                          single["rss_mib"] / max(1, one["rss_mib"])))
+        return b.rows
