@@ -28,17 +28,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/foodrisk run $(if $(DURATION),--duration $(DURATION),)
 
-# Debian's clickhouse-server (and later Alertmanager, Prometheus) for the integration tests.
-# Installed only when running as root on Debian and missing; otherwise the tests say what is absent.
+# Debian's clickhouse-server, Alertmanager and Prometheus (with promtool) for the integration tests.
+# Installed only when running as root on Debian and one of their binaries is missing; otherwise the
+# tests say what is absent (and fail under CI).
+SYSTEM_BINARIES := clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool
+SYSTEM_PACKAGES := clickhouse-server clickhouse-client prometheus-alertmanager prometheus
 system-deps:
-	@if command -v clickhouse-server >/dev/null && command -v prometheus-alertmanager >/dev/null; then \
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -z "$$missing" ]; then \
 		echo "system packages present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian packages: clickhouse-server clickhouse-client prometheus-alertmanager"; \
+		echo "missing:$$missing; installing Debian packages: $(SYSTEM_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			clickhouse-server clickhouse-client prometheus-alertmanager >/dev/null; \
+			$(SYSTEM_PACKAGES) >/dev/null; \
 	else \
-		echo "not root on Debian: install clickhouse-server yourself, or the server tests are skipped"; \
+		echo "not root on Debian: install$$missing yourself ($(SYSTEM_PACKAGES)), or those tests are skipped"; \
 	fi
 
 test: $(STAMP) system-deps

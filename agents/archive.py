@@ -12,6 +12,7 @@ from mode import CrashingSupervisor
 
 from agents.records import alert_values, as_row, deadletter_values
 from agents.streams import event_batches, manual_ack
+from pipeline.metrics import Metrics, count_alert
 from schemas.alert import Alert
 from sinks.ddl import ALERTS_COLUMNS, DEADLETTERS_COLUMNS
 from sinks.writer import ClickHouseWriter
@@ -28,6 +29,7 @@ def register_archivers(
     max_rows: int,
     max_age_s: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    metrics: Metrics | None = None,
 ) -> list[AgentT[Any]]:
     @app.agent(alerts_topic, name="archive_alerts", supervisor_strategy=CrashingSupervisor)
     async def archive_alerts(stream: StreamT[bytes]) -> None:
@@ -35,6 +37,7 @@ def register_archivers(
         async for events in event_batches(s, max_rows, max_age_s):
             now = clock()
             rows = []
+            seen: list[Alert] = []
             for e in events:
                 m = e.message
                 try:
@@ -47,10 +50,14 @@ def register_archivers(
                     as_row(alert_values(alert, src_partition=m.partition, src_offset=m.offset, ingested_at=now),
                            ALERTS_COLUMNS)
                 )
+                seen.append(alert)
             if rows:
                 await writer.insert("alerts", ALERTS_COLUMNS, rows)
             for e in events:
                 await s.ack(e)
+            if metrics is not None:  # every alert on the topic, whichever agent raised it
+                for alert in seen:
+                    count_alert(metrics, alert)
 
     @app.agent(deadletter_topic, name="archive_deadletters", supervisor_strategy=CrashingSupervisor)
     async def archive_deadletters(stream: StreamT[bytes]) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from agents.records import as_row, broker_time, deadletter_envelope, result_values
+from agents.screened import Screened, screened_record
 from schemas.alert import Alert, alert_for_verdict
 from schemas.reference import Reference
 from schemas.result import InvalidResult, parse_result
 from schemas.rules import screen
+
+DEFAULT_MAX_BATCH_ITEMS = 1000
 
 
 class Incoming(NamedTuple):
@@ -35,8 +40,10 @@ class DeadLetter(NamedTuple):
 class BatchOutcome:
     result_rows: list[tuple[Any, ...]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    alert_sources: list[float | None] = field(default_factory=list)  # broker timestamp of each alert's message
     dead_letters: list[DeadLetter] = field(default_factory=list)
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (verdict, method) per accepted result
+    screened: list[Screened] = field(default_factory=list)  # compact records for the early-warning agent
 
 
 def screen_batch(
@@ -46,52 +53,72 @@ def screen_batch(
     columns: Sequence[str],
     watch_fraction: float,
     now: datetime,
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
 ) -> BatchOutcome:
-    """Validate and screen every message; each one ends as a result row or a dead letter."""
+    """Validate and screen every message; each result ends as a result row or a dead letter.
+
+    A message is one result (a JSON object) or, in the batch form, a JSON array of results: every
+    item of a batch is validated, stored or dead-lettered on its own (``src_item`` says which).
+    """
     out = BatchOutcome()
     for msg in items:
         received = broker_time(msg.timestamp, now)
-        try:
-            result = parse_result(msg.value or b"", reference=reference, now=now)
-        except InvalidResult as exc:
-            errors = [(e.field, e.reason) for e in exc.errors]
-            reason = "empty" if msg.value is None else _reason_code(errors)
+
+        def dead(payload: bytes | None, errors: list[tuple[str, str]], item: int = -1, kind: str = "invalid_result",
+                 msg: Incoming = msg, received: datetime = received) -> None:
             out.dead_letters.append(
                 DeadLetter(
                     msg.key,
                     deadletter_envelope(
-                        payload=msg.value,
-                        key=msg.key,
-                        src_topic=msg.topic,
-                        src_partition=msg.partition,
-                        src_offset=msg.offset,
-                        src_timestamp=received,
-                        failed_at=now,
-                        error_kind="invalid_result",
-                        errors=errors,
+                        payload=payload, key=msg.key, src_topic=msg.topic, src_partition=msg.partition,
+                        src_offset=msg.offset, src_item=item, src_timestamp=received, failed_at=now,
+                        error_kind=kind, errors=errors,
                     ),
-                    reason,
+                    "empty" if not payload else _reason_code(errors),
                 )
             )
-            continue
-        verdict = screen(result, reference, watch_fraction=watch_fraction)
-        out.result_rows.append(
-            as_row(
-                result_values(
-                    result,
-                    verdict,
-                    src_topic=msg.topic,
-                    src_partition=msg.partition,
-                    src_offset=msg.offset,
-                    ingested_at=now,
-                ),
-                columns,
+
+        def accept(raw: bytes | Mapping[str, Any], item: int, msg: Incoming = msg) -> None:
+            try:
+                result = parse_result(raw, reference=reference, now=now)
+            except InvalidResult as exc:
+                payload = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+                dead(payload, [(e.field, e.reason) for e in exc.errors], item)
+                return
+            verdict = screen(result, reference, watch_fraction=watch_fraction)
+            out.result_rows.append(
+                as_row(
+                    result_values(result, verdict, src_topic=msg.topic, src_partition=msg.partition,
+                                  src_offset=msg.offset, ingested_at=now),
+                    columns,
+                )
             )
-        )
-        out.verdicts.append((str(verdict.verdict), str(result.method)))
-        alert = alert_for_verdict(result, verdict)
-        if alert is not None:
-            out.alerts.append(alert)
+            out.verdicts.append((str(verdict.verdict), str(result.method)))
+            out.screened.append(screened_record(result, verdict))
+            alert = alert_for_verdict(result, verdict)
+            if alert is not None:
+                out.alerts.append(alert)
+                out.alert_sources.append(msg.timestamp)
+
+        value = msg.value or b""
+        if value.lstrip()[:1] != b"[":
+            accept(value, -1)
+            continue
+        try:
+            batch = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            dead(value, [("$", f"malformed JSON batch: {exc}")], kind="invalid_batch")
+            continue
+        if len(batch) > max_batch_items:
+            dead(value, [("$", f"batch of {len(batch)} results is over the limit of {max_batch_items}; split it")],
+                 kind="invalid_batch")
+            continue
+        for i, entry in enumerate(batch):
+            if isinstance(entry, dict):
+                accept(entry, i)
+            else:
+                why = f"a batch item must be a JSON object, not {type(entry).__name__}"
+                dead(orjson.dumps(entry), [(f"[{i}]", why)], i)
     return out
 
 

@@ -122,6 +122,7 @@ def deadletter_envelope(
     failed_at: datetime,
     error_kind: str,
     errors: Sequence[tuple[str, str]],
+    src_item: int = -1,
 ) -> bytes:
     """The dead-letter message: the original bytes and every reason, as one JSON object.
 
@@ -144,6 +145,7 @@ def deadletter_envelope(
             "src_topic": src_topic,
             "src_partition": src_partition,
             "src_offset": src_offset,
+            "src_item": src_item,
             "src_timestamp": src_timestamp.astimezone(UTC).isoformat(),
             "failed_at": failed_at.astimezone(UTC).isoformat(),
             "error_kind": error_kind,
@@ -168,6 +170,7 @@ def deadletter_values(envelope: bytes) -> dict[str, Any]:
             "src_topic": str(d["src_topic"]),
             "src_partition": int(d["src_partition"]),
             "src_offset": int(d["src_offset"]),
+            "src_item": int(d.get("src_item", -1)),
             "received_at": _naive_utc(datetime.fromisoformat(d["src_timestamp"])),
             "failed_at": _naive_utc(datetime.fromisoformat(d["failed_at"])),
             "key": d.get("key"),

@@ -19,13 +19,16 @@ from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import Incoming, screen_batch
+from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import Metrics
+from pipeline.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
 from schemas.reference import Reference
 from sinks.ddl import RESULTS_COLUMNS
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
+
+_SAMPLED_AT = RESULTS_COLUMNS.index("sampled_at")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ScreeningConfig:
     watch_fraction: float
     max_rows: int
     max_age_s: float
+    max_batch_items: int = 1000
 
 
 def incoming(event: EventT[Any]) -> Incoming:
@@ -57,6 +61,7 @@ def register_screening(
     deadletter_topic: TopicT,
     writer: ClickHouseWriter,
     config: ScreeningConfig,
+    screened_topic: TopicT | None = None,
     metrics: Metrics,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AgentT[Any]:
@@ -66,31 +71,39 @@ def register_screening(
         async for events in event_batches(s, config.max_rows, config.max_age_s):
             items = [incoming(e) for e in events]
             metrics.results_consumed.inc(len(items))
+            screened_at = clock()
             outcome = screen_batch(
                 items,
                 reference=config.reference,
                 columns=RESULTS_COLUMNS,
                 watch_fraction=config.watch_fraction,
-                now=clock(),
+                max_batch_items=config.max_batch_items,
+                now=screened_at,
             )
             await publish(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters])
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts])
+            alerts_published_at = time.time()
             if outcome.result_rows:
                 await writer.insert("results", RESULTS_COLUMNS, outcome.result_rows)
+            if screened_topic is not None and outcome.screened:  # early warning: one message per batch
+                await publish(screened_topic, [(None, encode_batch(outcome.screened))])
             for e in events:
                 await s.ack(e)
             # Bookkeeping after the acks: nothing below can lose data.
             metrics.results_accepted.inc(len(outcome.result_rows))
             for d in outcome.dead_letters:
-                metrics.deadlettered.labels(d.reason).inc()
+                metrics.deadlettered.labels(bounded(d.reason, DEADLETTER_REASONS)).inc()
             for verdict, method in outcome.verdicts:
                 metrics.verdicts.labels(verdict, method).inc()
-            for a in outcome.alerts:
-                metrics.alerts_raised.labels(a.kind).inc()
+            for a, source_ts in zip(outcome.alerts, outcome.alert_sources, strict=True):  # counted when archived
+                observe_alert_latency(metrics, a, source_timestamp=source_ts, now=alerts_published_at)
             now = time.time()
             for it in items:
                 if it.timestamp:
                     metrics.screen_latency_seconds.observe(max(0.0, now - it.timestamp))
+            for row in outcome.result_rows:  # sampled_at: naive UTC, whole seconds (agents/records.py)
+                age = (screened_at - row[_SAMPLED_AT].replace(tzinfo=UTC)).total_seconds()
+                metrics.sampled_to_screened_seconds.observe(max(0.0, age))
             if outcome.alerts:
                 for a in outcome.alerts:
                     log.info("ALERT %s %s: %s", a.classification, a.kind, a.summary_en)

@@ -10,9 +10,12 @@ from faust.types import TopicT
 from prometheus_client import CollectorRegistry
 
 from agents.archive import register_archivers
+from agents.delivery import delivery_config, register_delivery
+from agents.early_agent import install_early_warning
 from agents.screening import ScreeningConfig, register_screening
 from pipeline import metrics as metrics_mod
-from pipeline.faust_config import faust_options
+from pipeline.faust_config import configure_producer, faust_options
+from pipeline.lag import register_lag_monitor
 from pipeline.refdata import configured_reference
 from pipeline.settings import Settings
 from schemas.reference import Reference, default_reference
@@ -48,6 +51,7 @@ def build_runtime(
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
     reference = configured_reference(settings, reference or default_reference())
     app = faust.App(settings.app_id, **faust_options(settings, bootstrap))
+    configure_producer(app, settings)
     registry = CollectorRegistry()
     metrics = metrics_mod.create(registry)
 
@@ -65,6 +69,9 @@ def build_runtime(
         retry_cap_s=settings.sink_retry_cap_s,
         observer=metrics_mod.SinkObserver(metrics),
     )
+    screened_topic = install_early_warning(  # early warning (README "Early warning")
+        app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer
+    )
     register_screening(
         app,
         results_topic=results_topic,
@@ -76,8 +83,10 @@ def build_runtime(
             watch_fraction=settings.watch_fraction,
             max_rows=settings.sink_max_rows,
             max_age_s=settings.sink_max_age_s,
+            max_batch_items=settings.max_batch_items,
         ),
         metrics=metrics,
+        screened_topic=screened_topic,
     )
     register_archivers(
         app,
@@ -86,7 +95,13 @@ def build_runtime(
         writer=writer,
         max_rows=settings.sink_max_rows,
         max_age_s=settings.sink_max_age_s,
+        metrics=metrics,
     )
+    if settings.alertmanager_url or settings.webhook_url:  # alert delivery (README "Alert delivery")
+        register_delivery(
+            app, alerts_topic=alerts_topic, writer=writer, config=delivery_config(settings), metrics=metrics
+        )
+    register_lag_monitor(app, metrics, interval_s=settings.metrics_lag_interval_s)
     runtime = Runtime(
         settings=settings,
         app=app,
@@ -99,7 +114,9 @@ def build_runtime(
         alerts_topic=alerts_topic,
         deadletter_topic=deadletter_topic,
     )
+    from pipeline.ingest import register_ingest_views
     from pipeline.web import register_views
 
     register_views(runtime)
+    register_ingest_views(runtime)  # POST /v1/results, /openapi.json, /docs (README "Ingest")
     return runtime

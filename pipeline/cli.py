@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     run.add_argument("--duration", type=_positive_float, default=None, help="seconds to run (default: until Ctrl-C)")
-    _fleet_args(run)
+    _fleet_args(run, speed=5400.0, rate=500.0)
 
     sub.add_parser(
         "worker",
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sim.add_argument("--duration", type=_positive_float, default=None, help="seconds to run (default: until Ctrl-C)")
-    _fleet_args(sim)
+    _fleet_args(sim, speed=60.0, rate=None)
 
     scr = sub.add_parser(
         "screen",
@@ -83,12 +83,68 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
     q.add_argument("--max-rows", type=int, default=10_000)
 
-    sub.add_parser(
-        "migrate",
-        help="create or upgrade the ClickHouse schema (idempotent)",
-        description="Apply the versioned ClickHouse migrations to the configured database.",
+    rl = sub.add_parser(
+        "redlist",
+        help="the red list of repeat-offender vendors (early warning)",
+        description="Print the vendors on the red list: >= FOODRISK_EW_OFFENDER_N non-compliant samples within "
+        "FOODRISK_EW_OFFENDER_DAYS days; a vendor comes off after FOODRISK_EW_OFFENDER_CLEAN_K consecutive clean "
+        "samples. Reads like `foodrisk query` (through the running worker with chdb, else directly).",
         epilog=EPILOG,
     )
+    rl.add_argument("--all", action="store_true", help="also vendors taken off the list")
+    rl.add_argument("--vendor", default=None, help="only this vendor id")
+    rl.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    mig = sub.add_parser(
+        "migrate",
+        help="create or upgrade the ClickHouse schema (idempotent)",
+        description="Apply the versioned ClickHouse migrations to the configured database "
+        "(ON CLUSTER with FOODRISK_CLICKHOUSE_CLUSTER). --print-ddl only prints the statements.",
+        epilog=EPILOG,
+    )
+    mig.add_argument(
+        "--print-ddl", action="store_true",
+        help="print every statement for an empty database instead of connecting (for review by a DBA)",
+    )
+    mig.add_argument(
+        "--server-version", default="25.8", metavar="X.Y",
+        help="with --print-ddl: the ClickHouse version to render for (default 25.8)",
+    )
+    dev = sub.add_parser(
+        "devices",
+        help="manage the device tokens of HTTP ingest (add, list, revoke)",
+        description="Device tokens for POST /v1/results on the worker's web port. The registry "
+        "(FOODRISK_INGEST_TOKENS_FILE) keeps only hashes; a running worker picks changes up within a second.",
+        epilog=EPILOG,
+    )
+    dev_sub = dev.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    dev_add = dev_sub.add_parser("add", help="register a device and print its new token (shown once)")
+    dev_add.add_argument("device_id", help="the device_id its results carry")
+    dev_add.add_argument("--replace", action="store_true", help="issue a new token for a registered device")
+    dev_add.add_argument("--note", default="", help="free text kept with the entry (owner, site)")
+    dev_sub.add_parser("list", help="registered devices, active and revoked (never the tokens)")
+    dev_rev = dev_sub.add_parser("revoke", help="revoke a device's token (its requests get 401)")
+    dev_rev.add_argument("device_id")
+
+    imp = sub.add_parser(
+        "import",
+        help="import a CSV / LIMS export into the results topic",
+        description="Stream FILE (constant memory), map each row to a wire-format v1 result (the wire "
+        "format's own column names, or --mapping MAP.yaml for a LIMS export), validate it, and publish the "
+        "valid ones to the results topic in batches. Ends with a summary: accepted, rejected and duplicates; "
+        "the line numbers and reasons go to the rejects file. Exit 0 when every row was accepted (or was a "
+        "duplicate), 1 when some were rejected or not delivered.",
+        epilog=EPILOG,
+    )
+    imp.add_argument("file", help="the CSV file (first line: column names)")
+    imp.add_argument("--mapping", default=None, metavar="MAP.yaml",
+                     help="column mapping (see deploy/import/lims-mapping.example.yaml); default: wire-format names")
+    imp.add_argument("--rejects", default=None, metavar="FILE",
+                     help="where to write rejected lines with reasons (default: FILE.rejects.csv)")
+    imp.add_argument("--dry-run", action="store_true", help="validate only; publish nothing")
+    imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
     sub.add_parser(
         "check",
         help="check the settings and that the broker and ClickHouse answer",
@@ -99,9 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fleet_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--speed", type=_positive_float, default=240.0, help="simulated seconds per real second")
-    p.add_argument("--rate", type=_positive_float, default=None, help="results per simulated hour (fleet total)")
+def _fleet_args(p: argparse.ArgumentParser, *, speed: float, rate: float | None) -> None:
+    p.add_argument("--speed", type=_positive_float, default=speed,
+                   help=f"simulated seconds per real second (default {speed:g}); the simulated clock starts at "
+                   "06:00 Beijing time four days back and never passes the wall clock")
+    p.add_argument("--rate", type=_positive_float, default=rate,
+                   help="results per simulated hour, fleet total (default "
+                   + (f"{rate:g}" if rate else "the simulator's, about 2,000") + ")")
     p.add_argument("--seed", type=int, default=7, help="random seed of the fleet")
 
 
@@ -186,7 +246,8 @@ def _query_directly(
     from pipeline.query import QueryRejected, guard_select
     from sinks.clickhouse import connect_clickhouse
 
-    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database)
+    # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
     try:
         res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
     except Exception as exc:
@@ -196,14 +257,50 @@ def _query_directly(
     return list(res.columns), [list(r) for r in res.rows[:max_rows]], len(res.rows) > max_rows
 
 
+def _cmd_redlist(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.clickhouse import quote_identifier
+
+    where = [] if args.all else ["listed = 1"]
+    params = []
+    if args.vendor:
+        where.append("vendor_id = %(vendor)s")
+        params.append(f"vendor={args.vendor}")
+    table = f"{quote_identifier(settings.database)}.redlist"
+    cols = "vendor_id, listed, listed_at, changed_at, findings, clean_run, site_id, district, alert_id"
+    sql = f"SELECT {cols} FROM {table} FINAL"  # noqa: S608 - a quoted identifier, fixed columns
+    if where:
+        sql += f" WHERE {' AND '.join(where)}"
+    sql += " ORDER BY listed DESC, listed_at DESC, vendor_id"
+    return _cmd_query(argparse.Namespace(sql=sql, format=args.format, param=params, max_rows=10_000), settings)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.worker import open_clickhouse
-    from sinks.clickhouse import redact_url
+    from sinks.clickhouse import Features, parse_version, redact_url
 
+    if args.print_ddl:
+        from sinks.ddl import render_all
+
+        features = Features.for_version(parse_version(args.server_version))
+        for statement in render_all(settings.database, features, cluster=settings.clickhouse_cluster):
+            print(statement + ";\n")  # noqa: T201
+        return 0
     ch = open_clickhouse(settings)
     ch.close()
     print(f"ClickHouse schema up to date at {redact_url(settings.clickhouse_url)}")  # noqa: T201
     return 0
+
+
+def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.devices import main_devices
+
+    return main_devices(args, settings)
+
+
+def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.importer import main_import
+
+    return main_import(args, settings)
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,8 +326,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "simulate": _cmd_simulate,
     "screen": _cmd_screen,
     "query": _cmd_query,
+    "redlist": _cmd_redlist,
     "migrate": _cmd_migrate,
     "check": _cmd_check,
+    "devices": _cmd_devices,
+    "import": _cmd_import,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -64,3 +65,24 @@ def _credentials(settings: Settings) -> Any:
     return faust.SASLCredentials(
         username=settings.broker_sasl_username, password=password, ssl_context=ssl_context, mechanism=mechanism
     )
+
+
+def _idempotent_producer_class() -> type:
+    from faust.transport.drivers.aiokafka import Producer
+
+    class IdempotentProducer(Producer):
+        """faust's aiokafka producer with the idempotent producer always on (faust enables it only
+        inside transactions): a retried send after a lost acknowledgement is not written twice."""
+
+        def _settings_extra(self) -> Mapping[str, Any]:
+            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    return IdempotentProducer
+
+
+def configure_producer(app: faust.App, settings: Settings) -> None:
+    """Real Kafka (flavor kafka): every producer of ``app`` is idempotent with acks=all, batching
+    normally. The embedded broker (flavor tansu) keeps faust's producer (one record per batch)."""
+    if settings.flavor is BrokerFlavor.KAFKA:
+        # Per app (this transport instance), not faust's class attribute for every app.
+        app.transport.Producer = _idempotent_producer_class()  # type: ignore[misc]

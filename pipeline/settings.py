@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     sink_max_rows: int = Field(1000, ge=1, le=1_000_000, description="flush a batch at this many rows")
     sink_max_age_s: float = Field(0.5, gt=0, le=60, description="or when its oldest row is this old")
     sink_retry_cap_s: float = Field(10.0, gt=0, description="longest wait between two retries")
+    max_batch_items: int = Field(
+        1000, ge=1, le=100_000, description="most results one message may carry in the batch form (a JSON array)"
+    )
 
     # -- worker ---------------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="bind address of the worker's HTTP server")
@@ -102,8 +105,122 @@ class Settings(BaseSettings):
         None, ge=0, le=100, description="start of the enzyme-inhibition watch band in %; default reference (40)"
     )
 
-    # -- alert delivery -------------------------------------------------------------------------
-    alertmanager_url: str | None = Field(None, description="one or more Alertmanager base URLs, comma separated")
+    # -- alert delivery (agents/delivery.py; README "Alert delivery") ---------------------------
+    alertmanager_url: str | None = Field(
+        None, description="one or more Alertmanager base URLs, comma separated (an HA pair: each gets every alert)"
+    )
+    alertmanager_resend_s: float = Field(
+        60.0, gt=0, le=3600, description="firing alerts are re-posted this often; they end 4 periods after the last"
+    )
+    alertmanager_active_s: float = Field(
+        86400.0, gt=0, description="a firing alert with no update for this long stops being re-posted (ends)"
+    )
+    alertmanager_give_up_s: float = Field(
+        900.0, gt=0, description="retry an unreachable Alertmanager this long, then park the alerts in ClickHouse"
+    )
+    webhook_url: str | None = Field(None, description="signed JSON webhook for chat bots and ticket systems")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the webhook signature")
+    webhook_give_up_s: float = Field(
+        900.0, gt=0, description="retry an unreachable webhook this long, then park the alerts in ClickHouse"
+    )
+    delivery_timeout_s: float = Field(10.0, gt=0, le=300, description="timeout of one delivery HTTP request")
+    grafana_url: str | None = Field(None, description="URL of the Grafana alerts board, linked from every alert")
+    runbook_url: str | None = Field(None, description="runbook URL linked from every alert ({kind} or #kind added)")
+
+    @field_validator("alertmanager_url", "webhook_url", "grafana_url", "runbook_url")
+    @classmethod
+    def _check_http_urls(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        for part in parts:
+            u = urlsplit(part)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError(f"bad URL {part!r}: use http(s)://host[:port][/path]")
+        return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _check_delivery(self) -> Settings:
+        if self.webhook_url and "," in self.webhook_url:
+            raise ValueError("FOODRISK_WEBHOOK_URL takes one URL")
+        if self.webhook_url and not (self.webhook_secret and self.webhook_secret.get_secret_value()):
+            raise ValueError("FOODRISK_WEBHOOK_SECRET is required with FOODRISK_WEBHOOK_URL (receivers verify it)")
+        if self.alertmanager_url and self.alertmanager_active_s < self.alertmanager_resend_s:
+            raise ValueError("FOODRISK_ALERTMANAGER_ACTIVE_S must be at least FOODRISK_ALERTMANAGER_RESEND_S")
+        return self
+
+    # -- observability (pipeline/metrics.py, pipeline/lag.py; README "Observability") ------------
+    metrics_lag_interval_s: float = Field(
+        10.0, gt=0, le=600, description="how often each worker samples its consumer lag per partition"
+    )
+
+    # -- early warning (agents/early; README "Early warning") -----------------------------------
+    screened_topic: str = Field("foodrisk.screened", description="internal topic of screened batches (1 partition)")
+    ew_grace_s: float = Field(3600, ge=0, description="watermark = latest sampled_at seen minus this")
+    ew_surge_window_h: int = Field(24, ge=1, le=24 * 14, description="rate-surge window length in hours")
+    ew_surge_step_h: int = Field(1, ge=1, le=24, description="rate-surge window step in hours")
+    ew_surge_min_n: int = Field(30, ge=1, description="fewest results in a window before it is tested")
+    ew_surge_min_positives: int = Field(3, ge=1, description="fewest non-compliant results for a surge")
+    ew_surge_alpha: float = Field(
+        0.01, gt=0, lt=1, description="family-wise false-alarm level per window step (Bonferroni over keys)"
+    )
+    ew_baseline_quick: float = Field(0.0015, gt=0, lt=1, description="baseline positive rate of quick tests")
+    ew_baseline_lab: float = Field(0.02, gt=0, lt=1, description="baseline non-compliant rate of lab results")
+    ew_baseline_enzyme_prone: float = Field(
+        0.005, gt=0, lt=1, description="enzyme baseline on foods prone to enzyme false positives (leek, ginger...)"
+    )
+    ew_cusum_shift: float = Field(3.0, gt=1, description="CUSUM: rate multiple it is tuned to detect")
+    ew_cusum_h: float = Field(9.0, gt=0, description="CUSUM decision threshold (log-likelihood units)")
+    ew_offender_n: int = Field(3, ge=2, description="non-compliant samples of one vendor that make a repeat offender")
+    ew_offender_days: int = Field(30, ge=1, description="... within this many days")
+    ew_offender_clean_k: int = Field(5, ge=1, description="clean samples in a row that delist a vendor")
+    ew_cluster_window_h: int = Field(48, ge=1, description="supplier cluster: non-compliant at 2+ sites within this")
+    ew_cluster_min_sites: int = Field(2, ge=2, description="sites of one supplier that make a cluster")
+    ew_unconfirmed_h: float = Field(48, gt=0, description="hours a quick positive may wait for its lab confirmation")
+    ew_silent_min_h: float = Field(2, gt=0, description="device silent this many hours in its usual hours")
+    ew_silent_min_peer_results: int = Field(5, ge=1, description="... while its site's peers sent this many")
+    ew_drift_alpha: float = Field(1e-4, gt=0, lt=1, description="device drift: binomial p-value threshold")
+    ew_drift_min_positives: int = Field(3, ge=1, description="fewest positives of one device in a day for drift")
+
+    # -- deployment and scale-out (deploy/, README "Running in production") ----------------------
+    clickhouse_cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster name (remote_servers): migrations run ON CLUSTER and create "
+        "Replicated*MergeTree tables behind Distributed ones; unset for a single server",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None, ge=1, le=16, description="min.insync.replicas of the topics foodrisk creates on real Kafka; "
+        "default FOODRISK_TOPIC_REPLICATION - 1 (at least 1)",
+    )
+
+    # -- ingest (pipeline/ingest.py, pipeline/importer.py; README "Ingest") ------------------------
+    ingest_tokens_file: Path | None = Field(
+        None, description="device token registry (hashes only); default DATA_DIR/ingest/devices.json"
+    )
+    ingest_max_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="largest POST /v1/results body in bytes (else 413)"
+    )
+    ingest_max_items: int = Field(1000, ge=1, le=100_000, description="most results in one POST (else 413)")
+    ingest_rate_per_s: float = Field(
+        100.0, gt=0, description="per-device rate limit: results per second, sustained (token bucket)"
+    )
+    ingest_burst: int = Field(
+        2000, ge=1, description="per-device rate limit: bucket size in results (at least FOODRISK_INGEST_MAX_ITEMS)"
+    )
+
+    @model_validator(mode="after")
+    def _check_ingest(self) -> Settings:
+        if self.ingest_burst < self.ingest_max_items:
+            raise ValueError(
+                f"FOODRISK_INGEST_BURST ({self.ingest_burst}) must be at least FOODRISK_INGEST_MAX_ITEMS "
+                f"({self.ingest_max_items}), or a full batch could never pass the rate limit"
+            )
+        return self
+
+    @property
+    def ingest_tokens_path(self) -> Path:
+        return self.ingest_tokens_file or self.data_dir / "ingest" / "devices.json"
 
     @field_validator("broker_url")
     @classmethod
@@ -156,6 +273,20 @@ class Settings(BaseSettings):
             raise ValueError("FOODRISK_BROKER_SASL_USERNAME is required with a SASL security protocol")
         return self
 
+    @model_validator(mode="after")
+    def _check_scale_out(self) -> Settings:
+        if self.clickhouse_cluster and self.clickhouse_url.startswith("chdb://"):
+            raise ValueError(
+                "FOODRISK_CLICKHOUSE_CLUSTER needs a ClickHouse server (clickhouse://...), not chdb: "
+                "unset it or point FOODRISK_CLICKHOUSE_URL at a cluster node"
+            )
+        if self.topic_min_insync_replicas is not None and self.topic_min_insync_replicas > self.topic_replication:
+            raise ValueError(
+                f"FOODRISK_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) must not exceed "
+                f"FOODRISK_TOPIC_REPLICATION ({self.topic_replication}), or no write could ever succeed"
+            )
+        return self
+
     # -- derived --------------------------------------------------------------------------------
     @property
     def embedded(self) -> bool:
@@ -166,6 +297,14 @@ class Settings(BaseSettings):
         if self.broker_flavor is not None:
             return self.broker_flavor
         return BrokerFlavor.TANSU if self.embedded else BrokerFlavor.KAFKA
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """min.insync.replicas of created topics: set, else one less than the replication (>= 1),
+        so with replication 3 a write is acknowledged by 2 replicas and one broker may be down."""
+        if self.topic_min_insync_replicas is not None:
+            return self.topic_min_insync_replicas
+        return max(1, self.topic_replication - 1)
 
     @property
     def session_timeout_s(self) -> float:

@@ -50,12 +50,12 @@ def run_fleet(
 ) -> FleetProgress:
     """Publish the fleet's results in (scaled) real time until ``duration_s`` or ``should_stop()``.
 
-    The simulated clock starts at ``start`` (default: 06:00 Asia/Shanghai two days ago, a morning
+    The simulated clock starts at ``start`` (default: 06:00 Asia/Shanghai four days ago, a morning
     market) and advances ``speed`` simulated seconds per real second until it reaches the wall
     clock; from there it runs in real time, so no result is ever dated in the future.
     """
     if start is None:
-        cst = datetime.now(UTC) + timedelta(hours=8) - timedelta(days=2)
+        cst = datetime.now(UTC) + timedelta(hours=8) - timedelta(days=4)
         start = datetime(cst.year, cst.month, cst.day, 6, 0, tzinfo=UTC) - timedelta(hours=8)
     cfg_kwargs: dict[str, object] = {"seed": seed, "start": start, "speed": speed}
     if rate_per_sim_hour is not None:

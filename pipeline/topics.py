@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.settings import Settings, kafka_python_security_options
+from pipeline.settings import BrokerFlavor, Settings, kafka_python_security_options
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,16 @@ def _tcp_open(hostport: str) -> bool:
         return False
 
 
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Broker-side configs of the topics foodrisk creates. On real Kafka: min.insync.replicas, so
+    that with acks=all a write is acknowledged only once that many replicas have it (with
+    replication 3 and min.insync 2, one broker may be down and nothing acknowledged is lost).
+    The embedded broker gets none (Tansu keeps one copy in memory)."""
+    if settings.flavor is BrokerFlavor.TANSU:
+        return {}
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def ensure_topics(
     settings: Settings,
     bootstrap: list[str],
@@ -68,6 +78,9 @@ def ensure_topics(
 ) -> list[str]:
     """Create the pipeline's topics if missing; returns the names created."""
     wanted = list(names or (settings.results_topic, settings.alerts_topic, settings.deadletter_topic))
+    # The early-warning agent's input always has exactly one partition (README "Early warning").
+    single = {settings.screened_topic} if names is None else set()
+    wanted += sorted(single)
     admin = admin_client(settings, bootstrap, timeout_s=timeout_s)
     try:
         existing = set(admin.list_topics())
@@ -75,7 +88,11 @@ def ensure_topics(
         if not missing:
             return []
         new = [
-            NewTopic(n, partitions or settings.topic_partitions, settings.topic_replication) for n in missing
+            NewTopic(
+                n, 1 if n in single else partitions or settings.topic_partitions, settings.topic_replication,
+                topic_configs=topic_configs(settings),
+            )
+            for n in missing
         ]
         with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
             admin.create_topics(new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+async def _broker_reachable(urls: Any, timeout_s: float = 1.0) -> bool:
+    """True when at least one bootstrap server accepts a TCP connection."""
+    for url in urls or ():
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(url.host, url.port or 9092), timeout_s)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
 def register_views(rt: Runtime) -> None:
     app = rt.app
 
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(rt.registry), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type=; the exposition type carries one, so it
+            # goes in as a header.
+            return self.bytes(generate_latest(rt.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:
@@ -38,7 +53,10 @@ def register_views(rt: Runtime) -> None:
                 checks["clickhouse_error"] = f"{type(exc).__name__}: {exc}"
             consumer = getattr(app, "consumer", None)
             assigned = consumer.assignment() if consumer is not None else set()
-            checks["broker"] = bool(assigned) or app.rebalancing is False
+            reachable = await _broker_reachable(app.conf.broker)
+            checks["broker"] = reachable and (bool(assigned) or app.rebalancing is False)
+            if not reachable:
+                checks["broker_error"] = "no bootstrap server accepts connections"
             ok = bool(checks["clickhouse"] and checks["broker"])
             return self.json({"ready": ok, **checks}, status=200 if ok else 503)
 

@@ -36,7 +36,7 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     if settings.uses_chdb:
         settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
     ch = connect_clickhouse(settings.clickhouse_url, database=settings.database)
-    applied = migrate(ch, settings.database)
+    applied = migrate(ch, settings.database, cluster=settings.clickhouse_cluster)
     if applied:
         log.info("ClickHouse migrations applied: %s", applied)
     return ch

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sinks.clickhouse import DEFAULT_DATABASE, ClickHouse, Features, quote_identifier
+from sinks.errors import ClickHouseError
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ DEADLETTERS: ColumnSpec = (
     ("src_topic", "LowCardinality(String)"),
     ("src_partition", "Int32"),
     ("src_offset", "Int64"),
+    ("src_item", "Int32"),  # index of the item in a batch message; -1 for the message as a whole
     ("received_at", "DateTime('UTC')"),  # the broker's timestamp of the message: stable across replays
     ("failed_at", "DateTime('UTC')"),
     ("key", "Nullable(String)"),
@@ -208,7 +210,7 @@ def _alerts(db: str, f: Features) -> list[str]:
 def _deadletters(db: str, f: Features) -> list[str]:
     engine = (
         "ReplacingMergeTree(failed_at)\nPARTITION BY toYYYYMM(received_at)\n"
-        "ORDER BY (src_topic, src_partition, src_offset)"
+        "ORDER BY (src_topic, src_partition, src_offset, src_item)"
     )
     return [_create_table(db, "deadletters", DEADLETTERS, f, engine + _dedup_settings(f))]
 
@@ -264,6 +266,60 @@ def _results_hourly(db: str, f: Features) -> list[str]:
     return [table, mv, view]
 
 
+# Alerts a delivery target (Alertmanager, webhook) did not take before the give-up horizon, or
+# refused (HTTP 400/413/422): kept here, counted in metrics, never dropped silently (README, "Alert
+# delivery"). A replay re-parks the same message: the sorting key ends in its source offset.
+PARKED_ALERTS: ColumnSpec = (
+    ("target", "LowCardinality(String)"),  # alertmanager | webhook
+    ("alert_id", "String"),
+    ("status", "LowCardinality(String)"),
+    ("kind", "LowCardinality(String)"),
+    ("severity", "LowCardinality(String)"),
+    ("district", "LowCardinality(Nullable(String))"),
+    ("reason", "LowCardinality(String)"),  # unavailable | rejected
+    ("error", "String"),
+    ("attempts", "UInt32"),
+    ("first_attempt_at", "DateTime('UTC')"),
+    ("parked_at", "DateTime('UTC')"),
+    ("alert", "String"),  # the alert as on the alerts topic (JSON)
+    ("src_topic", "LowCardinality(String)"),
+    ("src_partition", "Int32"),
+    ("src_offset", "Int64"),
+)
+PARKED_ALERTS_COLUMNS: tuple[str, ...] = tuple(name for name, _ in PARKED_ALERTS)
+
+
+def _parked_alerts(db: str, f: Features) -> list[str]:
+    engine = (
+        "ReplacingMergeTree(parked_at)\nPARTITION BY toYYYYMM(parked_at)\n"
+        "ORDER BY (target, alert_id, status, src_partition, src_offset)"
+    )
+    return [_create_table(db, "parked_alerts", PARKED_ALERTS, f, engine)]
+
+
+# The red list of repeat offenders (agents/early/offender.py), one row per change of a vendor's
+# entry; ReplacingMergeTree(version) keeps the latest per vendor (read it with FINAL). version is
+# the writer's clock in microseconds: the single early-warning agent writes in processing order.
+REDLIST: ColumnSpec = (
+    ("vendor_id", "String"),
+    ("listed", "UInt8"),  # 1 on the list, 0 taken off (K consecutive clean samples)
+    ("listed_at", "DateTime('UTC')"),  # event time it went on the list
+    ("changed_at", "DateTime('UTC')"),  # event time of this change
+    ("findings", "UInt32"),  # non-compliant samples in the look-back
+    ("clean_run", "UInt32"),  # consecutive clean samples since the last finding
+    ("site_id", "String"),
+    ("district", "LowCardinality(String)"),
+    ("alert_id", "String"),
+    ("evidence", "Array(String)"),
+    ("version", "UInt64"),
+)
+REDLIST_COLUMNS: tuple[str, ...] = tuple(name for name, _ in REDLIST)
+
+
+def _redlist(db: str, f: Features) -> list[str]:
+    return [_create_table(db, "redlist", REDLIST, f, "ReplacingMergeTree(version)\nORDER BY vendor_id")]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -279,6 +335,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "alerts", _alerts),
     Migration(3, "deadletters", _deadletters),
     Migration(4, "results_hourly", _results_hourly),
+    Migration(5, "parked_alerts", _parked_alerts),
+    Migration(6, "redlist", _redlist),
 )
 
 
@@ -297,27 +355,36 @@ def migrate(
     ch: ClickHouse,
     database: str = DEFAULT_DATABASE,
     *,
-    cluster: str | None = None,
+    cluster: str | ClusterLayout | None = None,
     now: Callable[[], dt.datetime] | None = None,
 ) -> list[int]:
     """Apply the missing migrations to ``database``; returns their versions (empty: up to date).
 
     Safe to run again, and by two processes at once (both create the same things IF NOT EXISTS,
     a version recorded twice is read as one).
+
+    With ``cluster`` (a cluster name of the server's ``remote_servers``, or a
+    :class:`ClusterLayout`), every statement runs ON CLUSTER in the cluster layout: replicated
+    ``*_local`` tables behind Distributed ones (see :func:`on_cluster`).
     """
-    if cluster is not None:
-        raise NotImplementedError("ON CLUSTER migrations (Replicated*/Distributed tables) are not written yet")
     quote_identifier(database)
+    layout = ClusterLayout(cluster) if isinstance(cluster, str) else cluster
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     features = ch.features
-    ch.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-    ch.execute(schema_migrations_sql(database, features))
+    if layout is not None:
+        check_cluster(ch, layout)
+    for statement in _laid_out(
+        [f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}", schema_migrations_sql(database, features)],
+        database,
+        layout,
+    ):
+        ch.execute(statement)
     done = applied_versions(ch, database)
     applied: list[int] = []
     for migration in sorted(MIGRATIONS, key=lambda m: m.version):
         if migration.version in done:
             continue
-        for statement in migration.statements(database, features):
+        for statement in _laid_out(migration.statements(database, features), database, layout):
             ch.execute(statement)
         ch.insert(
             f"{database}.schema_migrations",
@@ -329,9 +396,214 @@ def migrate(
     return applied
 
 
-def render_all(database: str, features: Features) -> list[str]:
-    """Every statement ``migrate`` would run on an empty database (for review and tests)."""
+def render_all(database: str, features: Features, *, cluster: str | ClusterLayout | None = None) -> list[str]:
+    """Every statement ``migrate`` would run on an empty database (for review and tests); with
+    ``cluster``, in the cluster layout."""
     out = [f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}", schema_migrations_sql(database, features)]
     for migration in MIGRATIONS:
         out.extend(migration.statements(database, features))
+    if cluster is None:
+        return out
+    return on_cluster(out, database, ClusterLayout(cluster) if isinstance(cluster, str) else cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cluster layout
+#
+# On a ClickHouse cluster the same migrations are rendered again by rewriting their statements,
+# so a migration is written once, in the single-server form above, and :func:`on_cluster` lays it
+# out for the cluster:
+#
+# - a table ``t`` becomes ``t_local`` on every node, created ON CLUSTER with the Replicated form
+#   of its engine (``ReplacingMergeTree(v)`` -> ``ReplicatedReplacingMergeTree('<path>',
+#   '{replica}', v)``; the replicas of one shard share ``/clickhouse/tables/{shard}/<db>/t_local``),
+#   plus a ``Distributed`` table ``t`` with the same columns over all shards. The pipeline keeps
+#   writing to and reading ``t``: no query or insert changes between the two layouts;
+# - rows are sharded by ``cityHash64`` of the table's sorting key, so the rows that
+#   ReplacingMergeTree / AggregatingMergeTree must collapse (same key: a replayed result, a
+#   resent alert) always land on the same shard, and FINAL / argMax on the Distributed table stay
+#   exact (FINAL runs per shard);
+# - a materialized view is created on every node and turns the local inserts of ``*_local``
+#   tables into rows of ``*_local`` tables (a Distributed insert reaches the shard as a local
+#   insert, and that is what triggers the view);
+# - a plain view is created on every node over the Distributed tables (it sees the whole cluster);
+# - ``schema_migrations`` is one replicated table whose replicas are all the nodes (its ZooKeeper
+#   path has no ``{shard}``), so every node knows which versions were applied;
+# - ``SETTINGS non_replicated_deduplication_window`` becomes ``replicated_deduplication_window``:
+#   the sink's ``insert_deduplication_token`` then works on the replicated tables.
+#
+# The servers need ``remote_servers`` naming the cluster, the ``{shard}`` and ``{replica}`` macros
+# and ClickHouse Keeper (or ZooKeeper) for ON CLUSTER and replication. README, "Running in
+# production", has a config sketch.
+
+
+class ClusterDDLError(ValueError):
+    """A migration statement the cluster layout does not know how to rewrite."""
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Where the cluster variant of the schema lives. ``{database}`` and ``{table}`` in the paths
+    are filled in here; ``{shard}`` and ``{replica}`` are the servers' macros."""
+
+    name: str
+    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
+    # Tables every node holds whole (one replica per node): schema_migrations.
+    shared_zookeeper_path: str = "/clickhouse/tables/all/{database}/{table}"
+    replica: str = "{replica}"
+    local_suffix: str = "_local"
+
+    def __post_init__(self) -> None:
+        quote_identifier(self.name)  # a plain identifier, as in remote_servers
+        for path in (self.zookeeper_path, self.shared_zookeeper_path):
+            if "{table}" not in path or "'" in path or "\\" in path:
+                raise ValueError(f"bad ZooKeeper path template {path!r}: it needs {{table}} and no quotes")
+        if "{shard}" not in self.zookeeper_path:
+            raise ValueError(f"ZooKeeper path template {self.zookeeper_path!r} needs {{shard}}")
+        if not _IDENT_SUFFIX.match(self.local_suffix):
+            raise ValueError(f"bad local table suffix {self.local_suffix!r}")
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote_identifier(self.name)}"
+
+    def path(self, database: str, table: str, *, shared: bool = False) -> str:
+        template = self.shared_zookeeper_path if shared else self.zookeeper_path
+        return template.replace("{database}", database).replace("{table}", table)
+
+
+_IDENT_SUFFIX = re.compile(r"^_[A-Za-z0-9_]+$")
+
+# Tables every node holds whole rather than a shard of.
+SHARED_TABLES: frozenset[str] = frozenset({"schema_migrations"})
+
+_NAME = r"`(?P<db>\w+)`\.`(?P<name>\w+)`"
+_CREATE_DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS `(?P<db>\w+)`$")
+_CREATE_TABLE = re.compile(
+    rf"^CREATE TABLE IF NOT EXISTS {_NAME}\n(?P<body>\(\n.*?\n\))\nENGINE = (?P<engine>\w*MergeTree)\((?P<rest>.*)$",
+    re.DOTALL,
+)
+_CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_NAME}(?P<rest>\nTO .*)$", re.DOTALL)
+_CREATE_VIEW = re.compile(rf"^CREATE VIEW IF NOT EXISTS {_NAME}(?P<rest>\nAS .*)$", re.DOTALL)
+_ALTER_TABLE = re.compile(rf"^ALTER TABLE {_NAME}(?P<rest>\s.*)$", re.DOTALL)
+_COLUMN_ALTER = re.compile(r"^\s*(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b")
+_ORDER_BY = re.compile(r"^ORDER BY (?P<key>.+)$", re.MULTILINE)
+
+
+def _split_engine_args(rest: str) -> tuple[str, str]:
+    """``'a, b)\\nPARTITION BY ...'`` -> (``'a, b'``, ``'\\nPARTITION BY ...'``): the engine's
+    arguments up to its closing parenthesis, and what follows."""
+    depth, quoted = 0, False
+    for i, ch in enumerate(rest):
+        if ch == "'" and (i == 0 or rest[i - 1] != "\\"):
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                return rest[:i].strip(), rest[i + 1 :]
+            depth -= 1
+    raise ClusterDDLError(f"unbalanced engine arguments: {rest[:80]!r}")
+
+
+def sharding_key(table_tail: str) -> str:
+    """``cityHash64`` of the sorting key found in the text after a table's engine."""
+    found = _ORDER_BY.search(table_tail)
+    if not found:
+        raise ClusterDDLError("a sharded table needs an ORDER BY to derive its sharding key")
+    key = found.group("key").strip()
+    if key.startswith("(") and key.endswith(")"):
+        key = key[1:-1].strip()
+    return "rand()" if key in ("", "tuple()") else f"cityHash64({key})"
+
+
+def created_tables(database: str = DEFAULT_DATABASE) -> frozenset[str]:
+    """Names of the tables (not views) the migrations create: in the cluster layout each of
+    these, except :data:`SHARED_TABLES`, is a ``*_local`` table behind a Distributed one."""
+    names = set()
+    for statement in render_all(database, Features()):
+        found = _CREATE_TABLE.match(statement)
+        if found:
+            names.add(found.group("name"))
+    return frozenset(names)
+
+
+def on_cluster(statements: list[str], database: str, layout: ClusterLayout) -> list[str]:
+    """``statements`` (single-server DDL of this module, for ``database``) in the cluster layout.
+
+    Raises :class:`ClusterDDLError` for a statement form it does not know: teach this function
+    the form rather than writing a migration twice.
+    """
+    sharded = created_tables(database) - SHARED_TABLES
+    local = {name: name + layout.local_suffix for name in sharded}
+
+    def qualified(name: str) -> str:
+        return f"{quote_identifier(database)}.{quote_identifier(name)}"
+
+    def to_local(sql: str) -> str:
+        for name in sorted(local, key=len, reverse=True):
+            sql = sql.replace(qualified(name), qualified(local[name]))
+        return sql
+
+    out: list[str] = []
+    for statement in statements:
+        if m := _CREATE_DATABASE.match(statement):
+            out.append(statement + layout.on_cluster)
+        elif m := _CREATE_TABLE.match(statement):
+            db, name, body, engine = m.group("db", "name", "body", "engine")
+            args, tail = _split_engine_args(m.group("rest"))
+            tail = tail.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
+            shared = name in SHARED_TABLES
+            target = name if shared else local.setdefault(name, name + layout.local_suffix)
+            replicated_args = ", ".join(
+                a for a in (f"'{layout.path(db, target, shared=shared)}'", f"'{layout.replica}'", args) if a
+            )
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {qualified(target)}{layout.on_cluster}\n{body}\n"
+                f"ENGINE = Replicated{engine}({replicated_args}){tail}"
+            )
+            if not shared:
+                out.append(
+                    f"CREATE TABLE IF NOT EXISTS {qualified(name)}{layout.on_cluster}\n{body}\n"
+                    f"ENGINE = Distributed('{layout.name}', '{db}', '{target}', {sharding_key(tail)})"
+                )
+        elif m := _CREATE_MV.match(statement):
+            out.append(
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {qualified(m.group('name'))}{layout.on_cluster}"
+                f"{to_local(m.group('rest'))}"
+            )
+        elif m := _CREATE_VIEW.match(statement):
+            out.append(f"CREATE VIEW IF NOT EXISTS {qualified(m.group('name'))}{layout.on_cluster}{m.group('rest')}")
+        elif m := _ALTER_TABLE.match(statement):
+            name, rest = m.group("name", "rest")
+            if name in local:
+                out.append(f"ALTER TABLE {qualified(local[name])}{layout.on_cluster}{rest}")
+                if _COLUMN_ALTER.match(rest):  # the Distributed table has the same columns
+                    out.append(f"ALTER TABLE {qualified(name)}{layout.on_cluster}{rest}")
+            else:
+                out.append(f"ALTER TABLE {qualified(name)}{layout.on_cluster}{rest}")
+        else:
+            first = statement.splitlines()[0] if statement else ""
+            raise ClusterDDLError(
+                f"cannot lay out for a ClickHouse cluster: {first[:120]!r}; sinks.ddl.on_cluster knows "
+                f"CREATE DATABASE/TABLE (a *MergeTree engine)/VIEW/MATERIALIZED VIEW ... TO and ALTER TABLE"
+            )
     return out
+
+
+def _laid_out(statements: list[str], database: str, layout: ClusterLayout | None) -> list[str]:
+    return statements if layout is None else on_cluster(statements, database, layout)
+
+
+def check_cluster(ch: ClickHouse, layout: ClusterLayout) -> None:
+    """That the server knows the cluster (``system.clusters``), with a message saying what to do."""
+    res = ch.query("SELECT count() FROM system.clusters WHERE cluster = %(name)s", {"name": layout.name})
+    if not res.scalar():
+        known = ch.query("SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster")
+        names = ", ".join(str(r[0]) for r in known.rows) or "none"
+        raise ClickHouseError(
+            f"ClickHouse cluster {layout.name!r} is not defined on this server (known: {names}); define it "
+            f"in remote_servers, or unset FOODRISK_CLICKHOUSE_CLUSTER for a single server"
+        )

@@ -68,3 +68,32 @@ class ClickHouseSinkError(ClickHouseError):
         super().__init__(message, code=code)
         self.table = table
         self.tp = tp
+
+
+class DeliverySinkError(Exception):
+    """An alert delivery (Alertmanager, webhook) failed.
+
+    ``retriable`` says whether waiting may help (the target is down, overloaded, misconfigured
+    for now) or not (the target rejected the payload itself: HTTP 400, 413, 422); ``sinks.retry``
+    reads it. ``status`` is the HTTP status when there was an answer, ``url`` the target.
+    """
+
+    target = "delivery"
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.retriable = retriable
+
+
+class AlertmanagerSinkError(DeliverySinkError):
+    """Posting to Alertmanager's API v2 failed (every configured URL, for one attempt)."""
+
+    target = "alertmanager"
+
+
+class WebhookSinkError(DeliverySinkError):
+    """Posting to the signed webhook failed."""
+
+    target = "webhook"

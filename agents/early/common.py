@@ -1,0 +1,118 @@
+"""Shared pieces of the early-warning detectors: parameters, the step result, statistics, times."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from schemas.alert import Alert
+
+HOUR: Final = 3600
+DAY: Final = 86400
+CST: Final = timezone(timedelta(hours=8))
+LOCAL_OFFSET_S: Final = 8 * HOUR  # days and hours of day are local (Asia/Shanghai, no DST)
+
+JSON = Any  # a JSON-able value (dict/list/str/int/float/bool/None)
+
+
+@dataclass(frozen=True)
+class EarlyParams:
+    """Every knob of the detectors (Settings ``ew_*`` fields; README settings table)."""
+
+    grace_s: int = HOUR
+    surge_window_h: int = 24
+    surge_step_h: int = 1
+    surge_min_n: int = 30
+    surge_min_positives: int = 3
+    surge_alpha: float = 0.01
+    baseline_quick: float = 0.0015
+    baseline_lab: float = 0.02
+    baseline_enzyme_prone: float = 0.005
+    enzyme_prone: frozenset[str] = frozenset()
+    cusum_shift: float = 3.0
+    cusum_h: float = 9.0
+    offender_n: int = 3
+    offender_days: int = 30
+    offender_clean_k: int = 5
+    cluster_window_h: int = 48
+    cluster_min_sites: int = 2
+    unconfirmed_h: float = 48.0
+    unconfirmed_keep_days: int = 14
+    silent_min_h: float = 2.0
+    silent_min_peer_results: int = 5
+    silent_alpha: float = 1e-5
+    silent_history_days: int = 7
+    drift_alpha: float = 1e-4
+    drift_min_positives: int = 3
+    drift_prior_n: int = 200
+
+    def baseline(self, method: str, quick: bool, commodity: str) -> float:
+        if not quick:
+            return self.baseline_lab
+        if method == "enzyme_inhibition" and commodity in self.enzyme_prone:
+            return self.baseline_enzyme_prone
+        return self.baseline_quick
+
+
+@dataclass
+class Step:
+    updates: dict[str, JSON] = field(default_factory=dict)  # key -> new value, None = delete
+    alerts: list[Alert] = field(default_factory=list)
+
+
+def apply(state: Mapping[str, JSON], updates: Mapping[str, JSON]) -> dict[str, JSON]:
+    """``state`` with ``updates`` applied (tests and the offline simulation use plain dicts)."""
+    out = dict(state)
+    for k, v in updates.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exact (log-space sum of the upper tail)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    total = 0.0
+    mean = n * p
+    for i in range(k, n + 1):
+        term = math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+        total += term
+        if i > mean and term < total * 1e-15:
+            break
+    return min(1.0, total)
+
+
+def iso(ts: int | float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def utc(ts: int | float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def local_day(ts: int | float) -> int:
+    """Start of the local (CST) day holding ``ts``, as epoch seconds."""
+    t = int(ts)
+    return ((t + LOCAL_OFFSET_S) // DAY) * DAY - LOCAL_OFFSET_S
+
+
+def local_date(ts: int | float) -> str:
+    return datetime.fromtimestamp(ts, CST).date().isoformat()
+
+
+def hour_start(ts: int | float) -> int:
+    return (int(ts) // HOUR) * HOUR

@@ -1,0 +1,119 @@
+"""One early-warning step over a batch of screened records: de-duplication, the watermark, and
+every detector. Pure (the Faust agent in agents/early_agent.py holds the tables and does the I/O).
+
+Tables (``TABLES``): ``meta`` (the watermark), ``seen`` (result ids per sampled hour, in
+``SEEN_SHARDS`` shards, kept ``seen_days``: what makes every detector idempotent to a result seen
+twice), and one per detector. A record sampled before the de-duplication horizon cannot be checked
+against ``seen``: it goes only to the detectors that are idempotent by themselves (offender,
+cluster, unconfirmed keep result or sample ids), not to the counting ones (surge, device).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from agents.early import cluster, device, offender, surge, unconfirmed
+from agents.early.common import DAY, HOUR, JSON, EarlyParams, hour_start
+from agents.early.offender import RedListEntry
+from agents.screened import Screened
+from schemas.alert import Alert
+
+TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device")
+SEEN_SHARDS: Final = 8
+SEEN_DAYS: Final = 8  # > the device history (7 days) and every counting window
+
+
+@dataclass
+class EngineStep:
+    updates: dict[str, dict[str, JSON]] = field(default_factory=lambda: {t: {} for t in TABLES})
+    alerts: list[Alert] = field(default_factory=list)
+    redlist: list[RedListEntry] = field(default_factory=list)
+    fresh: int = 0
+    duplicates: int = 0
+    watermark: int = 0
+
+
+def _seen_key(r: Screened) -> str:
+    return f"{hour_start(r.sampled_at)}:{zlib.crc32(r.result_id.encode()) % SEEN_SHARDS}"
+
+
+def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], params: EarlyParams) -> EngineStep:
+    out = EngineStep()
+    meta = tables["meta"].get("wm")
+    max_event = int(meta["max"]) if isinstance(meta, dict) else 0
+    horizon = max_event - params.grace_s - SEEN_DAYS * DAY
+    seen_tab = tables["seen"]
+    seen_new: dict[str, list[str]] = {}
+    fresh: list[Screened] = []
+    old: list[Screened] = []
+    batch_ids: set[str] = set()
+    for r in records:
+        if r.result_id in batch_ids:
+            out.duplicates += 1
+            continue
+        batch_ids.add(r.result_id)
+        if max_event and r.sampled_at < horizon:
+            old.append(r)
+            continue
+        k = _seen_key(r)
+        ids = seen_new.get(k)
+        if ids is None:
+            cur = seen_tab.get(k)
+            ids = list(cur) if isinstance(cur, list) else []
+        if r.result_id in ids:
+            out.duplicates += 1
+            continue
+        ids.append(r.result_id)
+        seen_new[k] = ids
+        fresh.append(r)
+    out.fresh = len(fresh)
+    new_max = max([max_event, *(r.sampled_at for r in fresh)])
+    watermark = new_max - params.grace_s
+    out.watermark = watermark
+    out.updates["seen"].update(seen_new)
+    # expire de-duplication buckets once per hour of watermark
+    last_prune = int(meta.get("pruned", 0)) if isinstance(meta, dict) else 0
+    pruned = last_prune
+    if hour_start(watermark) > last_prune:
+        limit = watermark - SEEN_DAYS * DAY - HOUR
+        for k in list(seen_tab):
+            if int(k.split(":", 1)[0]) < limit:
+                out.updates["seen"][k] = None
+        pruned = hour_start(watermark)
+    if new_max != max_event or pruned != last_prune:
+        out.updates["meta"]["wm"] = {"max": new_max, "pruned": pruned}
+    if not fresh and not old:
+        return out
+    everything = fresh + old
+    for name, mod, recs in (
+        ("surge", surge, fresh),
+        ("cluster", cluster, everything),
+        ("unconfirmed", unconfirmed, everything),
+        ("device", device, fresh),
+    ):
+        s = mod.step(tables[name], recs, watermark, params)
+        out.updates[name].update(s.updates)
+        out.alerts.extend(s.alerts)
+    o = offender.step(tables["offender"], everything, watermark, params)
+    out.updates["offender"].update(o.updates)
+    out.alerts.extend(o.alerts)
+    out.redlist.extend(o.redlist)
+    return out
+
+
+def apply_all(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
+    """Apply an ``EngineStep.updates`` to plain dict tables in place (tests, offline simulation)."""
+    for name, ups in updates.items():
+        t = tables.setdefault(name, {})
+        for k, v in ups.items():
+            if v is None:
+                t.pop(k, None)
+            else:
+                t[k] = v
+
+
+def empty_tables() -> dict[str, dict[str, JSON]]:
+    return {t: {} for t in TABLES}

@@ -1,0 +1,151 @@
+"""The early-warning agent: screened batches -> detectors (agents/early) -> alerts and the red list.
+
+It consumes the internal one-partition topic ``screened_topic`` (the screening agent publishes one
+message per batch), so every table here is consistent in one worker. State lives in Faust tables
+(changelog-backed, restored on restart). Per batch: run the pure engine step, publish its alerts
+and wait for the broker, insert red-list rows, then write each changed table key once, and only
+then ack. A crash before the table writes replays the batch and publishes the same alerts again
+(same ids: the alerts table collapses them); a crash after them finds the records in ``seen`` and
+publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import AgentT, AppT, StreamT, TopicT
+from mode import CrashingSupervisor
+
+from agents.early.common import EarlyParams, utc
+from agents.early.engine import TABLES, step
+from agents.early.offender import RedListEntry
+from agents.screened import Screened, decode_batch
+from agents.screening import publish
+from agents.streams import event_batches, manual_ack
+from sinks.ddl import REDLIST_COLUMNS
+from sinks.writer import ClickHouseWriter
+
+log = logging.getLogger(__name__)
+
+
+def redlist_row(e: RedListEntry, version: int) -> tuple[Any, ...]:
+    values: Mapping[str, Any] = {
+        "vendor_id": e.vendor_id,
+        "listed": 1 if e.listed else 0,
+        "listed_at": utc(e.listed_at).replace(tzinfo=None),
+        "changed_at": utc(e.changed_at).replace(tzinfo=None),
+        "findings": e.findings,
+        "clean_run": e.clean_run,
+        "site_id": e.site_id,
+        "district": e.district,
+        "alert_id": e.alert_id,
+        "evidence": list(e.evidence),
+        "version": version,
+    }
+    return tuple(values[c] for c in REDLIST_COLUMNS)
+
+
+def register_early_warning(
+    app: AppT,
+    *,
+    screened_topic: TopicT,
+    alerts_topic: TopicT,
+    writer: ClickHouseWriter,
+    params: EarlyParams,
+    max_rows: int,
+    max_age_s: float,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AgentT[Any]:
+    tables = {
+        name: app.Table(
+            f"early-{name}",
+            default=None,
+            partitions=1,
+            key_type=str,  # JSON keys and values (Faust's serializer for these types)
+            use_partitioner=True,  # one partition: no need for the current event's partition
+        )
+        for name in TABLES
+    }
+
+    @app.agent(screened_topic, name="early_warning", supervisor_strategy=CrashingSupervisor)
+    async def early_warning(stream: StreamT[bytes]) -> None:
+        s = manual_ack(stream)
+        async for events in event_batches(s, max(1, max_rows // 100), max_age_s):
+            records: list[Screened] = []
+            for e in events:
+                m = e.message
+                try:
+                    records.extend(decode_batch(m.value or b""))
+                except ValueError as exc:
+                    log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
+            out = step(tables, records, params)
+            await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
+            if out.redlist:
+                base = int(time.time() * 1_000_000)
+                rows = [redlist_row(e, base + i) for i, e in enumerate(out.redlist)]
+                await writer.insert("redlist", REDLIST_COLUMNS, rows)
+            for name, updates in out.updates.items():
+                table = tables[name]
+                for key, value in updates.items():
+                    if value is None:
+                        if key in table:
+                            del table[key]
+                    else:
+                        table[key] = value
+            for e in events:
+                await s.ack(e)
+            for a in out.alerts:
+                log.info("ALERT %s %s %s: %s", a.classification, a.kind, a.status, a.summary_en)
+
+    return early_warning
+
+
+def params_from_settings(settings: Any, enzyme_prone: frozenset[str]) -> EarlyParams:
+    """The detectors' parameters from the ``ew_*`` settings (pipeline.settings.Settings)."""
+    return EarlyParams(
+        grace_s=int(settings.ew_grace_s),
+        surge_window_h=settings.ew_surge_window_h,
+        surge_step_h=settings.ew_surge_step_h,
+        surge_min_n=settings.ew_surge_min_n,
+        surge_min_positives=settings.ew_surge_min_positives,
+        surge_alpha=settings.ew_surge_alpha,
+        baseline_quick=settings.ew_baseline_quick,
+        baseline_lab=settings.ew_baseline_lab,
+        baseline_enzyme_prone=settings.ew_baseline_enzyme_prone,
+        enzyme_prone=enzyme_prone,
+        cusum_shift=settings.ew_cusum_shift,
+        cusum_h=settings.ew_cusum_h,
+        offender_n=settings.ew_offender_n,
+        offender_days=settings.ew_offender_days,
+        offender_clean_k=settings.ew_offender_clean_k,
+        cluster_window_h=settings.ew_cluster_window_h,
+        cluster_min_sites=settings.ew_cluster_min_sites,
+        unconfirmed_h=settings.ew_unconfirmed_h,
+        silent_min_h=settings.ew_silent_min_h,
+        silent_min_peer_results=settings.ew_silent_min_peer_results,
+        drift_alpha=settings.ew_drift_alpha,
+        drift_min_positives=settings.ew_drift_min_positives,
+    )
+
+
+def install_early_warning(
+    app: AppT, settings: Any, *, reference: Any, alerts_topic: TopicT, writer: ClickHouseWriter
+) -> TopicT:
+    """Register the early-warning agent from the settings; returns the screened topic, which the
+    screening agent publishes to (``register_screening(..., screened_topic=...)``)."""
+    topic = app.topic(settings.screened_topic, key_serializer="raw", value_serializer="raw", partitions=1)
+    prone = frozenset(f.code for f in reference.foods if f.enzyme_false_positive)
+    register_early_warning(
+        app,
+        screened_topic=topic,
+        alerts_topic=alerts_topic,
+        writer=writer,
+        params=params_from_settings(settings, prone),
+        max_rows=settings.sink_max_rows,
+        max_age_s=settings.sink_max_age_s,
+    )
+    return topic

@@ -1,0 +1,453 @@
+"""Alert delivery against a real Alertmanager (Debian's prometheus-alertmanager 0.25) running the
+shipped deploy/alertmanager/alertmanager.yml on a free port.
+
+- the shipped config passes ``amtool check-config``, routes by district and severity, and its
+  templates render;
+- alerts posted by the sink appear in ``GET /api/v2/alerts`` with the mapped labels and
+  annotations; a resolution ends them; the shipped inhibit rule inhibits; grouping holds;
+- the parked-alerts table works on both ClickHouse backends;
+- outage drill: a real worker delivers alerts, Alertmanager is stopped for 30 s while more
+  alerts flow, then started: every alert arrives, none is parked, and the alerts topic's offsets
+  waited for the deliveries. Then the worker is restarted against an Alertmanager that lost its
+  memory: the firing alerts come back from ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from agents.delivery import Item, Parked, parked_values
+from agents.records import as_row
+from pipeline.localstack.alertmanager import AlertmanagerMissing, AlertmanagerServer, find_alertmanager, find_amtool
+from pipeline.localstack.process import free_port
+from pipeline.localstack.tansu import TansuBroker
+from pipeline.settings import Settings
+from pipeline.topics import group_lag
+from schemas.alert import Alert, alert_id_for
+from sinks.alertmanager import AlertmanagerSink, Links, alert_labels, to_alertmanager
+from sinks.clickhouse import ClickHouse
+from sinks.ddl import PARKED_ALERTS_COLUMNS, migrate
+from sinks.errors import AlertmanagerSinkError
+from sinks.writer import ClickHouseWriter
+from tests.conftest import unavailable
+from tests.integration.factories import mixed_batch
+from tests.integration.workers import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+TEMPLATES = REPO / "deploy" / "alertmanager" / "templates" / "*.tmpl"
+LINKS = Links(grafana_url="https://grafana.example/d/foodrisk-alerts/alerts", runbook_url="https://wiki.example/rb")
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _start_alertmanager(workdir: Path) -> AlertmanagerServer:
+    try:
+        find_alertmanager()
+    except AlertmanagerMissing as exc:
+        unavailable(str(exc))
+    return AlertmanagerServer(workdir, CONFIG).start()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerServer]:
+    am = _start_alertmanager(tmp_path_factory.mktemp("alertmanager"))
+    yield am
+    am.stop()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=15) as resp:  # noqa: S310 - loopback test server
+        return json.loads(resp.read())
+
+
+def am_alerts(am_url: str, **filters: str) -> list[dict[str, Any]]:
+    """GET /api/v2/alerts (active, silenced and inhibited; resolved ones are not listed)."""
+    query = urllib.parse.urlencode([("filter", f'{k}="{v}"') for k, v in filters.items()])
+    return list(get_json(f"{am_url}/api/v2/alerts?{query}"))
+
+
+def wait_until(check: Any, *, timeout_s: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+
+
+def alert(alert_id: str, kind: str, district: str, commodity: str, **changes: Any) -> Alert:
+    data: dict[str, Any] = {
+        "alert_id": alert_id,
+        "kind": kind,
+        "classification": "alert" if kind == "banned_pesticide" else "follow_up",
+        "risk": "serious" if kind == "banned_pesticide" else "undecided",
+        "summary_en": f"{kind} in {commodity}, {district}",
+        "summary_zh": f"{district}{commodity}：{kind}",
+        "district": district,
+        "commodity": commodity,
+        "evidence": (f"r-{alert_id}",),
+        "starts_at": datetime.now(UTC) - timedelta(minutes=5),
+    }
+    data.update(changes)
+    return Alert.model_validate(data)
+
+
+def post(am_url: str, alerts: list[Alert]) -> tuple[str, ...]:
+    async def go() -> tuple[str, ...]:
+        sink = AlertmanagerSink([am_url], timeout_s=10)
+        try:
+            now = datetime.now(UTC)
+            return await sink.post([to_alertmanager(a, now=now, links=LINKS, firing_ttl_s=600) for a in alerts])
+        finally:
+            await sink.close()
+
+    return asyncio.run(go())
+
+
+# -- the shipped config -----------------------------------------------------------------------------
+
+
+def _amtool() -> str:
+    amtool = find_amtool()
+    if amtool is None:
+        unavailable("amtool is not installed (it comes with Debian's prometheus-alertmanager)")
+        raise AssertionError("unreachable")
+    return amtool
+
+
+def test_shipped_config_passes_amtool_and_routes_by_district_and_severity() -> None:
+    amtool = _amtool()
+    check = subprocess.run([amtool, "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "2 inhibit rules" in check.stdout and "1 templates" in check.stdout
+
+    def route(*labels: str) -> str:
+        res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout.strip()
+
+    assert route("alertname=banned_pesticide", "severity=critical", "district=Tianhe") == \
+        "duty-officer-pager,central-districts-chat"
+    assert route("alertname=quick_test_positive", "severity=warning", "district=Baiyun") == "northern-districts-chat"
+    assert route("alertname=rate_surge", "severity=warning", "district=Panyu") == "south-east-districts-chat"
+    assert route("alertname=repeat_offender", "severity=info", "district=Panyu") == "south-east-districts-tickets"
+    assert route("alertname=device_silent", "severity=info", "district=Tianhe") == "device-ops"
+    assert route("alertname=mrl_exceedance", "severity=warning", "district=Elsewhere") == "city-duty-desk"
+
+
+def test_shipped_templates_render_chinese_and_english(tmp_path: Path) -> None:
+    amtool = _amtool()
+    a = alert("tmpl-1", "banned_pesticide", "Tianhe", "cowpea", supplier_id="sup-9")
+    body = to_alertmanager(a, now=datetime.now(UTC), links=LINKS, firing_ttl_s=600)
+    data = {
+        "receiver": "central-districts-chat", "status": "firing", "externalURL": "http://am.example",
+        "alerts": [{"status": "firing", **body}], "groupLabels": {"alertname": "banned_pesticide"},
+        "commonLabels": body["labels"], "commonAnnotations": {},
+    }
+    data_file = tmp_path / "data.json"
+    data_file.write_text(json.dumps(data))
+    out = subprocess.run(
+        [amtool, "template", "render", f"--template.glob={TEMPLATES}", f"--template.data={data_file}",
+         '--template.text={{ template "foodrisk.text" . }}'],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "[FIRING:1] banned_pesticide · Tianhe · cowpea" in text
+    assert a.summary_zh in text and a.summary_en in text
+    assert "供应商 Supplier: sup-9" in text and "https://wiki.example/rb#banned_pesticide" in text
+
+
+# -- the sink against the real server -----------------------------------------------------------------
+
+
+def test_alerts_appear_with_their_labels_and_resolution_ends_them(alertmanager: AlertmanagerServer,
+                                                                   unique: str) -> None:
+    district = f"D{unique}"
+    alerts = [
+        alert(f"lab-{unique}", "banned_pesticide", district, "cowpea", site_id="gz-th-m01", analyte="carbofuran",
+              supplier_id="sup-1", vendor_id="stall-7"),
+        alert(f"quick-{unique}", "quick_test_positive", district, "leek", device_id="dev-3"),
+        alert(f"surge-{unique}", "rate_surge", district, "celery"),
+    ]
+    assert post(alertmanager.url, alerts) == (alertmanager.url,)
+    got = {a["labels"]["alert_id"]: a for a in am_alerts(alertmanager.url, district=district)}
+    assert set(got) == {a.alert_id for a in alerts}
+    for a in alerts:
+        g = got[a.alert_id]
+        assert g["labels"] == alert_labels(a)
+        assert g["status"]["state"] == "active"
+        assert g["annotations"]["summary_zh"] == a.summary_zh and g["annotations"]["summary"] == a.summary_en
+        assert g["annotations"]["evidence"] == f"r-{a.alert_id}"
+        assert g["annotations"]["runbook_url"].endswith(f"#{a.kind}")
+        assert g["generatorURL"].startswith(LINKS.grafana_url or "")
+        assert abs(datetime.fromisoformat(g["startsAt"]) - a.starts_at) < timedelta(milliseconds=1)
+    lab = got[f"lab-{unique}"]["labels"]
+    assert lab["severity"] == "critical" and lab["supplier"] == "sup-1" and lab["site"] == "gz-th-m01"
+    assert got[f"quick-{unique}"]["labels"]["severity"] == "warning"
+    assert got[f"quick-{unique}"]["labels"]["device"] == "dev-3"
+
+    # Posting the same alerts again changes nothing (Alertmanager de-duplicates by label set).
+    post(alertmanager.url, alerts)
+    assert len(am_alerts(alertmanager.url, district=district)) == 3
+
+    # Resolution: the same alert with status resolved ends it.
+    resolved = alerts[1].model_copy(update={"status": "resolved", "ends_at": datetime.now(UTC)})
+    post(alertmanager.url, [resolved])
+    left = {a["labels"]["alert_id"] for a in am_alerts(alertmanager.url, district=district)}
+    assert left == {f"lab-{unique}", f"surge-{unique}"}
+
+
+def test_shipped_inhibit_rule_silences_rate_surges_behind_a_confirmed_banned_supplier(
+    alertmanager: AlertmanagerServer, unique: str
+) -> None:
+    d, other = f"I{unique}", f"J{unique}"
+    banned = alert(f"ban-{unique}", "banned_pesticide", d, "cowpea", supplier_id="sup-42")
+    no_supplier = alert(f"ban-nosup-{unique}", "banned_pesticide", other, "leek")
+    surges = [
+        alert(f"s-same-{unique}", "rate_surge", d, "cowpea"),  # inhibited
+        alert(f"s-commodity-{unique}", "rate_surge", d, "leek"),  # other commodity
+        alert(f"s-district-{unique}", "rate_surge", other, "cowpea"),  # other district
+        alert(f"s-nosup-{unique}", "rate_surge", other, "leek"),  # its banned alert names no supplier
+    ]
+    post(alertmanager.url, [banned, no_supplier, *surges])
+
+    def states() -> dict[str, dict[str, Any]]:
+        out = {}
+        for district in (d, other):
+            out.update({a["labels"]["alert_id"]: a["status"] for a in am_alerts(alertmanager.url, district=district)})
+        return out
+
+    wait_until(lambda: len(states()) == 6, what="six alerts")
+    st = states()
+    banned_fp = next(a["fingerprint"] for a in am_alerts(alertmanager.url, district=d)
+                     if a["labels"]["alertname"] == "banned_pesticide")
+    assert st[f"s-same-{unique}"] == {"state": "suppressed", "inhibitedBy": [banned_fp], "silencedBy": []}
+    for name in ("s-commodity", "s-district", "s-nosup", "ban", "ban-nosup"):
+        assert st[f"{name}-{unique}"]["state"] == "active", name
+    # The banned alert resolves: the surge is active again.
+    post(alertmanager.url, [banned.model_copy(update={"status": "resolved", "ends_at": datetime.now(UTC)})])
+    wait_until(lambda: states()[f"s-same-{unique}"]["state"] == "active", what="the inhibition to lift")
+
+
+def test_grouping_by_alertname_district_and_commodity(alertmanager: AlertmanagerServer, unique: str) -> None:
+    d1, d2 = f"G{unique}", f"H{unique}"
+    alerts = [
+        alert(f"g1-{unique}", "quick_test_positive", d1, "cowpea", site_id="m1"),
+        alert(f"g2-{unique}", "quick_test_positive", d1, "cowpea", site_id="m2"),
+        alert(f"g3-{unique}", "quick_test_positive", d1, "leek", site_id="m1"),
+        alert(f"g4-{unique}", "quick_test_positive", d2, "cowpea", site_id="m9"),
+        alert(f"g5-{unique}", "banned_pesticide", d1, "cowpea", site_id="m1", supplier_id="sup-1"),
+    ]
+    post(alertmanager.url, alerts)
+
+    def groups() -> dict[tuple[str, str, str], set[str]]:
+        out: dict[tuple[str, str, str], set[str]] = {}
+        for g in get_json(f"{alertmanager.url}/api/v2/alerts/groups"):
+            labels = g["labels"]
+            if labels.get("district") not in (d1, d2):
+                continue
+            assert set(labels) == {"alertname", "district", "commodity"}, labels
+            key = (labels["alertname"], labels["district"], labels["commodity"])
+            out.setdefault(key, set()).update(a["labels"]["alert_id"] for a in g["alerts"])
+        return out
+
+    expected = {
+        ("quick_test_positive", d1, "cowpea"): {f"g1-{unique}", f"g2-{unique}"},
+        ("quick_test_positive", d1, "leek"): {f"g3-{unique}"},
+        ("quick_test_positive", d2, "cowpea"): {f"g4-{unique}"},
+        ("banned_pesticide", d1, "cowpea"): {f"g5-{unique}"},
+    }
+    wait_until(lambda: groups() == expected, what=f"groups {expected}")
+
+
+def test_sink_reports_rejection_and_unreachable_targets(alertmanager: AlertmanagerServer, unique: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    async def go() -> None:
+        sink = AlertmanagerSink([dead, alertmanager.url], timeout_s=5)
+        good = [to_alertmanager(alert(f"ha-{unique}", "rate_surge", f"K{unique}", "cowpea"),
+                                now=datetime.now(UTC), links=LINKS, firing_ttl_s=600)]
+        try:
+            assert await sink.post(good) == (alertmanager.url,)  # one of the HA pair is enough
+            bad = [{**good[0], "startsAt": "2030-01-01T00:00:00Z", "endsAt": "2029-01-01T00:00:00Z"}]
+            with pytest.raises(AlertmanagerSinkError) as rejected:
+                await sink.post(bad)
+            assert rejected.value.retriable is False and rejected.value.status == 400
+            only_dead = AlertmanagerSink([dead], timeout_s=5)
+            with pytest.raises(AlertmanagerSinkError, match="unreachable") as down:
+                await only_dead.post(good)
+            assert down.value.retriable is True
+            await only_dead.close()
+        finally:
+            await sink.close()
+
+    asyncio.run(go())
+    assert am_alerts(alertmanager.url, alert_id=f"ha-{unique}")
+
+
+# -- the parked-alerts table ---------------------------------------------------------------------------
+
+
+def test_parked_alerts_table_on_both_backends(ch: ClickHouse) -> None:
+    migrate(ch, ch.database)
+    a = alert("park-1", "banned_pesticide", "Tianhe", "cowpea", supplier_id="sup-1", summary_zh="天河区 豇豆 克百威")
+    item = Item(a, a.to_json(), "foodrisk.alerts", 2, 41)
+    first = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    parked = Parked(item, "unavailable", "Alertmanager http://x unreachable", 7, first)
+    row = as_row(parked_values("alertmanager", parked, parked_at=first + timedelta(minutes=15)), PARKED_ALERTS_COLUMNS)
+
+    async def write() -> None:
+        writer = ClickHouseWriter(ch, database=ch.database)
+        try:
+            await writer.insert("parked_alerts", PARKED_ALERTS_COLUMNS, [row])
+            await writer.insert("parked_alerts", PARKED_ALERTS_COLUMNS, [row])  # a replay parks it again
+        finally:
+            writer.close()
+
+    asyncio.run(write())
+    res = ch.query(
+        f"SELECT target, alert_id, severity, district, reason, attempts, first_attempt_at, parked_at, alert, "
+        f"src_partition, src_offset FROM `{ch.database}`.parked_alerts FINAL"
+    )
+    assert len(res.rows) == 1
+    r = res.dicts()[0]
+    assert (r["target"], r["alert_id"], r["severity"], r["district"], r["reason"], r["attempts"]) == (
+        "alertmanager", "park-1", "critical", "Tianhe", "unavailable", 7)
+    assert r["first_attempt_at"] == first and r["parked_at"] == first + timedelta(minutes=15)
+    assert Alert.from_json(r["alert"]) == a
+    assert (r["src_partition"], r["src_offset"]) == (2, 41)
+
+
+# -- a real worker: delivery, outage drill, restart ------------------------------------------------------
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
+    for i, v in enumerate(values):
+        p.send(topic, key=f"dev-{i % 5}".encode(), value=v)
+    p.flush()
+    p.close()
+
+
+def expected_alert_ids(expected: dict[str, str]) -> set[str]:
+    return {alert_id_for(kind, rid) for rid, kind in expected.items()}
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
+        text = resp.read().decode()
+    total = 0.0  # the sum over every sample of ``name`` whose labels include ``labels``
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_text = head.partition("{")
+        if metric_name != name:
+            continue
+        got = dict(pair.split("=", 1) for pair in label_text.rstrip("}").split(",") if pair)
+        if all(got.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
+    broker: TansuBroker, tmp_path: Path, unique: str
+) -> None:
+    am = _start_alertmanager(tmp_path / "am")
+    topics = {k: f"amd.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
+    group = f"amd-{unique}"
+    db = f"amd_{unique}"
+    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+
+    def worker() -> WorkerProcess:
+        return WorkerProcess(
+            tmp_path / "worker", broker_url=broker.url, clickhouse_url=f"chdb://{tmp_path / 'chdb'}", app_id=group,
+            topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db, FOODRISK_ALERTMANAGER_URL=am.url,
+            FOODRISK_ALERTMANAGER_RESEND_S="3", FOODRISK_ALERTMANAGER_GIVE_UP_S="600",
+            FOODRISK_GRAFANA_URL=LINKS.grafana_url or "", FOODRISK_RUNBOOK_URL=LINKS.runbook_url or "",
+        )
+
+    def in_am() -> set[str]:
+        return {a["labels"]["alert_id"] for a in am_alerts(am.url)} if am.running else set()
+
+    def alerts_lag() -> int | None:
+        return group_lag(settings, [broker.bootstrap], group, topics["alerts"])
+
+    w = worker().start()
+    try:
+        before, _, exp_before = mixed_batch(f"b{unique}", 100)
+        produce(broker.bootstrap, topics["results"], before)
+        ids_before = expected_alert_ids(exp_before)
+        wait_until(lambda: ids_before <= in_am(), timeout_s=90, what="the first alerts in Alertmanager")
+        wait_until(lambda: alerts_lag() == 0, timeout_s=60, what="alerts topic committed")
+        one = next(a for a in am_alerts(am.url) if a["labels"]["alertname"] == "banned_pesticide")
+        assert one["labels"]["district"] == "Tianhe" and one["labels"]["commodity"] == "cowpea"
+        assert one["labels"]["supplier"] == "sup-001" and one["labels"]["severity"] == "critical"
+        assert "克百威" in one["annotations"]["summary_zh"]
+
+        # Alertmanager away for 30 s while alerts flow.
+        am.stop()
+        stopped = time.monotonic()
+        during, _, exp_during = mixed_batch(f"d{unique}", 100)
+        produce(broker.bootstrap, topics["results"], during)
+        ids_during = expected_alert_ids(exp_during)
+        # Screened and archived, but not acknowledged by the delivery agent: offsets held back.
+        w.wait_for(f"SELECT uniqExact(alert_id) FROM {db}.alerts WHERE has(%(ids)s, alert_id)", len(ids_during),
+                   timeout_s=60, ids=sorted(ids_during))
+        time.sleep(4)
+        lag = alerts_lag()
+        assert lag is not None and lag >= len(ids_during)  # (early-warning agents may add alerts of their own)
+        later, _, exp_later = mixed_batch(f"l{unique}", 100)
+        produce(broker.bootstrap, topics["results"], later)
+        ids_later = expected_alert_ids(exp_later)
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+        assert w.proc.running, w.log_tail()
+        assert metric(w.port, "foodrisk_delivery_failures_total", target="alertmanager", reason="unavailable") > 0
+        assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 0
+        am.start()  # empty: Alertmanager keeps alerts in memory only
+
+        every = ids_before | ids_during | ids_later
+        wait_until(lambda: every <= in_am(), timeout_s=90, what="every alert in Alertmanager after the outage")
+        wait_until(lambda: alerts_lag() == 0, timeout_s=60, what="alerts topic committed after the outage")
+        assert w.scalar(f"SELECT count() FROM {db}.parked_alerts") == 0
+        assert metric(w.port, "foodrisk_parked_alerts_total") == 0
+        assert metric(w.port, "foodrisk_delivered_alerts_total", target="alertmanager") >= len(every)
+        assert metric(w.port, "foodrisk_alertmanager_firing_alerts") >= len(every)
+        assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 1
+        assert "parked in" in w.log_tail(400_000)  # the retry log line says when it would park
+    finally:
+        w.stop()
+
+    # Restart: Alertmanager loses its memory while the worker is down; the new worker reads no
+    # alert from the topic (all committed) and rebuilds the firing set from ClickHouse.
+    am.stop()
+    am.start()
+    assert in_am() == set()
+    w = worker().start()
+    try:
+        wait_until(lambda: every <= in_am(), timeout_s=90, what="firing alerts re-posted from ClickHouse")
+        assert "rebuilt from ClickHouse" in w.log_tail(400_000)
+    finally:
+        w.stop()
+        am.stop()

@@ -1,0 +1,88 @@
+"""The pipeline's own metrics: bounded labels, alert bookkeeping, and the lag arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from pipeline.lag import LagReporter, PartitionLag, partition_lags
+from pipeline.metrics import DEADLETTER_REASONS, OTHER, Metrics, bounded, count_alert, create, observe_alert_latency
+from schemas.alert import Alert, AlertStatus, Classification, Risk
+
+
+class TP(NamedTuple):  # the shape of faust's TP
+    topic: str
+    partition: int
+
+
+def fresh() -> tuple[CollectorRegistry, Metrics]:
+    registry = CollectorRegistry()
+    return registry, create(registry)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def alert(status: AlertStatus = AlertStatus.firing) -> Alert:
+    return Alert(
+        alert_id="a1", kind="banned_pesticide", classification=Classification.alert, risk=Risk.serious,
+        status=status, summary_en="x", summary_zh="x", starts_at=datetime(2026, 11, 20, tzinfo=UTC),
+    )
+
+
+def test_dead_letter_reasons_are_a_closed_set() -> None:
+    assert bounded("value", DEADLETTER_REASONS) == "value"
+    assert bounded("malformed", DEADLETTER_REASONS) == "malformed"
+    assert bounded("site", DEADLETTER_REASONS) == "site"
+    assert bounded("a-field-a-sender-made-up", DEADLETTER_REASONS) == OTHER
+
+
+def test_alerts_counted_raised_and_resolved_apart_and_timed_when_firing() -> None:
+    registry, m = fresh()
+    for a in (alert(), alert(), alert(AlertStatus.resolved)):
+        count_alert(m, a)
+    observe_alert_latency(m, alert(), source_timestamp=100.0, now=102.5)
+    observe_alert_latency(m, alert(), source_timestamp=None, now=103.0)  # unknown source time: not timed
+    observe_alert_latency(m, alert(AlertStatus.resolved), source_timestamp=100.0, now=200.0)
+    kind = {"kind": "banned_pesticide"}
+    assert value(registry, "foodrisk_alerts_raised_total", **kind) == 2
+    assert value(registry, "foodrisk_alerts_resolved_total", **kind) == 1
+    assert value(registry, "foodrisk_result_to_alert_seconds_count", **kind) == 1
+    assert value(registry, "foodrisk_result_to_alert_seconds_sum", **kind) == 2.5
+
+
+def test_registry_starts_ready_with_version_and_process_metrics() -> None:
+    registry, _ = fresh()
+    text = generate_latest(registry).decode()
+    assert value(registry, "foodrisk_clickhouse_ready") == 1
+    assert 'foodrisk_build_info{version="' in text
+    assert "foodrisk_process_resident_memory_bytes" in text
+    assert all(
+        line.startswith(("foodrisk_", "# HELP foodrisk_", "# TYPE foodrisk_")) for line in text.splitlines() if line
+    )
+
+
+def test_lag_is_end_minus_committed_never_negative() -> None:
+    a0, a1, b0 = TP("r", 0), TP("r", 1), TP("x", 0)
+    lags = partition_lags({a1: 50, a0: 10, b0: 7}, {a0: 4, a1: None, b0: 9}, {a1: 20})
+    assert lags == [
+        PartitionLag("r", 0, 10, 4, 6),
+        PartitionLag("r", 1, 50, 20, 30),  # never committed: from the earliest offset
+        PartitionLag("x", 0, 7, 9, 0),  # committed past a stale end offset
+    ]
+    assert partition_lags({a0: 5}, {}, {}) == [PartitionLag("r", 0, 5, 0, 5)]
+
+
+def test_a_revoked_partition_leaves_this_workers_gauges() -> None:
+    registry, m = fresh()
+    reporter = LagReporter(app=None, metrics=m)
+    reporter.publish([PartitionLag("r", 0, 10, 4, 6), PartitionLag("r", 1, 3, 3, 0)])
+    assert value(registry, "foodrisk_consumer_lag_messages", topic="r", partition="0") == 6
+    assert value(registry, "foodrisk_consumer_end_offset", topic="r", partition="0") == 10
+    reporter.publish([PartitionLag("r", 1, 8, 3, 5)])
+    assert value(registry, "foodrisk_consumer_lag_messages", topic="r", partition="0") is None
+    assert value(registry, "foodrisk_consumer_committed_offset", topic="r", partition="0") is None
+    assert value(registry, "foodrisk_consumer_lag_messages", topic="r", partition="1") == 5
