@@ -8,13 +8,14 @@ DURATION ?=
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench drills system-deps venv clean help
+.PHONY: run test lint bench bench-import drills system-deps venv clean help
 
 help:
 	@echo "make run [DURATION=60]   the main job on the embedded broker + chdb (Ctrl-C ends it)"
 	@echo "make test                set up everything the tests need and run them"
 	@echo "make lint                ruff + mypy"
 	@echo "make bench               benchmarks (figures and ratios against baselines)"
+	@echo "make bench-import        foodrisk import of a generated 1M-row CSV (ROWS=n to change)"
 	@echo "make drills              reliability drills (crash, outage, hostile input) with a table of figures"
 
 venv: $(STAMP)
@@ -57,6 +58,10 @@ drills: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# foodrisk import of a generated 1,000,000-row CSV: rows/s, peak RSS, every row accounted for
+bench-import: $(STAMP)
+	$(BIN)/python -m tests.bench.bench_import $(ROWS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

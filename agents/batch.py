@@ -109,6 +109,9 @@ def screen_batch(
         except orjson.JSONDecodeError as exc:
             dead(value, [("$", f"malformed JSON batch: {exc}")], kind="invalid_batch")
             continue
+        if not batch:
+            dead(value, [("$", "empty batch: the array carries no results")], kind="invalid_batch")
+            continue
         if len(batch) > max_batch_items:
             dead(value, [("$", f"batch of {len(batch)} results is over the limit of {max_batch_items}; split it")],
                  kind="invalid_batch")

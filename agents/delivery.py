@@ -12,7 +12,9 @@ webhook outage does not hold Alertmanager deliveries back, and the reverse. Per 
    ``parked_alerts`` (through the ClickHouseWriter, which waits out a ClickHouse outage) plus
    ``foodrisk_parked_alerts_total{target,reason}`` and an error log line;
 4. only then are the batch's events acked. Faust commits an offset once every agent on the
-   topic acked it, so an alert is never committed before each target took it or it was parked.
+   topic acked it, so an alert is never committed before each target took it or it was parked;
+5. a shutdown or a rebalance during the retries releases the batch unacked
+   (:class:`DeliveryInterrupted`): it is delivered after the restart, not parked.
 
 Alertmanager accepts a batch when at least one of its URLs (an HA pair) accepted it. Members of
 an HA pair share silences and notification logs, not alerts; the re-post timer below sends every
@@ -51,7 +53,7 @@ from agents.streams import event_batches, manual_ack
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from schemas.alert import Alert
-from sinks.alertmanager import AlertmanagerSink, Links, parse_urls, severity_for, to_alertmanager
+from sinks.alertmanager import AlertmanagerSink, Links, parse_urls, safe_url, severity_for, to_alertmanager
 from sinks.ddl import PARKED_ALERTS_COLUMNS
 from sinks.errors import AlertmanagerSinkError, DeliverySinkError
 from sinks.retry import RetryPolicy, retry_async
@@ -103,10 +105,11 @@ class Item(NamedTuple):
 class DeliveryInterrupted(Exception):
     """The worker is stopping or rebalancing while a batch waits for its target.
 
-    The batch is dropped unacknowledged: its offsets stay uncommitted and the alerts are read
-    again (after the restart, or by the partition's new owner). Faust waits, at shutdown and at
-    each rebalance, until every event handed to an agent is acked or gone; a delivery retrying
-    for up to the give-up horizon would otherwise hold both for that long.
+    Faust waits, at shutdown and at each rebalance, until every message handed to an agent is
+    acked (``Consumer.wait_empty``); a delivery retrying for up to the give-up horizon would hold
+    both for that long. So the batch is released instead: its messages leave the consumer's
+    ``unacked`` set without an ack, their offsets are not committed, and the alerts are read again
+    after the restart (or by the partition's owner after the rebalance, from the committed offset).
     """
 
 
@@ -180,12 +183,15 @@ class _Deliverer:
         self._clock = clock
         self._interrupted = interrupted
 
+    def check_interrupted(self) -> None:
+        if self._interrupted():
+            raise DeliveryInterrupted(f"{self.target}: worker stopping or rebalancing")
+
     async def _sleep(self, delay: float) -> None:
         """The backoff sleep, cut short by a shutdown or a rebalance (DeliveryInterrupted)."""
         end = time.monotonic() + delay
         while True:
-            if self._interrupted():
-                raise DeliveryInterrupted(f"{self.target}: worker stopping or rebalancing")
+            self.check_interrupted()
             left = end - time.monotonic()
             if left <= 0:
                 return
@@ -438,9 +444,9 @@ class WebhookDelivery(_Deliverer):
             try:
                 await self.sink.post(delivery_id, body, timestamp=int(self._clock().timestamp()))
             except DeliverySinkError:
-                self._metrics.delivery_target_up.labels(self.target, self.sink.url).set(0)
+                self._metrics.delivery_target_up.labels(self.target, self.sink.display_url).set(0)
                 raise
-            self._metrics.delivery_target_up.labels(self.target, self.sink.url).set(1)
+            self._metrics.delivery_target_up.labels(self.target, self.sink.display_url).set(1)
 
 
 def _partitions(tps: set[TP], topic: str) -> set[int]:
@@ -458,7 +464,10 @@ def _agent(
         try:
             await deliver(items)
         except DeliveryInterrupted as exc:
-            log.warning("%s; %d alert(s) left unacknowledged, to be delivered after the restart or rebalance",
+            unacked = app.consumer.unacked
+            for e in events:  # released, not acked: the offsets stay uncommitted (see DeliveryInterrupted)
+                unacked.discard(e.message)
+            log.warning("%s; %d alert(s) not acknowledged: read and delivered again after the restart or rebalance",
                         exc, len(items))
             return False
         return True
@@ -470,8 +479,6 @@ def _agent(
             if await handle(events):
                 for e in events:
                     await s.ack(e)
-            # Keep no reference to an unacked event: faust waits for it at shutdown and rebalance.
-            del events
 
     return deliver_alerts
 
@@ -496,7 +503,7 @@ def register_delivery(
     if config.alertmanager_urls:
 
         def observe_attempt(url: str, err: AlertmanagerSinkError | None) -> None:
-            metrics.delivery_target_up.labels(TARGET_ALERTMANAGER, url).set(0 if err else 1)
+            metrics.delivery_target_up.labels(TARGET_ALERTMANAGER, safe_url(url)).set(0 if err else 1)
 
         am_sink = AlertmanagerSink(config.alertmanager_urls, timeout_s=config.timeout_s, observer=observe_attempt)
         am = AlertmanagerDelivery(
@@ -519,7 +526,7 @@ def register_delivery(
         app.on_partitions_revoked.connect(cast(Any, on_revoked))
         log.info(
             "alert delivery: Alertmanager %s (re-post every %gs, give up after %gs)",
-            ", ".join(config.alertmanager_urls), config.resend_s, config.alertmanager_give_up_s,
+            ", ".join(safe_url(u) for u in config.alertmanager_urls), config.resend_s, config.alertmanager_give_up_s,
         )
     if config.webhook_url:
         if not config.webhook_secret:
@@ -530,7 +537,7 @@ def register_delivery(
         )
         agents.append(_agent(app, alerts_topic, "deliver_to_webhook", config, wh.deliver))
         closers.append(wh_sink.close)
-        log.info("alert delivery: webhook %s (give up after %gs)", config.webhook_url, config.webhook_give_up_s)
+        log.info("alert delivery: webhook %s (give up after %gs)", wh_sink.display_url, config.webhook_give_up_s)
     if not agents:
         return agents
 

@@ -51,7 +51,7 @@ def result_values(
         "site_id": site.id,
         "site_type": str(site.type),
         "district": site.district,
-        "site_name": site.name,
+        "site_name": site.name or "",  # optional in the wire format, a plain String column
         "vendor_id": result.vendor_id,
         "supplier_id": result.supplier_id,
         "origin": result.origin,

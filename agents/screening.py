@@ -40,6 +40,11 @@ class ScreeningConfig:
     max_batch_items: int = 1000
 
 
+# A screened record is ~450 bytes (at most ~1.5 KB with 128-character ids): 500 a message stay under
+# Kafka's 1 MB default message limit even then.
+SCREENED_PER_MESSAGE = 500
+
+
 def incoming(event: EventT[Any]) -> Incoming:
     m = event.message
     return Incoming(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
@@ -85,8 +90,10 @@ def register_screening(
             alerts_published_at = time.time()
             if outcome.result_rows:
                 await writer.insert("results", RESULTS_COLUMNS, outcome.result_rows)
-            if screened_topic is not None and outcome.screened:  # early warning: one message per batch
-                await publish(screened_topic, [(None, encode_batch(outcome.screened))])
+            if screened_topic is not None and outcome.screened:  # early warning: the batch's records, in order,
+                sc = outcome.screened  # in messages of at most SCREENED_PER_MESSAGE (batch-form input is big)
+                await publish(screened_topic, [(None, encode_batch(sc[i:i + SCREENED_PER_MESSAGE]))
+                                               for i in range(0, len(sc), SCREENED_PER_MESSAGE)])
             for e in events:
                 await s.ack(e)
             # Bookkeeping after the acks: nothing below can lose data.

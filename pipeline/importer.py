@@ -40,7 +40,7 @@ from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, parse_result
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES: Final = 512 * 1024
-MAX_IN_FLIGHT: Final = 32  # chunks sent but not yet acknowledged; more waits (backpressure)
+MAX_IN_FLIGHT: Final = 8  # chunks sent but not yet acknowledged; more waits (backpressure)
 
 # The wire format's own names as CSV columns: nested site.* fields flattened to site_*.
 WIRE_COLUMNS: Final[Mapping[str, str]] = {
@@ -336,7 +336,17 @@ class ImportSummary:
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory. Linux: VmHWM of /proc/self/status (getrusage's ru_maxrss
+    keeps the parent's high-water mark across fork and exec, so a child started by a big process
+    would report the parent's); elsewhere ru_maxrss."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 class _Progress:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import math
 import time
@@ -432,7 +433,10 @@ def register_ingest_views(rt: Runtime) -> None:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            bad_json = f"body is not JSON: {exc}"
+            try:  # orjson refuses NaN, Infinity and integers past 64 bits: let them reach their field's check
+                doc = json.loads(body)
+            except (ValueError, RecursionError):
+                bad_json = f"body is not JSON: {exc}"
         if isinstance(doc, list) and len(doc) > settings.ingest_max_items:
             raise _Refused(413, f"{len(doc)} results in one request, over the limit of "
                            f"{settings.ingest_max_items}: split the batch")

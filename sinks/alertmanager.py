@@ -31,8 +31,9 @@ ticket queue.
 Annotations: ``summary`` / ``summary_zh`` (one line), ``description`` / ``description_zh`` (the
 summary, classification, risk, evidence and first-seen time), ``evidence`` (result ids, at most
 :data:`MAX_EVIDENCE_IDS` listed) and ``evidence_count``, ``details`` (the alert's details as JSON,
-nulls dropped, cut to :data:`MAX_DETAILS_CHARS`), ``dashboard`` (the Grafana board filtered to the
-district, commodity and alert, when a board URL is configured) and ``runbook_url``.
+nulls dropped, cut to :data:`MAX_DETAILS_CHARS`), ``dashboard`` (the Grafana board with
+``var-district``, ``var-commodity``, ``var-alert_id`` and a time range, when a board URL is configured)
+and ``runbook_url``.
 
 Times: ``startsAt`` is the alert's ``starts_at`` (event time; never later than ``now``). A firing
 alert gets ``endsAt = now + firing_ttl_s``: Alertmanager keeps it active for that long and the
@@ -72,6 +73,7 @@ __all__ = [
     "dashboard_link",
     "parse_urls",
     "runbook_link",
+    "safe_url",
     "severity_for",
     "to_alertmanager",
 ]
@@ -153,7 +155,8 @@ def alert_labels(alert: Alert) -> dict[str, str]:
 
 
 def dashboard_link(alert: Alert, grafana_url: str | None) -> str | None:
-    """The Grafana board filtered to this alert's district, commodity and id, around its start."""
+    """The Grafana board with this alert's district, commodity and id as variables, around its start
+    (the shipped board, deploy/grafana/dashboards/alerts.json, uses district and commodity)."""
     if not grafana_url:
         return None
     params: list[tuple[str, str]] = []
@@ -262,6 +265,18 @@ def parse_urls(text: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def safe_url(url: str, *, keep_path: bool = True) -> str:
+    """``url`` fit for logs and metric labels: no user:password, no query or fragment, and with
+    ``keep_path=False`` no path either (chat webhooks often carry their token in the path)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    path = parts.path if keep_path else ("/…" if parts.path not in ("", "/") else "")
+    return f"{parts.scheme}://{netloc}{path}"
+
+
 def api_endpoint(base_url: str) -> str:
     """``BASE/api/v2/alerts`` (a URL that already ends so is kept)."""
     base = base_url.rstrip("/")
@@ -306,7 +321,7 @@ class AlertmanagerSink:
         return self._session
 
     async def _post_one(self, url: str, body: bytes) -> AlertmanagerSinkError | None:
-        endpoint = api_endpoint(url)
+        endpoint = safe_url(api_endpoint(url))
         try:
             async with self._client().post(
                 endpoint, data=body, headers={"Content-Type": "application/json"}

@@ -32,7 +32,15 @@ import aiohttp
 import orjson
 
 from schemas.alert import Alert
-from sinks.alertmanager import REJECTED_STATUSES, Links, alert_labels, dashboard_link, runbook_link, severity_for
+from sinks.alertmanager import (
+    REJECTED_STATUSES,
+    Links,
+    alert_labels,
+    dashboard_link,
+    runbook_link,
+    safe_url,
+    severity_for,
+)
 from sinks.errors import WebhookSinkError
 
 log = logging.getLogger(__name__)
@@ -131,6 +139,7 @@ class WebhookSink:
         if not secret:
             raise ValueError("WebhookSink needs a non-empty secret")
         self.url = url
+        self.display_url = safe_url(url, keep_path=False)  # for logs and metrics: no token in the path
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -157,7 +166,7 @@ class WebhookSink:
                 text = (await resp.text(errors="replace")).strip()[:300]
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise WebhookSinkError(
-                f"webhook {self.url} unreachable ({type(exc).__name__}: {exc or 'timeout'}); "
+                f"webhook {self.display_url} unreachable ({type(exc).__name__}: {exc or 'timeout'}); "
                 "is the receiver running? check FOODRISK_WEBHOOK_URL",
                 url=self.url,
                 retriable=True,
@@ -165,7 +174,7 @@ class WebhookSink:
         rejected = resp.status in REJECTED_STATUSES
         hint = " (check FOODRISK_WEBHOOK_SECRET)" if resp.status in (401, 403) else ""
         raise WebhookSinkError(
-            f"webhook {self.url} answered HTTP {resp.status}: {text or resp.reason}{hint}",
+            f"webhook {self.display_url} answered HTTP {resp.status}: {text or resp.reason}{hint}",
             url=self.url,
             status=resp.status,
             retriable=not rejected,

@@ -8,8 +8,9 @@ shipped deploy/alertmanager/alertmanager.yml on a free port.
 - the parked-alerts table works on both ClickHouse backends;
 - outage drill: a real worker delivers alerts, Alertmanager is stopped for 30 s while more
   alerts flow, then started: every alert arrives, none is parked, and the alerts topic's offsets
-  waited for the deliveries. Then the worker is restarted against an Alertmanager that lost its
-  memory: the firing alerts come back from ClickHouse.
+  waited for the deliveries; the worker is also restarted during the outage (it stops promptly
+  and commits none of the undelivered alerts). Then the worker is restarted against an
+  Alertmanager that lost its memory: the firing alerts come back from ClickHouse.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from typing import Any
 
 import pytest
 from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
 
-from agents.delivery import Item, Parked, parked_values
-from agents.records import as_row
+from agents.delivery import AlertmanagerDelivery, DeliveryConfig, Item, Parked, parked_values
+from agents.records import alert_values, as_row
 from pipeline.localstack.alertmanager import AlertmanagerMissing, AlertmanagerServer, find_alertmanager, find_amtool
 from pipeline.localstack.process import free_port
 from pipeline.localstack.tansu import TansuBroker
+from pipeline.metrics import create as create_metrics
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
 from sinks.alertmanager import AlertmanagerSink, Links, alert_labels, to_alertmanager
 from sinks.clickhouse import ClickHouse
-from sinks.ddl import PARKED_ALERTS_COLUMNS, migrate
+from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS, migrate
 from sinks.errors import AlertmanagerSinkError
 from sinks.writer import ClickHouseWriter
 from tests.conftest import unavailable
@@ -153,6 +156,8 @@ def test_shipped_config_passes_amtool_and_routes_by_district_and_severity() -> N
     assert route("alertname=repeat_offender", "severity=info", "district=Panyu") == "south-east-districts-tickets"
     assert route("alertname=device_silent", "severity=info", "district=Tianhe") == "device-ops"
     assert route("alertname=mrl_exceedance", "severity=warning", "district=Elsewhere") == "city-duty-desk"
+    # The pipeline's own alerts (deploy/prometheus/rules) go to the platform on-call, not to food teams.
+    assert route("alertname=FoodriskAlertsParked", "severity=critical", "component=pipeline") == "platform-oncall"
 
 
 def test_shipped_templates_render_chinese_and_english(tmp_path: Path) -> None:
@@ -339,6 +344,47 @@ def test_parked_alerts_table_on_both_backends(ch: ClickHouse) -> None:
     assert (r["src_partition"], r["src_offset"]) == (2, 41)
 
 
+def test_firing_set_rebuild_query_on_both_backends(ch: ClickHouse) -> None:
+    """The query that rebuilds the re-post set after a start or rebalance, on 18.16 and chdb: the
+    latest state per alert of the assigned partitions, firing ones only, within the active window."""
+    migrate(ch, ch.database)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = []
+    for alert_id, status, partition, offset, age_h in (
+        ("still", "firing", 0, 1, 1),
+        ("ended", "firing", 0, 2, 1), ("ended", "resolved", 0, 3, 1),  # resolved later: not firing
+        ("other-partition", "firing", 2, 4, 1),
+        ("too-old", "firing", 1, 5, 48),
+        ("updated", "firing", 1, 6, 2), ("updated", "firing", 1, 7, 1),  # the newer row wins
+    ):
+        a = alert(alert_id, "rate_surge", "Tianhe", "cowpea", status=status, summary_zh=f"更新 {offset}",
+                  ends_at=now if status == "resolved" else None)
+        values = alert_values(a, src_partition=partition, src_offset=offset, ingested_at=now - timedelta(hours=age_h))
+        rows.append(as_row(values, ALERTS_COLUMNS))
+    metrics = create_metrics(CollectorRegistry())
+
+    async def rebuild() -> set[str]:
+        writer = ClickHouseWriter(ch, database=ch.database)
+        cfg = DeliveryConfig(
+            alertmanager_urls=("http://127.0.0.1:9",), webhook_url=None, webhook_secret=None, links=LINKS,
+            resend_s=60, active_s=24 * 3600, alertmanager_give_up_s=60, webhook_give_up_s=60, timeout_s=5,
+            retry_cap_s=1, max_rows=100, max_age_s=0.1, database=ch.database,
+        )
+        sink = AlertmanagerSink(cfg.alertmanager_urls)
+        d = AlertmanagerDelivery(sink, writer=writer, metrics=metrics, config=cfg)
+        try:
+            await writer.insert("alerts", ALERTS_COLUMNS, rows)
+            d.set_assignment({0, 1})
+            assert await d.load()
+            assert {a.summary_zh for a in d.firing.due(now.timestamp()) if a.alert_id == "updated"} == {"更新 7"}
+            return {a.alert_id for a in d.firing.due(now.timestamp())}
+        finally:
+            writer.close()
+            await sink.close()
+
+    assert asyncio.run(rebuild()) == {"still", "updated"}
+
+
 # -- a real worker: delivery, outage drill, restart ------------------------------------------------------
 
 
@@ -418,6 +464,17 @@ def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
         time.sleep(4)
         lag = alerts_lag()
         assert lag is not None and lag >= len(ids_during)  # (early-warning agents may add alerts of their own)
+
+        # The worker stops during the outage: promptly, committing none of the undelivered alerts.
+        t = time.monotonic()
+        w.stop()
+        stop_s = time.monotonic() - t
+        assert stop_s < 20, f"worker took {stop_s:.1f}s to stop"
+        assert "not acknowledged: read and delivered again" in w.log_tail(400_000)
+        lag = alerts_lag()
+        assert lag is not None and lag >= len(ids_during)
+        w = worker().start()
+
         later, _, exp_later = mixed_batch(f"l{unique}", 100)
         produce(broker.bootstrap, topics["results"], later)
         ids_later = expected_alert_ids(exp_later)
@@ -426,13 +483,16 @@ def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
         assert metric(w.port, "foodrisk_delivery_failures_total", target="alertmanager", reason="unavailable") > 0
         assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 0
         am.start()  # empty: Alertmanager keeps alerts in memory only
+        back = time.monotonic()
 
         every = ids_before | ids_during | ids_later
         wait_until(lambda: every <= in_am(), timeout_s=90, what="every alert in Alertmanager after the outage")
+        print(f"outage drill: {len(every)} alerts, Alertmanager down {back - stopped:.0f}s, worker stop during "
+              f"the outage {stop_s:.1f}s, all alerts in Alertmanager {time.monotonic() - back:.1f}s after it was back")
         wait_until(lambda: alerts_lag() == 0, timeout_s=60, what="alerts topic committed after the outage")
         assert w.scalar(f"SELECT count() FROM {db}.parked_alerts") == 0
         assert metric(w.port, "foodrisk_parked_alerts_total") == 0
-        assert metric(w.port, "foodrisk_delivered_alerts_total", target="alertmanager") >= len(every)
+        assert metric(w.port, "foodrisk_delivered_alerts_total", target="alertmanager") >= len(ids_during | ids_later)
         assert metric(w.port, "foodrisk_alertmanager_firing_alerts") >= len(every)
         assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 1
         assert "parked in" in w.log_tail(400_000)  # the retry log line says when it would park

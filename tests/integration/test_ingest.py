@@ -7,6 +7,7 @@ importer runs as a child process; the contract test produces with confluent-kafk
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import subprocess
@@ -280,13 +281,14 @@ def test_429_with_retry_after_past_the_rate_limit(stack: Stack, client: Client) 
     token = stack.tokens["dev-rate"]
     first = client.post([{}] * BURST, token)  # spends the whole bucket (invalid items cost too)
     assert first.status == 422, first
-    second = client.post([{}] * 10, token)
+    # Validating the first batch takes a moment, which refills a little: ask for more than that.
+    second = client.post([{}] * 300, token)
     assert second.status == 429, second
     retry_after = int(second.headers["retry-after"])
-    assert 1 <= retry_after <= 10 / RATE_PER_S + 1
+    assert 1 <= retry_after <= 300 / RATE_PER_S + 1
     assert "rate limit" in second.json["error"]
     time.sleep(retry_after)
-    assert client.post([{}] * 10, token).status == 422  # refilled
+    assert client.post([{}] * 300, token).status == 422  # refilled
 
 
 def test_reposting_a_result_is_idempotent_end_to_end(stack: Stack, client: Client) -> None:
@@ -361,21 +363,21 @@ def _request(draw: st.DrawFn, tokens: dict[str, str]) -> tuple[str, str, bytes, 
         headers["Authorization"] = f"Bearer {tokens['dev-gone']}"
     elif auth == "scheme":
         headers["Authorization"] = draw(st.sampled_from(["Basic abc", "Bearer", "bearer  ", tokens[device]]))
-    headers["Content-Type"] = draw(st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]))
+    headers["Content-Type"] = draw(st.sampled_from(["application/json", "text/plain", "application/x-www-form"]))
     kind = draw(st.sampled_from(["one", "batch", "batch", "json", "bytes", "nested", "truncated"]))
     if kind == "one":
-        body = orjson.dumps(draw(_mutated_result(device)))
+        body = json.dumps(draw(_mutated_result(device))).encode()
     elif kind == "batch":
-        body = orjson.dumps(draw(st.lists(_mutated_result(device) | _json, max_size=6)))
+        body = json.dumps(draw(st.lists(_mutated_result(device) | _json, max_size=6))).encode()
     elif kind == "json":
-        body = orjson.dumps(draw(_json))
+        body = json.dumps(draw(_json)).encode()
     elif kind == "bytes":
         body = draw(st.binary(max_size=300))
     elif kind == "nested":
         depth = draw(st.integers(1, 3000))
         body = b"[" * depth + b"]" * depth
     else:
-        full = orjson.dumps([draw(_mutated_result(device))])
+        full = json.dumps([draw(_mutated_result(device))]).encode()
         body = full[: draw(st.integers(0, len(full)))]
     method, path = draw(st.sampled_from([("POST", "/v1/results")] * 12 + [
         ("GET", "/v1/results"), ("PUT", "/v1/results"), ("POST", "/openapi.json"), ("GET", "/nope"),
@@ -413,7 +415,10 @@ def test_fuzz_the_api_no_5xx_and_the_worker_stays_healthy(stack: Stack) -> None:
     # Still healthy and still ingesting.
     c = Client(stack.worker.port)
     assert c.request("GET", "/healthz").status == 200
-    assert c.request("GET", "/readyz").status == 200
+    deadline = time.monotonic() + 60  # right after start-up the consumer group may still be joining
+    while (ready := c.request("GET", "/readyz")).status != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ready.status == 200, ready
     r = rid("after-fuzz")
     assert c.post(result(r, device_id="dev-01"), stack.tokens["dev-01"]).status == 202
     stack.wait_count("result_id = %(r)s", 1, r=r)

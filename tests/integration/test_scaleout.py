@@ -157,7 +157,9 @@ def test_three_workers_share_six_partitions_and_survive_a_kill(
     assert counts == [len(p) * per_partition for p in parts], (counts, parts)
     assert sum(counts) == len(first)
     assert fleet[1].scalar(f"SELECT count() FROM {db}.results") == len(first)  # no duplicate row, even without FINAL
-    by_partition = fleet[2].query(f"SELECT src_partition, count() FROM {db}.results GROUP BY src_partition ORDER BY 1")
+    by_partition = fleet[2].query(
+        f"SELECT src_partition, count() FROM {db}.results GROUP BY src_partition ORDER BY src_partition"
+    )
     assert by_partition == [[p, per_partition] for p in range(PARTITIONS)]
 
     # 3. SIGKILL a worker while it works through its partitions; the others take them over.

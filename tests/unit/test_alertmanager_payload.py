@@ -368,3 +368,14 @@ def test_an_aborted_load_leaves_its_partitions_pending() -> None:
     assert f.partitions_to_load() == {2}
     with pytest.raises(ValueError, match="not the load in progress"):
         f.finish_load(load, [])
+
+
+def test_urls_in_logs_and_metrics_carry_no_credentials_or_tokens() -> None:
+    from sinks.alertmanager import safe_url
+    from sinks.webhook import WebhookSink
+
+    assert safe_url("http://admin:pw@am-1:9093/prefix?token=x#y") == "http://am-1:9093/prefix"
+    assert safe_url("https://hooks.example/services/T0/B0/SECRET", keep_path=False) == "https://hooks.example/…"
+    assert safe_url("https://bot.example", keep_path=False) == "https://bot.example"
+    sink = WebhookSink("https://hooks.example/services/T0/B0/SECRET", b"k")
+    assert "SECRET" not in sink.display_url

@@ -293,3 +293,29 @@ def test_expand_orders_the_three_steps() -> None:
 def test_promql_metric_names_skips_labels_functions_and_groupings() -> None:
     expr = 'sum by (topic) (rate(foo_total{reason="a b", x=~"y"}[5m])) > 0.5 unless on (instance) bar_up == 0'
     assert promql_metric_names(expr) == {"foo_total", "bar_up"}
+
+
+def test_provisioning_fits_the_compose_stack() -> None:
+    """Grafana in deploy/compose.yaml sets every variable the data sources read and mounts the boards
+    where the provider looks; Prometheus scrapes workers that exist there, on their web port."""
+    compose_file = ROOT / "deploy" / "compose.yaml"
+    if not compose_file.exists():
+        pytest.skip("deploy/compose.yaml comes with the deployment issue")
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    grafana = services["grafana"]
+    env = grafana["environment"]
+    env_names = set(env) if isinstance(env, dict) else {e.split("=", 1)[0] for e in env}
+    used = set(re.findall(r"\$\{(\w+)\}", (GRAFANA / "provisioning" / "datasources" / "foodrisk.yml").read_text()))
+    assert used and used <= env_names, used - env_names
+    mounts = {str(v).split(":")[0]: str(v).split(":")[1] for v in grafana["volumes"]}
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "foodrisk.yml").read_text())["providers"][0]
+    assert mounts.get("./grafana/dashboards") == provider["options"]["path"]
+    assert mounts.get("./grafana/provisioning") == "/etc/grafana/provisioning"
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    hostnames = {s.get("hostname", name) for name, s in services.items()} | set(services)
+    for target in prom["scrape_configs"][0]["static_configs"][0]["targets"]:
+        host, port = target.rsplit(":", 1)
+        assert host in hostnames, target
+        assert port == "6066", target
+    for target in prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]:
+        assert target.rsplit(":", 1)[0] in hostnames, target

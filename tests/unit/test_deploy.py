@@ -10,6 +10,7 @@ probes, ports and secret keys fit together.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,7 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SETTING_VARS = frozenset(f"FOODRISK_{name.upper()}" for name in Settings.model_fields)
-WORKER_SERVICES = ("worker-1", "worker-2")
+# The workers are the compose services named worker-N: add one, and the checks below cover it.
+WORKER_SERVICES = tuple(
+    sorted(n for n in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"] if n.startswith("worker-"))
+)
 FOODRISK_SERVICES = ("migrate", *WORKER_SERVICES, "simulator")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # registry/name:tag (no digest forms used here); a tag is required and is never `latest`.
@@ -151,6 +155,7 @@ def test_compose_has_the_whole_stack_and_its_profiles() -> None:
     for name in ("kafka", "clickhouse", "grafana", "prometheus", "alertmanager", *FOODRISK_SERVICES):
         assert name in services, name
     assert services["simulator"]["profiles"] == ["simulator"]
+    assert len(WORKER_SERVICES) >= 2, "at least two workers in one group"
     assert services["kafka-2"]["profiles"] == services["kafka-3"]["profiles"] == ["ha"]
     assert set(stack("default")) == set(services) - {"kafka-2", "kafka-3", "simulator"}
     assert {"kafka", "kafka-2", "kafka-3"} <= set(stack("ha"))
@@ -314,6 +319,27 @@ def test_clickhouse_users_file_fits_compose_and_grafana() -> None:
     ET.parse(DEPLOY / "clickhouse" / "config.d" / "foodrisk.xml")  # noqa: S314 - our file
 
 
+def test_grafana_provisioning_gets_every_variable_and_path_it_uses() -> None:
+    grafana = stack("default")["grafana"]
+    env = env_of(grafana)
+    mounts = dict(str(v).split(":")[:2] for v in grafana["volumes"])
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    used = set()
+    for path in provisioning.rglob("*.y*ml"):
+        used |= set(re.findall(r"\$\{(\w+)\}", json.dumps(yaml.safe_load(path.read_text()))))  # values, not comments
+    assert used and used <= set(env), f"unset in compose's grafana service: {used - set(env)}"
+    datasources = yaml.safe_load((provisioning / "datasources" / "foodrisk.yml").read_text())["datasources"]
+    ch = next(d for d in datasources if d["type"] == "grafana-clickhouse-datasource")
+    assert interpolate(ch["jsonData"]["host"], env) == "clickhouse"
+    assert int(ch["jsonData"]["port"]) in published(stack("default")["clickhouse"])
+    prom = next(d for d in datasources if d["type"] == "prometheus")
+    assert interpolate(prom["url"], env) == f"http://prometheus:{next(iter(published(stack('default')['prometheus'])))}"
+    boards = yaml.safe_load((provisioning / "dashboards" / "foodrisk.yml").read_text())["providers"]
+    assert {b["options"]["path"] for b in boards} == {mounts["./grafana/dashboards"]}
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert "grafana-clickhouse-datasource" in env["GF_INSTALL_PLUGINS"]
+
+
 # --- Dockerfile -----------------------------------------------------------------------------------------
 
 
@@ -451,7 +477,7 @@ def deployment() -> dict[str, Any]:
 def test_k8s_manifests_parse_and_cover_the_brief() -> None:
     kinds = sorted(d["kind"] for d in k8s_docs())
     assert kinds == ["ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Service"]
-    assert sorted(d["kind"] for d in k8s_docs(include_examples=True)) == sorted([*kinds, "Job", "Secret"])
+    assert sorted(d["kind"] for d in k8s_docs(include_examples=True)) == sorted([*kinds, "Job", "Secret", "Secret"])
 
 
 def test_k8s_selectors_ports_and_probes_fit_together(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -488,14 +514,18 @@ def test_k8s_selectors_ports_and_probes_fit_together(monkeypatch: pytest.MonkeyP
     assert container["args"][0] in COMMANDS and container["image"] == "foodrisk"
 
 
+def secrets() -> dict[str, dict[str, str]]:
+    """name -> stringData of the example Secrets."""
+    return {d["metadata"]["name"]: d["stringData"] for d in k8s_docs(include_examples=True) if d["kind"] == "Secret"}
+
+
 def secret_values() -> dict[str, str]:
-    secret = one("Secret", include_examples=True)
-    return dict(secret["stringData"])
+    return secrets()["foodrisk-secrets"]
 
 
 def test_k8s_config_and_secret_references_resolve() -> None:
     config_name = one("ConfigMap")["metadata"]["name"]
-    secret = one("Secret", include_examples=True)
+    examples = secrets()
     for doc in (deployment(), one("Job", include_examples=True)):
         pod = pod_spec(doc)
         assert pod is not None
@@ -503,9 +533,42 @@ def test_k8s_config_and_secret_references_resolve() -> None:
             assert [e["configMapRef"]["name"] for e in container["envFrom"]] == [config_name]
             for env in container.get("env", []):
                 ref = env["valueFrom"]["secretKeyRef"]
-                assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+                assert ref["key"] in examples[ref["name"]]
+            mounted = {v["name"] for v in pod["volumes"]}
+            assert {m["name"] for m in container["volumeMounts"]} <= mounted
+        for volume in pod["volumes"]:
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in examples
         assert pod["securityContext"]["runAsNonRoot"] is True
     assert one("Job", include_examples=True)["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_ingest_token_registry_is_shared_by_the_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pipeline.devices import load_entries
+
+    # compose: one named volume holds the registry for every worker (tokens work on any of them).
+    services = stack("default")
+    volumes = []
+    for name in WORKER_SERVICES:
+        path = settings_from(env_of(services[name]), monkeypatch).ingest_tokens_path
+        mounts = dict(str(v).split(":")[::-1] for v in services[name]["volumes"])  # target -> source
+        (volume,) = [src for target, src in mounts.items() if path.parent == Path(target)]
+        volumes.append(volume)
+    assert len(set(volumes)) == 1 and not volumes[0].startswith(".")
+    assert "install -d -o foodrisk -g foodrisk " + str(path.parent) in (DEPLOY / "Dockerfile").read_text()
+    # Kubernetes: the registry is a Secret mounted read-only where the ConfigMap points.
+    config = one("ConfigMap")["data"]
+    settings = settings_from({**config, "FOODRISK_CLICKHOUSE_URL": secret_values()["clickhouse-url"]}, monkeypatch)
+    pod = pod_spec(deployment())
+    assert pod is not None
+    mounts_k8s = pod["containers"][0]["volumeMounts"]
+    (mount,) = [m for m in mounts_k8s if Path(m["mountPath"]) == settings.ingest_tokens_path.parent]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    example = secrets()[volume["secret"]["secretName"]]
+    registry = tmp_path / settings.ingest_tokens_path.name
+    registry.write_text(example[settings.ingest_tokens_path.name])
+    assert load_entries(registry) == {}  # the example is a valid, empty registry
 
 
 def test_kustomize_renders_the_manifests() -> None:
@@ -520,3 +583,13 @@ def test_kustomize_renders_the_manifests() -> None:
     kz = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"{kz['images'][0]['newName']}:{VERSION}"
+
+
+def test_the_docker_path_skips_only_without_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.test_containers import docker_unavailable
+
+    monkeypatch.delenv("FOODRISK_TEST_DOCKER", raising=False)
+    assert "FOODRISK_TEST_DOCKER is not 1" in str(docker_unavailable())
+    monkeypatch.setenv("FOODRISK_TEST_DOCKER", "1")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")  # nothing listens on port 1
+    assert "no Docker engine answers" in str(docker_unavailable())
