@@ -51,7 +51,7 @@ test: $(STAMP) system-deps
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy pipeline schemas sinks agents
+	$(BIN)/mypy pipeline schemas sinks agents tests
 
 drills: $(STAMP) system-deps
 	$(BIN)/python -m tests.drills

@@ -16,12 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-from pipeline.localstack.process import ChildProcess, StartupError, free_port, port_open
+from pipeline.localstack.process import ChildProcess, ManagedServer, StartupError, free_port, http_ok, port_open
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +48,7 @@ def find_amtool() -> str | None:
     return shutil.which("amtool") or (("/usr/bin/amtool") if os.access("/usr/bin/amtool", os.X_OK) else None)
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(ManagedServer):
     """One Alertmanager on ``host:port`` with ``config_file``, its state under ``workdir``."""
 
     def __init__(
@@ -81,14 +78,6 @@ class AlertmanagerServer:
     def log_path(self) -> Path:
         return self.workdir / "alertmanager.log"
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._child is not None and self._child.running
-
     def argv(self) -> list[str]:
         return [
             self._binary or find_alertmanager(),
@@ -101,11 +90,7 @@ class AlertmanagerServer:
 
     def ready(self, timeout: float = 1.0) -> bool:
         """True when ``/-/ready`` answers 200."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=timeout) as resp:  # noqa: S310 - our own http URL
-                return int(resp.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/-/ready", timeout)
 
     def start(self) -> AlertmanagerServer:
         """Start (or start again) and wait until ready. Raises StartupError (AlertmanagerMissing)."""
@@ -128,25 +113,6 @@ class AlertmanagerServer:
         self._child.start()
         log.info("Alertmanager at %s (pid %s, log %s)", self.url, self.pid, self.log_path)
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
-        if self._child is not None:
-            self._child.stop(timeout=timeout)
-            self._child = None
-
-    def kill(self) -> None:
-        """SIGKILL, as in a crash."""
-        if self._child is not None:
-            self._child.kill()
-            self._child.stop()
-            self._child = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"

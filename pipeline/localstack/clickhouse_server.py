@@ -14,10 +14,9 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from types import TracebackType
 from xml.sax.saxutils import escape
 
-from pipeline.localstack.process import ChildProcess, StartupError, free_port, log_tail, port_open
+from pipeline.localstack.process import ChildProcess, ManagedServer, StartupError, free_port, log_tail, port_open
 from sinks.clickhouse import DriverBackend
 from sinks.errors import ClickHouseError
 
@@ -144,7 +143,7 @@ def _users_xml(extra: dict[str, str]) -> str:
     return _USERS_XML.replace("    </users>", entries + "\n    </users>", 1)
 
 
-class ClickHouseServer:
+class ClickHouseServer(ManagedServer):
     """Debian's clickhouse-server on 127.0.0.1, data and logs under ``workdir``.
 
     Ports are picked when the object is made and kept for its life, so ``stop()`` then
@@ -186,14 +185,6 @@ class ClickHouseServer:
     def log_path(self) -> Path:
         """The server's own log (its stdout and stderr go to ``stdout.log`` beside it)."""
         return self.workdir / "log" / "clickhouse-server.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._child is not None and self._child.running
 
     def write_config(self) -> None:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
@@ -245,25 +236,6 @@ class ClickHouseServer:
             return False
         finally:
             probe.close()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
-        if self._child is not None:
-            self._child.stop(timeout=timeout)
-            self._child = None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, as in a crash."""
-        if self._child is not None:
-            self._child.kill()
-            self._child.stop()
-            self._child = None
-
-    def __enter__(self) -> ClickHouseServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +195,54 @@ def _install_handlers() -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) in (signal.SIG_DFL, None):
                 signal.signal(sig, _on_signal)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when GET ``url`` answers 200 (readiness probes of HTTP servers)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback servers
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ManagedServer:
+    """What the local server wrappers share: one ChildProcess at a time, stopped by PID.
+
+    Subclasses implement ``start()`` (which sets ``self._child`` to a started ChildProcess).
+    """
+
+    _child: ChildProcess | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._child is not None and self._child.running
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
+        if self._child is not None:
+            self._child.stop(timeout=timeout)
+            self._child = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, as in a crash."""
+        if self._child is not None:
+            self._child.kill()
+            self._child.stop()
+            self._child = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

@@ -15,12 +15,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from pipeline.localstack.process import ChildProcess, StartupError, free_port
+from pipeline.localstack.process import ChildProcess, ManagedServer, StartupError, free_port, http_ok
 
 INSTALL_HINT = "apt-get install -y prometheus (as root on Debian; `make test` does it)"
 JOB = "foodrisk-worker"
@@ -42,7 +41,7 @@ class PrometheusError(RuntimeError):
     """The Prometheus HTTP API answered with an error (the message carries its text)."""
 
 
-class PrometheusServer:
+class PrometheusServer(ManagedServer):
     """A Prometheus on 127.0.0.1 scraping ``targets`` (host:port) as job ``foodrisk-worker``.
 
     ``rule_files`` are loaded as they are (absolute paths), so the shipped rules of
@@ -78,14 +77,6 @@ class PrometheusServer:
     @property
     def config_path(self) -> Path:
         return self.workdir / "prometheus.yml"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._child is not None and self._child.running
 
     def config(self) -> dict[str, Any]:
         interval = f"{max(1, round(self.scrape_interval_s * 1000))}ms"
@@ -130,11 +121,7 @@ class PrometheusServer:
         return self
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:  # noqa: S310 - our own URL
-                return int(resp.status) == 200
-        except (OSError, urllib.error.URLError):
-            return False
+        return http_ok(f"{self.url}/-/ready")
 
     def api(self, path: str, **params: str) -> Any:
         """GET ``/api/v1/<path>``; returns its ``data`` or raises PrometheusError."""
@@ -179,17 +166,6 @@ class PrometheusServer:
                 last = exc
             time.sleep(0.5)
         raise AssertionError(f"Prometheus {promql!r}: expected {expected}, last {last!r} (log {self.workdir})")
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self._child is not None:
-            self._child.stop(timeout=timeout)
-            self._child = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"

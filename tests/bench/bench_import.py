@@ -96,7 +96,7 @@ def count_topic_items(bootstrap: str, topic: str, *, settle_s: float = 3.0) -> t
         tps = [TopicPartition(topic, p) for p in parts]
         c.assign(tps)
         end = c.end_offsets(tps)
-        items, ids = 0, set()
+        items, ids = 0, set[str]()
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < settle_s and any(c.position(tp) < end[tp] for tp in tps):
             for records in c.poll(timeout_ms=500).values():

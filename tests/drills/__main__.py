@@ -7,6 +7,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.drills.core import (
@@ -33,7 +34,7 @@ def main() -> int:
         work = Path(tmp)
         stack = Stack(work / "stack").start()
         try:
-            steps = [
+            steps: list[Callable[[], DrillRow]] = [
                 lambda: drill_worker_crash(stack, work, n=50_000 if full else 3_000, kills=5 if full else 2),
                 lambda: drill_two_workers_one_dies(stack, work, n=20_000 if full else 2_000),
                 lambda: drill_clickhouse_outage(stack, work, n=20_000 if full else 2_000,

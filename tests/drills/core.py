@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -46,7 +47,7 @@ class DrillRow:
     duplicated: int
     recovery_s: float | None
     note: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -153,7 +154,7 @@ class Run:
         lost = len(exp.valid_ids - stored_ids) + max(0, exp.invalid - int(dead)) + len(exp.alert_ids - alert_ids)
         keys = [(a, status) for a, status, _ in alert_rows]
         duplicated = (int(final_rows) - len(stored_ids)) + (len(keys) - len(set(keys)))
-        extra: dict[str, object] = {"alerts_expected": len(exp.alert_ids), "alerts_stored": len(alert_ids),
+        extra: dict[str, Any] = {"alerts_expected": len(exp.alert_ids), "alerts_stored": len(alert_ids),
                                     "unexpected_alerts": len(alert_ids - exp.alert_ids)}
         return DrillRow(drill, len(values), len(stored_ids), int(dead), lost, duplicated, recovery, note, extra)
 

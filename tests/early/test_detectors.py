@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import Any
 
 from agents.early import cluster, device, offender, surge, unconfirmed
 from agents.early.common import EarlyParams, apply, binom_sf
@@ -18,12 +19,14 @@ from tests.early.records import HOUR, T0, lab, rec
 P = EarlyParams()
 
 
-def run(mod: object, records: list[Screened], watermark: int, state: dict | None = None) -> tuple[dict, list[Alert]]:
+def run(
+    mod: object, records: list[Screened], watermark: int, state: dict[Any, Any] | None = None
+) -> tuple[dict[Any, Any], list[Alert]]:
     s = mod.step(state or {}, records, watermark, P)  # type: ignore[attr-defined]
     return apply(state or {}, s.updates), s.alerts
 
 
-def engine(batches: list[list[Screened]], params: EarlyParams = P) -> tuple[dict, list[Alert]]:
+def engine(batches: list[list[Screened]], params: EarlyParams = P) -> tuple[dict[Any, Any], list[Alert]]:
     tables = empty_tables()
     alerts: list[Alert] = []
     for b in batches:
@@ -54,7 +57,7 @@ def _traffic(prefix: str, hours: int, per_hour: int, positives_at: set[int], **k
         for i in range(per_hour):
             rid = f"{prefix}-{h}-{i}"
             bad = (h * per_hour + i) in positives_at
-            out.append(rec(rid, T0 + h * HOUR + i * 10, verdict="positive" if bad else "compliant", **kw))  # type: ignore[arg-type]
+            out.append(rec(rid, T0 + h * HOUR + i * 10, verdict="positive" if bad else "compliant", **kw))
     return out
 
 
@@ -124,7 +127,7 @@ def test_offender_listed_at_n_samples_and_delisted_after_k_clean() -> None:
 
 def test_offender_silent_when_findings_are_spread_beyond_d_days_or_duplicated() -> None:
     spread = [rec(f"b{i}", T0 + i * 20 * 86400, verdict="positive") for i in range(3)]
-    state: dict = {}
+    state: dict[Any, Any] = {}
     for r in spread:
         state, alerts = run(offender, [r], r.sampled_at, state)
         assert alerts == []

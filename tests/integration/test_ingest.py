@@ -172,7 +172,8 @@ def topic_ids(bootstrap: str, topic: str) -> set[str]:
             for records in c.poll(timeout_ms=300).values():
                 for r in records:
                     v = orjson.loads(r.value)
-                    ids.update(d.get("result_id") for d in (v if isinstance(v, list) else [v]) if isinstance(d, dict))
+                    ids.update(str(d.get("result_id")) for d in (v if isinstance(v, list) else [v])
+                               if isinstance(d, dict))
         return ids
     finally:
         c.close()
@@ -514,7 +515,7 @@ def test_contract_confluent_kafka_single_and_batch_messages(stack: Stack) -> Non
     errors: list[Any] = []
     for value in (single, batch):
         p.produce(stack.topics["results"], key=b"lab-ck", value=orjson.dumps(value),
-                  on_delivery=lambda e, m: e and errors.append(e))
+                  on_delivery=lambda e, m: errors.append(e) if e else None)
     assert p.flush(30) == 0
     assert not errors
     ids = (single["result_id"], batch[0]["result_id"], batch[2]["result_id"])

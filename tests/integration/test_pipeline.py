@@ -40,8 +40,13 @@ def produce_confluent(bootstrap: str, topic: str, values: list[bytes]) -> None:
         {"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0, "acks": "all"}
     )
     errors: list[Any] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(err)
+
     for i, v in enumerate(values):
-        p.produce(topic, key=f"dev-{i % 5}".encode(), value=v, on_delivery=lambda e, m: e and errors.append(e))
+        p.produce(topic, key=f"dev-{i % 5}".encode(), value=v, on_delivery=delivered)
         p.poll(0)
     assert p.flush(30) == 0
     assert not errors

@@ -167,7 +167,8 @@ def test_engines_and_keys() -> None:
     alerts = _statement(statements, "alerts")
     assert "ReplacingMergeTree(ingested_at)\nPARTITION BY toYYYYMM(starts_at)\nORDER BY (alert_id, status)" in alerts
     dead = _statement(statements, "deadletters")
-    assert "ORDER BY (src_topic, src_partition, src_offset, src_item)" in dead and "ReplacingMergeTree(failed_at)" in dead
+    assert "ORDER BY (src_topic, src_partition, src_offset, src_item)" in dead
+    assert "ReplacingMergeTree(failed_at)" in dead
     hourly = _statement(statements, "results_hourly")
     assert "AggregatingMergeTree()" in hourly and "AggregateFunction(uniqExactIf, String, UInt8)" in hourly
     (mv,) = [s for s in statements if "MATERIALIZED VIEW" in s]

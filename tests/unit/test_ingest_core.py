@@ -21,6 +21,7 @@ from pipeline.importer import ColumnMapping, CsvImportError, IdSet, run_import
 from pipeline.ingest import RateLimiter, check_items, chunk_values, docs_page, openapi_document
 from pipeline.settings import Settings
 from schemas.reference import default_reference
+from schemas.result import parse_result
 from tests.bench.bench_import import write_csv
 from tests.integration.factories import result
 
@@ -216,3 +217,16 @@ def test_mapping_errors_name_the_problem(tmp_path: Path) -> None:
     assert to_result(["r1", "L9"]) == {"result_id": "r1", "sample_id": "L9-r1"}
     with pytest.raises(CsvImportError, match="no column"):
         ColumnMapping.wire_format().bind(["result_id", "value"])
+
+
+def test_a_result_without_site_name_gives_an_empty_site_name_column() -> None:
+    """site.name is optional in the wire format but `results.site_name` is a plain String: None
+    there crashed the worker on every restart (found by the wire-format CSV import test)."""
+    from agents.records import result_values
+    from schemas.rules import screen
+
+    d = result("r-noname")
+    del d["site"]["name"]
+    r = parse_result(d, reference=REF, now=NOW)
+    row = result_values(r, screen(r, REF), src_topic="t", src_partition=0, src_offset=0, ingested_at=NOW)
+    assert row["site_name"] == ""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pipeline.query import QueryRejected, guard_select, render
@@ -44,7 +46,7 @@ def test_anything_else_is_rejected(sql: str, why: str) -> None:
 
 def test_render_formats() -> None:
     cols = ["district", "tests"]
-    rows = [["天河 Tianhe", 3], ["Liwan", None]]
+    rows: list[list[Any]] = [["天河 Tianhe", 3], ["Liwan", None]]
     table = render(cols, rows)
     lines = table.splitlines()
     assert lines[0].split() == ["district", "tests"]
