@@ -82,8 +82,14 @@ def screen_batch(
             try:
                 result = parse_result(raw, reference=reference, now=now)
             except InvalidResult as exc:
-                payload = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+                payload = raw if isinstance(raw, bytes) else item_bytes(raw)
                 dead(payload, [(e.field, e.reason) for e in exc.errors], item)
+                return
+            except (RecursionError, TypeError, ValueError, OverflowError) as exc:
+                # Input so odd that decoding itself failed (e.g. nesting past every parser's limit):
+                # a poison message must end as a dead letter, never crash-loop the worker.
+                payload = raw if isinstance(raw, bytes) else item_bytes(raw)
+                dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], item)
                 return
             verdict = screen(result, reference, watch_fraction=watch_fraction)
             out.result_rows.append(
@@ -121,8 +127,17 @@ def screen_batch(
                 accept(entry, i)
             else:
                 why = f"a batch item must be a JSON object, not {type(entry).__name__}"
-                dead(orjson.dumps(entry), [(f"[{i}]", why)], i)
+                dead(item_bytes(entry), [(f"[{i}]", why)], i)
     return out
+
+
+def item_bytes(entry: object) -> bytes:
+    """A batch item as JSON for its dead letter; a placeholder when it cannot be written back
+    (nested deeper than the encoder allows, or not JSON at all)."""
+    try:
+        return orjson.dumps(entry)
+    except (orjson.JSONEncodeError, TypeError, RecursionError):
+        return f"(a {type(entry).__name__} that cannot be re-encoded as JSON, e.g. nested too deeply)".encode()
 
 
 def _reason_code(errors: Sequence[tuple[str, str]]) -> str:

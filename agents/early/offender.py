@@ -79,6 +79,9 @@ def step(
         if st["listed"] is not None:
             cond = _condition(vendor, st, params)
             if len(st["clean"]) >= params.offender_clean_k:
+                if st["a"] is None:  # listed and cleared within one batch: announce it before resolving it
+                    out.alerts.append(cond.alert())
+                    out.redlist.append(_entry(vendor, st, cond, listed=True, at=int(st["listed"])))
                 out.alerts.append(resolve(cond, last_t))
                 out.redlist.append(_entry(vendor, st, cond, listed=False, at=last_t))
                 st = {"bad": {}, "clean": [], "listed": None, "a": None, "where": st["where"]}

@@ -177,6 +177,9 @@ def stop_all() -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # A second signal while the children stop (e.g. `timeout` forwarding SIGTERM again) must not
+    # cut the clean-up short and leave orphans.
+    signal.signal(signum, signal.SIG_IGN)
     stop_all()
     # Restore the default action and re-raise, so the exit status says what happened.
     signal.signal(signum, signal.SIG_DFL)

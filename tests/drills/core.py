@@ -132,11 +132,33 @@ class Run:
     def lag(self) -> int | None:
         return group_lag(self.settings, [self.stack.broker.bootstrap], f"drill-{self.name}", self.topics["results"])
 
-    def wait_drained(self, timeout_s: float) -> float:
+    def stored(self) -> tuple[int, int]:
+        """(distinct result ids in `results`, rows of `deadletters` FINAL)."""
+        ch = self.ch()
+        try:
+            return (int(ch.query(f"SELECT uniqExact(result_id) FROM {self.db}.results").scalar()),
+                    int(ch.query(f"SELECT count() FROM {self.db}.deadletters FINAL").scalar()))
+        except Exception:  # noqa: BLE001 - ClickHouse may be the thing that is down
+            return (-1, -1)
+        finally:
+            ch.close()
+
+    def wait_drained(self, timeout_s: float, exp: Expected) -> float:
+        """Until the group committed everything, or everything expected is stored (whichever the
+        broker lets us see first); TimeoutError with both figures otherwise."""
         started = time.monotonic()
-        while self.lag() != 0:
+        while True:
+            lag = self.lag()
+            if lag == 0:
+                break
+            stored = self.stored()
+            if stored == (len(exp.valid_ids), exp.invalid):
+                break
             if time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"drill {self.name}: results not all committed after {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"drill {self.name}: after {timeout_s:.0f}s lag is {lag}, stored {stored[0]} of "
+                    f"{len(exp.valid_ids)} results and {stored[1]} of {exp.invalid} dead letters"
+                )
             time.sleep(0.3)
         return time.monotonic() - started
 
@@ -216,7 +238,7 @@ def drill_worker_crash(stack: Stack, workdir: Path, *, n: int, kills: int, seed:
                 recoveries.append(time.monotonic() - killed)
                 ch.close()
             t.join(timeout=600)
-        run.wait_drained(300)
+        run.wait_drained(300, exp)
         time.sleep(2)  # the alert archiver trails the screening agent
     finally:
         w.stop()
@@ -237,7 +259,7 @@ def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillR
             b.proc.kill()
             killed = time.monotonic()
             t.join(timeout=600)
-        run.wait_drained(300)
+        run.wait_drained(300, exp)
         recovery = time.monotonic() - killed
         time.sleep(2)
     finally:
@@ -262,7 +284,7 @@ def drill_clickhouse_outage(stack: Stack, workdir: Path, *, n: int, outage_s: fl
             stack.clickhouse.start()
             back = time.monotonic()
             t.join(timeout=600)
-        run.wait_drained(300)
+        run.wait_drained(300, exp)
         recovery = time.monotonic() - back
         time.sleep(2)
     finally:
@@ -289,7 +311,7 @@ def drill_hostile_input(stack: Stack, workdir: Path, *, n: int, huge_every: int)
     pid = w.proc.pid
     try:
         produce(stack.broker.bootstrap, run.topics["results"], values)
-        run.wait_drained(300)
+        run.wait_drained(300, exp)
         time.sleep(2)
         restarted = w.proc.pid != pid or not w.proc.running or "Traceback" in w.log_tail(10_000_000)
         ch = run.ch()
@@ -323,7 +345,7 @@ def drill_secrets_not_logged(workdir: Path) -> DrillRow:
         ).start()
         try:
             produce(stack.broker.bootstrap, run.topics["results"], values)
-            run.wait_drained(120)
+            run.wait_drained(120, exp)
             time.sleep(1)
         finally:
             w.stop()

@@ -147,6 +147,8 @@ def test_migrate_creates_the_tables_and_twice_is_a_no_op(ch: ClickHouse) -> None
         "results_hourly": "AggregatingMergeTree",
         "results_hourly_mv": "MaterializedView",
         "results_hourly_v": "View",
+        "parked_alerts": "ReplacingMergeTree",
+        "redlist": "ReplacingMergeTree",
     }
     recorded = ch.query("SELECT version, name FROM schema_migrations ORDER BY version").rows
     assert recorded == [(m.version, m.name) for m in MIGRATIONS]

@@ -126,11 +126,11 @@ def test_valid_and_invalid_results_end_to_end_and_replay(
     assert any(r[0] == "not json at all" for r in rows)
 
     # Alerts on the topic: the expected kinds, keyed by alert id.
-    alerts = [orjson.loads(v) for _, v in read_topic(broker.bootstrap, topics["alerts"])]
+    messages = read_topic(broker.bootstrap, topics["alerts"])
+    alerts = [orjson.loads(v) for _, v in messages]
     kinds = {rid: a["kind"] for a in alerts for rid in a["evidence"] if a["kind"] in SINGLE_RESULT_KINDS}
     assert kinds == expected
-    assert all(k == a["alert_id"].encode() for (k, _), a in
-               zip(read_topic(broker.bootstrap, topics["alerts"]), alerts, strict=True))
+    assert all(k == a["alert_id"].encode() for (k, _), a in zip(messages, alerts, strict=True))
 
     # Verdicts and their basis are stored.
     banned = worker.query(

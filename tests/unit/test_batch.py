@@ -104,3 +104,12 @@ def test_batch_over_the_limit_is_dead_lettered_whole() -> None:
     (env,) = (orjson.loads(d.envelope) for d in out.dead_letters)
     assert env["src_item"] == -1 and env["error_kind"] == "invalid_batch"
     assert "over the limit of 4" in env["errors"][0]["reason"]
+
+
+def test_deeply_nested_batch_items_are_dead_lettered_not_fatal() -> None:
+    nested = b"[" * 1000 + b"]" * 1000
+    deeper = b"[" + b"{\"result_id\": \"n1\", \"value\": " + b"[" * 900 + b"]" * 900 + b"}]"
+    out = run(incoming([nested, deeper, b"[" * 5000 + b"]" * 5000]))
+    assert not out.result_rows
+    assert len(out.dead_letters) == 3
+    assert all(orjson.loads(d.envelope)["errors"] for d in out.dead_letters)
