@@ -7,9 +7,11 @@ to a table is one change in ``sinks/ddl.py`` plus one key here.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -25,7 +27,15 @@ MAX_ENVELOPE_PAYLOAD_BYTES = 65_536
 
 def as_row(values: Mapping[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:
     """The values in column order; a missing column is a programming error and raises KeyError."""
-    return tuple(values[c] for c in columns)
+    return _getter(tuple(columns))(values)  # type: ignore[no-any-return]  # itemgetter is untyped here
+
+
+@functools.lru_cache(maxsize=32)
+def _getter(columns: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    get = itemgetter(*columns)
+    if len(columns) == 1:
+        return lambda values: (get(values),)
+    return get
 
 
 def _naive_utc(ts: datetime) -> datetime:

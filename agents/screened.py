@@ -8,7 +8,8 @@ Times are whole epoch seconds (UTC), which is all the detectors need and keeps t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -83,7 +84,8 @@ def screened_record(result: Result, verdict: Verdict) -> Screened:
 
 
 def encode_batch(records: Iterable[Screened]) -> bytes:
-    return orjson.dumps([asdict(r) for r in records])
+    # orjson serialises dataclasses natively (field name -> value), far faster than asdict().
+    return orjson.dumps(list(records))
 
 
 def decode_batch(data: bytes) -> list[Screened]:
@@ -95,6 +97,6 @@ def decode_batch(data: bytes) -> list[Screened]:
     if not isinstance(items, list):
         raise ValueError("not a screened batch: not a JSON array")  # noqa: TRY004 - callers catch ValueError
     try:
-        return [Screened(**{k: d[k] for k in _FIELDS}) for d in items]
+        return [Screened(*itemgetter(*_FIELDS)(d)) for d in items]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a screened batch: {exc}") from exc

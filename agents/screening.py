@@ -58,6 +58,12 @@ async def publish(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> 
     await asyncio.gather(*pending)
 
 
+async def publish_at(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> float:
+    """``publish``, then the time (epoch seconds) when the broker had acknowledged everything."""
+    await publish(topic, messages)
+    return time.time()
+
+
 def register_screening(
     app: AppT,
     *,
@@ -85,15 +91,18 @@ def register_screening(
                 max_batch_items=config.max_batch_items,
                 now=screened_at,
             )
-            await publish(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters])
-            await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts])
-            alerts_published_at = time.time()
-            if outcome.result_rows:
-                await writer.insert("results", RESULTS_COLUMNS, outcome.result_rows)
-            if screened_topic is not None and outcome.screened:  # early warning: the batch's records, in order,
-                sc = outcome.screened  # in messages of at most SCREENED_PER_MESSAGE (batch-form input is big)
-                await publish(screened_topic, [(None, encode_batch(sc[i:i + SCREENED_PER_MESSAGE]))
-                                               for i in range(0, len(sc), SCREENED_PER_MESSAGE)])
+            screened: list[tuple[bytes | None, bytes]] = []
+            if screened_topic is not None:  # early warning: the batch's records, in order, in messages of
+                sc = outcome.screened  # at most SCREENED_PER_MESSAGE (batch-form input is big)
+                screened = [(None, encode_batch(sc[i:i + SCREENED_PER_MESSAGE]))
+                            for i in range(0, len(sc), SCREENED_PER_MESSAGE)]
+            # Every write of the batch at once; the acks below wait for all of them.
+            alerts_published_at, *_ = await asyncio.gather(
+                publish_at(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts]),
+                publish(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters]),
+                writer.insert("results", RESULTS_COLUMNS, outcome.result_rows),
+                publish(screened_topic, screened) if screened_topic is not None else asyncio.sleep(0),
+            )
             for e in events:
                 await s.ack(e)
             # Bookkeeping after the acks: nothing below can lose data.
