@@ -162,6 +162,24 @@ class Run:
             time.sleep(0.3)
         return time.monotonic() - started
 
+    def wait_alerts_archived(self, exp: Expected, timeout_s: float = 180) -> None:
+        """Until the archiver committed the alerts topic, or every expected alert is stored."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            group = f"drill-{self.name}"
+            if group_lag(self.settings, [self.stack.broker.bootstrap], group, self.topics["alerts"]) == 0:
+                return
+            ch = self.ch()
+            try:
+                stored = {r[0] for r in ch.query(f"SELECT DISTINCT alert_id FROM {self.db}.alerts").rows}
+            except Exception:  # noqa: BLE001 - ClickHouse may be restarting; try again
+                stored = set()
+            finally:
+                ch.close()
+            if exp.alert_ids <= stored:
+                return
+            time.sleep(0.5)
+
     def row(self, drill: str, values: list[bytes], exp: Expected, recovery: float | None, note: str = "") -> DrillRow:
         ch = self.ch()
         try:
@@ -239,7 +257,7 @@ def drill_worker_crash(stack: Stack, workdir: Path, *, n: int, kills: int, seed:
                 ch.close()
             t.join(timeout=600)
         run.wait_drained(300, exp)
-        time.sleep(2)  # the alert archiver trails the screening agent
+        run.wait_alerts_archived(exp)  # the alert archiver trails the screening agent
     finally:
         w.stop()
     return run.row(f"worker crash (kill -9 x{kills})", values, exp, max(recoveries) if recoveries else None,
@@ -261,7 +279,7 @@ def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillR
             t.join(timeout=600)
         run.wait_drained(300, exp)
         recovery = time.monotonic() - killed
-        time.sleep(2)
+        run.wait_alerts_archived(exp)
     finally:
         a.stop()
         b.stop()
@@ -286,7 +304,7 @@ def drill_clickhouse_outage(stack: Stack, workdir: Path, *, n: int, outage_s: fl
             t.join(timeout=600)
         run.wait_drained(300, exp)
         recovery = time.monotonic() - back
-        time.sleep(2)
+        run.wait_alerts_archived(exp)
     finally:
         if not stack.clickhouse.running:
             stack.clickhouse.start()
@@ -312,7 +330,7 @@ def drill_hostile_input(stack: Stack, workdir: Path, *, n: int, huge_every: int)
     try:
         produce(stack.broker.bootstrap, run.topics["results"], values)
         run.wait_drained(300, exp)
-        time.sleep(2)
+        run.wait_alerts_archived(exp)
         restarted = w.proc.pid != pid or not w.proc.running or "Traceback" in w.log_tail(10_000_000)
         ch = run.ch()
         try:
@@ -346,7 +364,7 @@ def drill_secrets_not_logged(workdir: Path) -> DrillRow:
         try:
             produce(stack.broker.bootstrap, run.topics["results"], values)
             run.wait_drained(120, exp)
-            time.sleep(1)
+            run.wait_alerts_archived(exp)
         finally:
             w.stop()
         text = w.log_tail(50_000_000)
