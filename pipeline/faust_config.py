@@ -24,6 +24,10 @@ def faust_options(settings: Settings, bootstrap: list[str]) -> dict[str, Any]:
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": max(1.0, settings.session_timeout_s / 4),
         "broker_commit_interval": 1.0,
+        # Shutdown must not wait for unacked events: with manual acks an event sitting in a batch
+        # buffer (or a delivery waiting out an outage) is never acked before the stream stops, so
+        # Faust would wait its full timeout. Unacked offsets are not committed: they are read again.
+        "stream_wait_empty": False,
         "producer_acks": -1,
         "web_enabled": True,
         "web_bind": settings.web_host,

@@ -163,22 +163,29 @@ class Run:
         return time.monotonic() - started
 
     def wait_alerts_archived(self, exp: Expected, timeout_s: float = 180) -> None:
-        """Until the archiver committed the alerts topic, or every expected alert is stored."""
+        """Until the archivers committed the alerts and dead-letter topics, or every expected alert
+        and dead letter is stored (the archivers trail the screening agent, and retry like it)."""
         started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            group = f"drill-{self.name}"
-            if group_lag(self.settings, [self.stack.broker.bootstrap], group, self.topics["alerts"]) == 0:
-                return
+        group = f"drill-{self.name}"
+        pending = {"alerts", "deadletter"}
+        while pending and time.monotonic() - started < timeout_s:
+            for name in sorted(pending):
+                if group_lag(self.settings, [self.stack.broker.bootstrap], group, self.topics[name]) == 0:
+                    pending.discard(name)
             ch = self.ch()
             try:
                 stored = {r[0] for r in ch.query(f"SELECT DISTINCT alert_id FROM {self.db}.alerts").rows}
+                dead = int(ch.query(f"SELECT count() FROM {self.db}.deadletters FINAL").scalar())
             except Exception:  # noqa: BLE001 - ClickHouse may be restarting; try again
-                stored = set()
+                stored, dead = set(), -1
             finally:
                 ch.close()
             if exp.alert_ids <= stored:
-                return
-            time.sleep(0.5)
+                pending.discard("alerts")
+            if dead >= exp.invalid:
+                pending.discard("deadletter")
+            if pending:
+                time.sleep(0.5)
 
     def row(self, drill: str, values: list[bytes], exp: Expected, recovery: float | None, note: str = "") -> DrillRow:
         ch = self.ch()

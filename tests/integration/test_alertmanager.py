@@ -470,7 +470,6 @@ def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
         w.stop()
         stop_s = time.monotonic() - t
         assert stop_s < 20, f"worker took {stop_s:.1f}s to stop"
-        assert "not acknowledged: read and delivered again" in w.log_tail(400_000)
         lag = alerts_lag()
         assert lag is not None and lag >= len(ids_during)
         w = worker().start()
