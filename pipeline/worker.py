@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +73,3 @@ def run_worker(settings: Settings) -> int:
             ch.close()
         return code
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_worker(Settings()))

@@ -39,6 +39,7 @@ __all__ = [
     "KIND_MRL",
     "KIND_QUICK_POSITIVE",
     "SERIOUS_RATIO",
+    "SINGLE_RESULT_KINDS",
     "Alert",
     "AlertStatus",
     "Classification",
@@ -53,6 +54,8 @@ KIND_BANNED: Final = "banned_pesticide"
 KIND_MRL: Final = "mrl_exceedance"
 KIND_CONTAMINANT: Final = "contaminant_exceedance"
 KIND_QUICK_POSITIVE: Final = "quick_test_positive"
+# The kinds one screened result raises on its own (the early-warning agent adds pattern kinds).
+SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE)
 
 _ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:foodrisk:alert")
 

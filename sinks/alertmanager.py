@@ -265,6 +265,13 @@ def parse_urls(text: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def open_session(session: aiohttp.ClientSession | None, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+    """``session`` while it is open, else a new one (the delivery sinks' HTTP client)."""
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "foodrisk-alert-delivery"})
+    return session
+
+
 def safe_url(url: str, *, keep_path: bool = True) -> str:
     """``url`` fit for logs and metric labels: no user:password, no query or fragment, and with
     ``keep_path=False`` no path either (chat webhooks often carry their token in the path)."""
@@ -314,10 +321,7 @@ class AlertmanagerSink:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": "foodrisk-alert-delivery"}
-            )
+        self._session = open_session(self._session, self._timeout)
         return self._session
 
     async def _post_one(self, url: str, body: bytes) -> AlertmanagerSinkError | None:

@@ -37,6 +37,7 @@ from sinks.alertmanager import (
     Links,
     alert_labels,
     dashboard_link,
+    open_session,
     runbook_link,
     safe_url,
     severity_for,
@@ -145,10 +146,7 @@ class WebhookSink:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": "foodrisk-alert-delivery"}
-            )
+        self._session = open_session(self._session, self._timeout)
         return self._session
 
     async def post(self, delivery_id: str, body: bytes, *, timestamp: int) -> None:

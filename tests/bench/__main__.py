@@ -74,7 +74,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {"when": stamp, "machine": machine(), "scale": args.scale, "seconds": round(time.monotonic() - started),
               "rule_engine": screen_text.splitlines(),
-              "rows": [{k: v for k, v in r.__dict__.items() if k != "data"} for r in rows]}
+              "rows": [dict(r.__dict__) for r in rows]}
     path = out_dir / f"bench-{stamp}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
     log(f"written {path.relative_to(ROOT)} in {record['seconds']}s")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ class Row:
     goal: str = ""
     met: bool | None = None
     note: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def now_utc() -> datetime:

@@ -24,7 +24,7 @@ from pipeline.localstack.clickhouse_server import ClickHouseServer
 from pipeline.localstack.tansu import TansuBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, group_lag
-from schemas.alert import alert_for_verdict
+from schemas.alert import SINGLE_RESULT_KINDS, alert_for_verdict
 from schemas.reference import default_reference
 from schemas.result import InvalidResult, parse_result
 from schemas.rules import screen
@@ -34,7 +34,6 @@ from tests.integration.factories import mixed_batch
 from tests.integration.workers import WorkerProcess
 
 PARTITIONS = 4
-SINGLE_RESULT_KINDS = ("banned_pesticide", "mrl_exceedance", "contaminant_exceedance", "quick_test_positive")
 
 
 @dataclass

@@ -84,3 +84,15 @@ def mixed_batch(prefix: str, n_valid: int) -> tuple[list[bytes], list[bytes], di
     return valid, invalid, expected
 
 NOW_FOR_FACTORIES = SAMPLED + timedelta(days=1)
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], *, devices: int = 5) -> None:
+    """Publish ``values`` with kafka-python, one record per batch (the embedded broker's quirk),
+    keyed by ``devices`` rotating device ids, and wait for every acknowledgement."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
+    for i, v in enumerate(values):
+        p.send(topic, key=f"dev-{i % devices}".encode(), value=v)
+    p.flush()
+    p.close()

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from agents.delivery import AlertmanagerDelivery, DeliveryConfig, Item, Parked, parked_values
@@ -45,7 +44,7 @@ from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS, migrate
 from sinks.errors import AlertmanagerSinkError
 from sinks.writer import ClickHouseWriter
 from tests.conftest import unavailable
-from tests.integration.factories import mixed_batch
+from tests.integration.factories import mixed_batch, produce
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -387,13 +386,6 @@ def test_firing_set_rebuild_query_on_both_backends(ch: ClickHouse) -> None:
 
 # -- a real worker: delivery, outage drill, restart ------------------------------------------------------
 
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
-    for i, v in enumerate(values):
-        p.send(topic, key=f"dev-{i % 5}".encode(), value=v)
-    p.flush()
-    p.close()
 
 
 def expected_alert_ids(expected: dict[str, str]) -> set[str]:

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from pipeline.localstack.tansu import TansuBroker
-from tests.integration.factories import encode, result
-from tests.integration.test_pipeline import produce_kafka_python, read_topic
+from tests.integration.factories import encode, produce, result
+from tests.integration.test_pipeline import read_topic
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,7 @@ def test_detectors_fire_on_injected_patterns_and_survive_kill_9(
     pat = Patterns(f"ew{unique}")
     w = start()
     try:
-        produce_kafka_python(broker.bootstrap, topics_early["results"], pat.phase1())
+        produce(broker.bootstrap, topics_early["results"], pat.phase1())
         for kind in ("supplier_cluster", "unconfirmed_positive", "device_drift", "device_silent"):
             w.wait_for(f"SELECT uniqExact(alert_id) FROM {db}.alerts FINAL WHERE kind = %(k)s", 1, k=kind)
         w.wait_for(f"SELECT count() FROM {db}.alerts FINAL WHERE kind = 'rate_surge' AND district = 'Nansha'", 1)
@@ -141,7 +141,7 @@ def test_detectors_fire_on_injected_patterns_and_survive_kill_9(
 
     w = start()  # same app id, same data dir: the tables recover from their changelogs
     try:
-        produce_kafka_python(broker.bootstrap, topics_early["results"], pat.phase2())
+        produce(broker.bootstrap, topics_early["results"], pat.phase2())
         w.wait_for(f"SELECT uniqExact(alert_id) FROM {db}.alerts FINAL WHERE kind = 'repeat_offender'", 1)
         w.wait_for(f"SELECT max(JSONExtractInt(details, 'places')) FROM {db}.alerts FINAL "
                    "WHERE kind = 'supplier_cluster'", 3)

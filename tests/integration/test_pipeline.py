@@ -13,25 +13,18 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.localstack.tansu import TansuBroker
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
-from tests.integration.factories import mixed_batch
+from schemas.alert import SINGLE_RESULT_KINDS
+from tests.integration.factories import mixed_batch, produce
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-SINGLE_RESULT_KINDS = ("banned_pesticide", "mrl_exceedance", "contaminant_exceedance", "quick_test_positive")
 
-
-def produce_kafka_python(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
-    for i, v in enumerate(values):
-        p.send(topic, key=f"dev-{i % 5}".encode(), value=v)
-    p.flush()
-    p.close()
 
 
 def produce_confluent(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -110,7 +103,7 @@ def test_valid_and_invalid_results_end_to_end_and_replay(
     db = f"e2e_{unique}"
     valid_a, invalid_a, expected_a = mixed_batch(f"kp{unique}", 150)
     valid_b, invalid_b, expected_b = mixed_batch(f"rd{unique}", 100)
-    produce_kafka_python(broker.bootstrap, topics["results"], valid_a + invalid_a)
+    produce(broker.bootstrap, topics["results"], valid_a + invalid_a)
     produce_confluent(broker.bootstrap, topics["results"], valid_b + invalid_b)
     n, m = len(valid_a) + len(valid_b), len(invalid_a) + len(invalid_b)
     expected = {**expected_a, **expected_b}
@@ -140,7 +133,7 @@ def test_valid_and_invalid_results_end_to_end_and_replay(
     assert banned[0][2]
 
     # Replay: the same input again changes nothing that is counted.
-    produce_kafka_python(broker.bootstrap, topics["results"], valid_a + invalid_a + valid_b + invalid_b)
+    produce(broker.bootstrap, topics["results"], valid_a + invalid_a + valid_b + invalid_b)
     worker.wait_for(f"SELECT count() FROM {db}.deadletters FINAL", 2 * m)  # new offsets, new dead letters
     wait_drained(broker, topics["results"], f"e2e-{unique}")
     assert worker.scalar(f"SELECT count() FROM {db}.results FINAL") == n
@@ -169,18 +162,18 @@ def test_clickhouse_outage_mid_stream_loses_nothing(
         first, _, _ = mixed_batch(f"o1{unique}", 200)
         second, _, _ = mixed_batch(f"o2{unique}", 200)
         third, _, _ = mixed_batch(f"o3{unique}", 200)
-        produce_kafka_python(broker.bootstrap, topics["results"], first)
+        produce(broker.bootstrap, topics["results"], first)
         w.wait_for(f"SELECT count() FROM {db}.results FINAL", 200)
 
         clickhouse_server.stop()
         stopped = time.monotonic()
-        produce_kafka_python(broker.bootstrap, topics["results"], second)
+        produce(broker.bootstrap, topics["results"], second)
         time.sleep(3)
         settings = Settings(broker_url=broker.url, broker_flavor="tansu")
         assert group_lag(settings, [broker.bootstrap], group, topics["results"]) == 200  # held back
         ready = _http_status(w.port, "/readyz")
         assert ready == 503
-        produce_kafka_python(broker.bootstrap, topics["results"], third)
+        produce(broker.bootstrap, topics["results"], third)
         time.sleep(max(0.0, 20 - (time.monotonic() - stopped)))
         assert w.proc.running, w.log_tail()
         clickhouse_server.start()
@@ -226,7 +219,7 @@ def test_query_command_asks_the_worker_then_opens_chdb_itself(
 
     try:
         valid, _, _ = mixed_batch(f"q{unique}", 30)
-        produce_kafka_python(broker.bootstrap, topics["results"], valid)
+        produce(broker.bootstrap, topics["results"], valid)
         w.wait_for(f"SELECT count() FROM {db}.results FINAL", 30)
         res = query(f"SELECT verdict, count() AS n FROM {db}.results FINAL GROUP BY verdict ORDER BY verdict",
                     "--format", "csv")

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from pipeline.localstack.prometheus import PrometheusMissing, PrometheusServer, find_binary
 from pipeline.localstack.tansu import TansuBroker
+from schemas.alert import SINGLE_RESULT_KINDS
 from tests.conftest import unavailable
 from tests.grafana import PROMETHEUS_TYPE, expand_promql, load_dashboards, targets_of
-from tests.integration.factories import mixed_batch
+from tests.integration.factories import mixed_batch, produce
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -114,13 +114,6 @@ def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[PrometheusServ
     server.stop()
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
-    for i, v in enumerate(values):
-        p.send(topic, key=f"dev-{i % 7}".encode(), value=v)
-    p.flush()
-    p.close()
-
 
 def scrape(port: int) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
@@ -137,7 +130,7 @@ def test_prometheus_counts_what_the_worker_screened(
     job = '{job="foodrisk-worker"}'
     prometheus.wait_for(f"sum(up{job})", 1)
 
-    produce(broker.bootstrap, topics["results"], valid + invalid)
+    produce(broker.bootstrap, topics["results"], valid + invalid, devices=7)
     worker.wait_for(f"SELECT count() FROM {db}.results FINAL", n)
 
     # The counts the test sent, through the real scrape path.
@@ -146,7 +139,7 @@ def test_prometheus_counts_what_the_worker_screened(
     assert prometheus.scalar(f"sum(foodrisk_results_deadlettered_total{job})") == m
     assert prometheus.scalar(f"sum(foodrisk_verdicts_total{job})") == n
     # Single-result alerts (the early-warning agent adds pattern alerts and their updates of its own).
-    kinds = "banned_pesticide|mrl_exceedance|contaminant_exceedance|quick_test_positive"
+    kinds = "|".join(SINGLE_RESULT_KINDS)
     single = f'{{job="foodrisk-worker", kind=~"{kinds}"}}'
     prometheus.wait_for(f"sum(foodrisk_alerts_raised_total{single})", len(expected_alerts))  # once archived
     by_kind = {r["metric"]["kind"]: float(r["value"][1])

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kafka import KafkaProducer
 
 from pipeline.localstack.process import free_port
 from pipeline.localstack.tansu import TansuBroker
@@ -33,7 +32,7 @@ from sinks.webhook import (
     verify_signature,
     webhook_body,
 )
-from tests.integration.factories import mixed_batch
+from tests.integration.factories import mixed_batch, produce
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -156,13 +155,6 @@ def test_sink_signs_each_post_and_classifies_failures(receiver: Receiver) -> Non
     assert len(receiver.bad_signatures) == 2
     assert "more than 300s" in receiver.bad_signatures[0] and "does not match" in receiver.bad_signatures[1]
 
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
-    for i, v in enumerate(values):
-        p.send(topic, key=f"dev-{i % 5}".encode(), value=v)
-    p.flush()
-    p.close()
 
 
 def metrics_text(port: int) -> str:

@@ -113,3 +113,11 @@ def test_deeply_nested_batch_items_are_dead_lettered_not_fatal() -> None:
     assert not out.result_rows
     assert len(out.dead_letters) == 3
     assert all(orjson.loads(d.envelope)["errors"] for d in out.dead_letters)
+
+
+def test_an_empty_batch_is_dead_lettered_not_silently_dropped() -> None:
+    out = run(incoming([b"[]", b"  [ ]"]))
+    assert not out.result_rows
+    envs = [orjson.loads(d.envelope) for d in out.dead_letters]
+    assert [e["error_kind"] for e in envs] == ["invalid_batch", "invalid_batch"]
+    assert "empty batch" in envs[0]["errors"][0]["reason"]
