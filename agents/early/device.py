@@ -15,7 +15,8 @@ de-duplication (a result id is counted once).
   P(X >= k | n, p0) <= ``drift_alpha`` with k >= ``drift_min_positives``, where p0 is the peers'
   rate shrunk towards the quick-test baseline (``drift_prior_n`` pseudo-results), once the peers
   have >= 20 results that day (no peers, no comparison). Updated as its
-  positives grow, resolved when the day closes.
+  positives grow, resolved when the day closes. A day first seen after it closed (late data, a
+  replay, a worker that was down) is judged once: a drift fires and resolves in the same step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemas.alert import Classification, Risk
 
 MIN_HISTORY = 20  # results of a device before its share of the site's traffic is trusted
 MIN_PEER_TESTS = 20  # peer results on the same day before a device is compared with them
+CLOSED = {"closed": 1}  # drift record of a day already judged and closed: never looked at again
 
 
 def _copy(v: JSON) -> dict[str, Any]:
@@ -143,26 +145,32 @@ def _drift(site: str, st: dict[str, Any], watermark: int, params: EarlyParams, o
     days = {day for d in devices.values() for day in d["days"]}
     for day in days:
         closed = watermark >= int(day) + DAY
+        counts = [d["days"][day] for d in devices.values() if day in d["days"]]
+        n_all = sum(c[0] for c in counts)
+        k_all = sum(c[1] for c in counts)
         for dev, d in devices.items():
             mine = d["days"].get(day)
             rec = d["dr"].get(day)
-            if mine is None:
+            if mine is None or rec == CLOSED:
                 continue
-            n_p = sum(o["days"].get(day, [0, 0])[0] for other, o in devices.items() if other != dev)
-            k_p = sum(o["days"].get(day, [0, 0])[1] for other, o in devices.items() if other != dev)
+            n_p, k_p = n_all - mine[0], k_all - mine[1]  # the peers: everyone else at the site that day
             p0 = (k_p + params.baseline_quick * params.drift_prior_n) / (n_p + params.drift_prior_n)
             n, k = mine[0], mine[1]
-            if rec is None and (closed or k < params.drift_min_positives or n_p < MIN_PEER_TESTS):
+            if rec is None and (k < params.drift_min_positives or n_p < MIN_PEER_TESTS):
+                if closed:
+                    d["dr"][day] = CLOSED
                 continue
             p = binom_sf(k, n, p0)
             cond = _drift_condition(site, st, dev, int(day), n, k, n_p, k_p, p0, p, mine[2], params)
-            if rec is not None and closed:
-                out.alerts.append(resolve(cond, int(day) + DAY))
-                d["dr"][day] = None
-            elif p <= params.drift_alpha or rec is not None:
-                d["dr"][day], alert = fire(rec, cond)
+            if p <= params.drift_alpha or rec is not None:
+                rec, alert = fire(rec, cond)
                 if alert is not None:
                     out.alerts.append(alert)
+                d["dr"][day] = rec
+            if closed:
+                if rec is not None:
+                    out.alerts.append(resolve(cond, int(day) + DAY))
+                d["dr"][day] = CLOSED
 
 
 def _drift_condition(site: str, st: dict[str, Any], dev: str, day: int, n: int, k: int, n_p: int, k_p: int,

@@ -142,9 +142,10 @@ class Run:
         finally:
             ch.close()
 
-    def wait_drained(self, timeout_s: float, exp: Expected) -> float:
+    def wait_drained(self, timeout_s: float, exp: Expected, *workers: WorkerProcess) -> float:
         """Until the group committed everything, or everything expected is stored (whichever the
-        broker lets us see first); TimeoutError with both figures otherwise."""
+        broker lets us see first); TimeoutError with both figures (and the tails of the given
+        workers' logs) otherwise."""
         started = time.monotonic()
         while True:
             lag = self.lag()
@@ -154,9 +155,11 @@ class Run:
             if stored == (len(exp.valid_ids), exp.invalid):
                 break
             if time.monotonic() - started > timeout_s:
+                logs = "".join(f"\n--- {w.workdir.name} (running: {w.proc.running}):\n{w.log_tail(3000)}"
+                               for w in workers)
                 raise TimeoutError(
                     f"drill {self.name}: after {timeout_s:.0f}s lag is {lag}, stored {stored[0]} of "
-                    f"{len(exp.valid_ids)} results and {stored[1]} of {exp.invalid} dead letters"
+                    f"{len(exp.valid_ids)} results and {stored[1]} of {exp.invalid} dead letters{logs}"
                 )
             time.sleep(0.3)
         return time.monotonic() - started
@@ -262,7 +265,7 @@ def drill_worker_crash(stack: Stack, workdir: Path, *, n: int, kills: int, seed:
                 recoveries.append(time.monotonic() - killed)
                 ch.close()
             t.join(timeout=600)
-        run.wait_drained(300, exp)
+        run.wait_drained(300, exp, w)
         run.wait_alerts_archived(exp)  # the alert archiver trails the screening agent
     finally:
         w.stop()
@@ -283,7 +286,7 @@ def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillR
             b.proc.kill()
             killed = time.monotonic()
             t.join(timeout=600)
-        run.wait_drained(300, exp)
+        run.wait_drained(300, exp, a)
         recovery = time.monotonic() - killed
         run.wait_alerts_archived(exp)
     finally:
@@ -308,7 +311,7 @@ def drill_clickhouse_outage(stack: Stack, workdir: Path, *, n: int, outage_s: fl
             stack.clickhouse.start()
             back = time.monotonic()
             t.join(timeout=600)
-        run.wait_drained(300, exp)
+        run.wait_drained(300, exp, w)
         recovery = time.monotonic() - back
         run.wait_alerts_archived(exp)
     finally:

@@ -237,6 +237,18 @@ def test_device_drift_against_peers_same_day() -> None:
     assert [(a.alert_id, a.status) for a in res if a.kind == "device_drift"] == [(drifts[0].alert_id, "resolved")]
 
 
+def test_device_drift_on_a_day_already_closed_fires_and_resolves_once() -> None:
+    """Late or replayed data: the whole day arrives after it closed; the drift is still reported."""
+    traffic = _site_traffic(3, ("d1", "d2"), 10)
+    drift = [rec(f"dr{i}", T0 + i * 300, device_id="d1", verdict="positive") for i in range(5)]
+    state, alerts = run(device, traffic + drift, T0 + 30 * HOUR)
+    drifts = [(a.kind, a.device_id, a.status) for a in alerts if a.kind == "device_drift"]
+    assert drifts == [("device_drift", "d1", "firing"), ("device_drift", "d1", "resolved")]
+    more = [rec("dr-late", T0 + 3600, device_id="d1", verdict="positive")]
+    _, again = run(device, more, T0 + 31 * HOUR, state)
+    assert [a for a in again if a.kind == "device_drift"] == []
+
+
 def test_device_silent_on_ordinary_traffic() -> None:
     rng = random.Random(3)
     traffic = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
+CST = timezone(timedelta(hours=8))
+
 EARLY_KINDS = ("rate_surge", "repeat_offender", "supplier_cluster", "unconfirmed_positive", "device_drift",
                "device_silent")
 
@@ -32,7 +34,10 @@ class Patterns:
 
     def __init__(self, prefix: str) -> None:
         self.p = prefix
-        self.t = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+        # 20:00 local (CST) two days back: the patterns (t - 9 h .. t) and the watermark (t - 1 h)
+        # stay on one local day whatever the hour the test runs at
+        local = (datetime.now(UTC) - timedelta(days=2)).astimezone(CST)
+        self.t = local.replace(hour=20, minute=0, second=0, microsecond=0).astimezone(UTC)
         self.n = 0
 
     def r(self, at: timedelta, *, positive: bool = False, **kw: Any) -> bytes:
