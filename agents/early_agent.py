@@ -21,7 +21,7 @@ from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.early.common import EarlyParams, utc
-from agents.early.engine import TABLES, step
+from agents.early.engine import SHARDED, TABLES, ShardedView, fold_into_shards, step
 from agents.early.offender import RedListEntry
 from agents.screened import Screened, decode_batch
 from agents.screening import publish
@@ -58,6 +58,7 @@ def register_early_warning(
     params: EarlyParams,
     max_rows: int,
     max_age_s: float,
+    shards: int = 16,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AgentT[Any]:
     tables = {
@@ -74,6 +75,7 @@ def register_early_warning(
     @app.agent(screened_topic, name="early_warning", supervisor_strategy=CrashingSupervisor)
     async def early_warning(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
+        n = 0  # the tables' shard count, read at the first batch (after their recovery)
         async for events in event_batches(s, max(1, max_rows // 100), max_age_s):
             records: list[Screened] = []
             for e in events:
@@ -82,7 +84,9 @@ def register_early_warning(
                     records.extend(decode_batch(m.value or b""))
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
-            out = step(tables, records, params)
+            n = n or _layout(tables["meta"], shards)
+            views = {name: ShardedView(t, n) if name in SHARDED else t for name, t in tables.items()}
+            out = step(views, records, params)
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
             if out.redlist:
                 base = int(time.time() * 1_000_000)
@@ -90,6 +94,8 @@ def register_early_warning(
                 await writer.insert("redlist", REDLIST_COLUMNS, rows)
             for name, updates in out.updates.items():
                 table = tables[name]
+                if name in SHARDED:
+                    updates = fold_into_shards(table, updates, n)
                 for key, value in updates.items():
                     if value is None:
                         if key in table:
@@ -102,6 +108,19 @@ def register_early_warning(
                 log.info("ALERT %s %s %s: %s", a.classification, a.kind, a.status, a.summary_en)
 
     return early_warning
+
+
+def _layout(meta: Any, configured: int) -> int:
+    """The shard count of the stored state: the one recorded with it, else ``configured`` (recorded
+    now). State written with one count is read with that count, whatever the setting says later."""
+    rec = meta.get("layout")
+    if isinstance(rec, dict) and isinstance(rec.get("shards"), int):
+        if rec["shards"] != configured:
+            log.warning("early-warning tables keep %d shards (FOODRISK_EW_TABLE_SHARDS=%d applies to new state "
+                        "only)", rec["shards"], configured)
+        return int(rec["shards"])
+    meta["layout"] = {"shards": configured}
+    return configured
 
 
 def params_from_settings(settings: Any, enzyme_prone: frozenset[str]) -> EarlyParams:
@@ -147,5 +166,6 @@ def install_early_warning(
         params=params_from_settings(settings, prone),
         max_rows=settings.sink_max_rows,
         max_age_s=settings.sink_max_age_s,
+        shards=settings.ew_table_shards,
     )
     return topic

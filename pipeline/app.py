@@ -14,7 +14,7 @@ from agents.delivery import delivery_config, register_delivery
 from agents.early_agent import install_early_warning
 from agents.screening import ScreeningConfig, register_screening
 from pipeline import metrics as metrics_mod
-from pipeline.faust_config import configure_producer, faust_options
+from pipeline.faust_config import configure_transport, faust_options
 from pipeline.lag import register_lag_monitor
 from pipeline.refdata import configured_reference
 from pipeline.settings import Settings
@@ -51,7 +51,7 @@ def build_runtime(
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
     reference = configured_reference(settings, reference or default_reference())
     app = faust.App(settings.app_id, **faust_options(settings, bootstrap))
-    configure_producer(app, settings)
+    configure_transport(app, settings)
     registry = CollectorRegistry()
     metrics = metrics_mod.create(registry)
 
@@ -101,7 +101,8 @@ def build_runtime(
         register_delivery(
             app, alerts_topic=alerts_topic, writer=writer, config=delivery_config(settings), metrics=metrics
         )
-    register_lag_monitor(app, metrics, interval_s=settings.metrics_lag_interval_s)
+    register_lag_monitor(app, metrics, interval_s=settings.metrics_lag_interval_s,
+                         stall_s=settings.consumer_stall_s)
     runtime = Runtime(
         settings=settings,
         app=app,

@@ -13,12 +13,22 @@ workers counts each partition once (up to one interval around a rebalance: board
 
 Committed, not read: a message read but not yet stored and acknowledged is still lag, which is
 what an operator wants to see while ClickHouse is away and the agents hold their offsets.
+
+Stalled partitions. Around a rebalance Faust can drop a message it already fetched (it skips
+messages of the previous generation, or read while its flow control was paused) without fetching it
+again: nothing is lost (the offset is never committed) but the partition stays stuck until the
+worker restarts. At each sample the reporter looks for partitions with lag whose committed offset
+has not moved for ``stall_s`` seconds while none of their messages is in flight, and whose topic is
+either idle or moving on other partitions (so an agent waiting out an outage is left alone). Such a
+partition is sought back to its committed offset and read again (the agents' writes are
+idempotent), counted in ``foodrisk_consumer_rereads_total`` and logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -54,13 +64,55 @@ def partition_lags(
     return out
 
 
+class Progress(NamedTuple):
+    committed: int
+    since: float  # when the committed offset last moved (or was first seen)
+
+
+def stalled_partitions(
+    lags: Iterable[PartitionLag],
+    progress: Mapping[tuple[str, int], Progress],
+    in_flight: set[tuple[str, int]],
+    now: float,
+    stall_s: float,
+) -> tuple[dict[tuple[str, int], Progress], list[PartitionLag]]:
+    """The progress record after this sample, and the partitions to read again. Pure.
+
+    A partition is stalled when it has lag, its committed offset has not moved for ``stall_s``,
+    none of its messages is in flight, and its topic has nothing in flight at all or has moved on
+    another partition within ``stall_s`` (an agent blocked on an outage holds messages in flight
+    and moves nothing: it is waiting, not stuck). A stalled partition's clock restarts.
+    """
+    lags = list(lags)
+    new: dict[tuple[str, int], Progress] = {}
+    for p in lags:
+        key = (p.topic, p.partition)
+        old = progress.get(key)
+        new[key] = old if old is not None and old.committed == p.committed else Progress(p.committed, now)
+    busy = {topic for topic, _ in in_flight}
+    stalled: list[PartitionLag] = []
+    if stall_s <= 0:
+        return new, stalled
+    for p in lags:
+        key = (p.topic, p.partition)
+        if p.lag <= 0 or now - new[key].since < stall_s or key in in_flight:
+            continue
+        moving = any(k[0] == p.topic and k != key and now - v.since < stall_s for k, v in new.items())
+        if p.topic not in busy or moving:
+            stalled.append(p)
+            new[key] = Progress(p.committed, now)
+    return new, stalled
+
+
 class LagReporter:
     """Samples the Faust consumer of ``app`` into the lag gauges of ``metrics``."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, *, stall_s: float = 0.0) -> None:
         self._app = app
         self._m = metrics
+        self._stall_s = stall_s
         self._reported: set[tuple[str, str]] = set()
+        self._progress: dict[tuple[str, int], Progress] = {}
 
     def topics(self) -> set[str]:
         """The topics the app's agents read (results, alerts, dead letters, and any later agent's)."""
@@ -83,7 +135,22 @@ class LagReporter:
             earliest = await consumer.earliest_offsets(*never) if never else {}
             lags = partition_lags(end_offsets, committed, earliest)
         self.publish(lags)
+        await self.reread_stalled(consumer, tps, lags)
         return lags
+
+    async def reread_stalled(self, consumer: Any, tps: list[Any], lags: list[PartitionLag]) -> None:
+        # Faust's set of fetched-but-unacked messages (a WeakSet of Message; no public accessor).
+        unacked = getattr(consumer, "_unacked_messages", ())
+        in_flight = {(m.tp.topic, int(m.tp.partition)) for m in list(unacked) if not m.acked}
+        self._progress, stalled = stalled_partitions(lags, self._progress, in_flight, time.monotonic(),
+                                                     self._stall_s)
+        by_key = {(tp.topic, int(tp.partition)): tp for tp in tps}
+        for p in stalled:
+            log.warning("partition %s[%d] has not moved from offset %d for %.0f s with %d messages waiting and "
+                        "none in flight: reading it again from %d", p.topic, p.partition, p.committed,
+                        self._stall_s, p.lag, p.committed)
+            self._m.consumer_rereads.labels(p.topic).inc()
+            await consumer.seek(by_key[(p.topic, p.partition)], p.committed)
 
     def publish(self, lags: Iterable[PartitionLag]) -> None:
         now: set[tuple[str, str]] = set()
@@ -101,9 +168,10 @@ class LagReporter:
         self._reported = now
 
 
-def register_lag_monitor(app: Any, metrics: Metrics, *, interval_s: float) -> LagReporter:
-    """A timer on ``app`` that samples the lag every ``interval_s`` seconds (never fatal)."""
-    reporter = LagReporter(app, metrics)
+def register_lag_monitor(app: Any, metrics: Metrics, *, interval_s: float, stall_s: float = 0.0) -> LagReporter:
+    """A timer on ``app`` that samples the lag every ``interval_s`` seconds and reads stalled
+    partitions again after ``stall_s`` (0: never); never fatal."""
+    reporter = LagReporter(app, metrics, stall_s=stall_s)
 
     async def sample_consumer_lag() -> None:
         if app.rebalancing:

@@ -77,6 +77,7 @@ class Metrics(NamedTuple):
     consumer_lag_messages: Gauge  # foodrisk_consumer_lag_messages{topic, partition}
     consumer_end_offset: Gauge  # foodrisk_consumer_end_offset{topic, partition}
     consumer_committed_offset: Gauge  # foodrisk_consumer_committed_offset{topic, partition}
+    consumer_rereads: Counter  # foodrisk_consumer_rereads_total{topic}
     ingest_requests: Counter  # foodrisk_ingest_requests_total{status}
     build_info: Gauge  # foodrisk_build_info{version}
     # -- alert delivery (issue 7) --------------------------------------------------------------
@@ -174,6 +175,12 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
             f"{p}_consumer_committed_offset",
             "Offset this worker's group committed for an assigned partition (next message to read)",
             tp,
+            registry=registry,
+        ),
+        consumer_rereads=Counter(
+            f"{p}_consumer_rereads",
+            "Stalled partitions sought back to their committed offset and read again",
+            ["topic"],
             registry=registry,
         ),
         ingest_requests=Counter(

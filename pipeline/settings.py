@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     metrics_lag_interval_s: float = Field(
         10.0, gt=0, le=600, description="how often each worker samples its consumer lag per partition"
     )
+    consumer_stall_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="read a partition again when its commit has not moved for this long with nothing in flight "
+        "(0: never)",
+    )
 
     # -- early warning (agents/early; README "Early warning") -----------------------------------
     screened_topic: str = Field("foodrisk.screened", description="internal topic of screened batches (1 partition)")
@@ -181,6 +186,10 @@ class Settings(BaseSettings):
     ew_silent_min_peer_results: int = Field(5, ge=1, description="... while its site's peers sent this many")
     ew_drift_alpha: float = Field(1e-4, gt=0, lt=1, description="device drift: binomial p-value threshold")
     ew_drift_min_positives: int = Field(3, ge=1, description="fewest positives of one device in a day for drift")
+    ew_table_shards: int = Field(
+        16, ge=1, le=4096,
+        description="shards of each detector table: at most this many changelog writes per table per batch",
+    )
 
     # -- deployment and scale-out (deploy/, README "Running in production") ----------------------
     clickhouse_cluster: str | None = Field(

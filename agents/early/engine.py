@@ -6,12 +6,18 @@ Tables (``TABLES``): ``meta`` (the watermark), ``seen`` (result ids per sampled 
 twice), and one per detector. A record sampled before the de-duplication horizon cannot be checked
 against ``seen``: it goes only to the detectors that are idempotent by themselves (offender,
 cluster, unconfirmed keep result or sample ids), not to the counting ones (surge, device).
+
+The detectors see their state keyed by their own keys (vendor, site, ...), but the agent stores the
+``SHARDED`` tables in a fixed number of shards (``shard_of``; ``ShardedView`` reads them,
+``fold_into_shards`` writes a step's updates): every table write is one changelog record, and a
+batch of 500 results touches hundreds of vendors, sites and surge keys but at most ``shards`` shards
+per table. More shards mean more, smaller changelog records per batch; fewer, the reverse.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,6 +30,55 @@ from schemas.alert import Alert
 TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device")
 SEEN_SHARDS: Final = 8
 SEEN_DAYS: Final = 8  # > the device history (7 days) and every counting window
+SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")
+
+
+def shard_of(key: str, shards: int) -> str:
+    return str(zlib.crc32(key.encode()) % shards)
+
+
+class ShardedView(Mapping[str, JSON]):
+    """A detector's state by its own keys, read from a table of shards (shard -> {key: state})."""
+
+    def __init__(self, shards: Mapping[str, JSON], n: int) -> None:
+        self._shards = shards
+        self._n = n
+
+    def __getitem__(self, key: str) -> JSON:
+        shard = self._shards.get(shard_of(key, self._n))
+        if not isinstance(shard, dict) or key not in shard:
+            raise KeyError(key)
+        return shard[key]
+
+    def __iter__(self) -> Iterator[str]:
+        for shard in list(self._shards.values()):
+            if isinstance(shard, dict):
+                yield from shard
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._shards.values() if isinstance(v, dict))
+
+
+def fold_into_shards(shards: Mapping[str, JSON], updates: Mapping[str, JSON], n: int) -> dict[str, JSON]:
+    """The shard writes for a step's ``updates`` (key -> state, None = delete): each touched shard
+    once, as a new dict (the current one is never changed in place), None for a shard left empty."""
+    by_shard: dict[str, dict[str, JSON]] = {}
+    for key, value in updates.items():
+        by_shard.setdefault(shard_of(key, n), {})[key] = value
+    out: dict[str, JSON] = {}
+    for sid, ups in by_shard.items():
+        cur = shards.get(sid)
+        new = dict(cur) if isinstance(cur, dict) else {}
+        for key, value in ups.items():
+            if value is None:
+                new.pop(key, None)
+            else:
+                new[key] = value
+        if new:
+            out[sid] = new
+        elif cur is not None:
+            out[sid] = None
+    return out
 
 
 @dataclass

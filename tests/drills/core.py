@@ -282,7 +282,9 @@ def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillR
     b = run.worker("b").start()
     try:
         with producing(stack.broker.bootstrap, run.topics["results"], values, rate=3000) as t:
-            time.sleep(3)
+            deadline = time.monotonic() + 120  # kill b while it works (it owns partitions), not while it joins
+            while b.consumed() == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
             b.proc.kill()
             killed = time.monotonic()
             t.join(timeout=600)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,10 @@ class WorkerProcess:
             FOODRISK_RESULTS_TOPIC=topics["results"],
             FOODRISK_ALERTS_TOPIC=topics["alerts"],
             FOODRISK_DEADLETTER_TOPIC=topics["deadletter"],
+            # each test its own screened topic (a shared one would feed one test's records to another's tables)
+            FOODRISK_SCREENED_TOPIC=topics.get("screened", f"{topics['results']}.screened"),
+            FOODRISK_METRICS_LAG_INTERVAL_S="2",
+            FOODRISK_CONSUMER_STALL_S="10",
         )
         e.update(env)
         self.proc = ChildProcess(
@@ -55,6 +61,16 @@ class WorkerProcess:
             return (self.workdir / "worker.log").read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+    def consumed(self) -> float:
+        """Messages this worker read from the results topic (its /metrics); 0 while it cannot answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return 0.0
+        m = re.search(r"^foodrisk_results_consumed_total (\S+)$", text, re.MULTILINE)
+        return float(m.group(1)) if m else 0.0
 
     def query(self, sql: str, **params: Any) -> list[list[Any]]:
         _, rows, _ = ask_worker("127.0.0.1", self.port, sql, params=params or None, timeout_s=30)

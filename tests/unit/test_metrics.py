@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipeline.lag import LagReporter, PartitionLag, partition_lags
+from pipeline.lag import LagReporter, PartitionLag, Progress, partition_lags, stalled_partitions
 from pipeline.metrics import DEADLETTER_REASONS, OTHER, Metrics, bounded, count_alert, create, observe_alert_latency
 from schemas.alert import Alert, AlertStatus, Classification, Risk
 
@@ -86,3 +86,27 @@ def test_a_revoked_partition_leaves_this_workers_gauges() -> None:
     assert value(registry, "foodrisk_consumer_lag_messages", topic="r", partition="0") is None
     assert value(registry, "foodrisk_consumer_committed_offset", topic="r", partition="0") is None
     assert value(registry, "foodrisk_consumer_lag_messages", topic="r", partition="1") == 5
+
+
+def test_a_partition_stuck_with_nothing_in_flight_is_read_again_once_per_stall() -> None:
+    stuck, moving = PartitionLag("a", 0, 22, 4, 18), PartitionLag("a", 1, 30, 20, 10)
+    done = PartitionLag("a", 2, 5, 5, 0)
+    progress, stalled = stalled_partitions([stuck, moving, done], {}, set(), now=0.0, stall_s=30)
+    assert stalled == []  # first sight starts every clock
+    moved = moving._replace(committed=30, lag=0)
+    progress, stalled = stalled_partitions([stuck, moved, done], progress, {("a", 1)}, now=31.0, stall_s=30)
+    assert stalled == [stuck]  # the topic moves on partition 1 while partition 0 has nothing in flight
+    progress, stalled = stalled_partitions([stuck, moved, done], progress, set(), now=40.0, stall_s=30)
+    assert stalled == []  # its clock restarted when it was sought back
+    _, stalled = stalled_partitions([stuck, moved, done], progress, set(), now=62.0, stall_s=30)
+    assert stalled == [stuck]  # idle topic, still stuck: read again
+    _, off = stalled_partitions([stuck], {("a", 0): Progress(4, 0.0)}, set(), now=100.0, stall_s=0)
+    assert off == []  # 0 turns it off
+
+
+def test_an_agent_waiting_out_an_outage_is_not_stalled() -> None:
+    """The topic holds messages in flight and moves nowhere: the agent is waiting, not stuck."""
+    held, queued = PartitionLag("r", 0, 100, 10, 90), PartitionLag("r", 1, 100, 10, 90)
+    progress, _ = stalled_partitions([held, queued], {}, {("r", 0)}, now=0.0, stall_s=30)
+    _, stalled = stalled_partitions([held, queued], progress, {("r", 0)}, now=300.0, stall_s=30)
+    assert stalled == []
