@@ -64,9 +64,13 @@ def partition_lags(
     return out
 
 
+MAX_REREADS = 3  # per committed offset: past that the commit is held by something reading cannot fix
+
+
 class Progress(NamedTuple):
     committed: int
     since: float  # when the committed offset last moved (or was first seen)
+    rereads: int = 0  # times read again from this committed offset
 
 
 def stalled_partitions(
@@ -81,7 +85,8 @@ def stalled_partitions(
     A partition is stalled when it has lag, its committed offset has not moved for ``stall_s``,
     none of its messages is in flight, and its topic has nothing in flight at all or has moved on
     another partition within ``stall_s`` (an agent blocked on an outage holds messages in flight
-    and moves nothing: it is waiting, not stuck). A stalled partition's clock restarts.
+    and moves nothing: it is waiting, not stuck). A stalled partition's clock restarts; it is read
+    again at most ``MAX_REREADS`` times from one committed offset (then its lag shows it).
     """
     lags = list(lags)
     new: dict[tuple[str, int], Progress] = {}
@@ -90,6 +95,7 @@ def stalled_partitions(
         old = progress.get(key)
         new[key] = old if old is not None and old.committed == p.committed else Progress(p.committed, now)
     busy = {topic for topic, _ in in_flight}
+    before = dict(new)  # a partition read again below does not count as moving for its neighbours
     stalled: list[PartitionLag] = []
     if stall_s <= 0:
         return new, stalled
@@ -97,10 +103,10 @@ def stalled_partitions(
         key = (p.topic, p.partition)
         if p.lag <= 0 or now - new[key].since < stall_s or key in in_flight:
             continue
-        moving = any(k[0] == p.topic and k != key and now - v.since < stall_s for k, v in new.items())
-        if p.topic not in busy or moving:
+        moving = any(k[0] == p.topic and k != key and now - v.since < stall_s for k, v in before.items())
+        if (p.topic not in busy or moving) and new[key].rereads < MAX_REREADS:
             stalled.append(p)
-            new[key] = Progress(p.committed, now)
+            new[key] = Progress(p.committed, now, new[key].rereads + 1)
     return new, stalled
 
 
@@ -147,8 +153,9 @@ class LagReporter:
         by_key = {(tp.topic, int(tp.partition)): tp for tp in tps}
         for p in stalled:
             log.warning("partition %s[%d] has not moved from offset %d for %.0f s with %d messages waiting and "
-                        "none in flight: reading it again from %d", p.topic, p.partition, p.committed,
-                        self._stall_s, p.lag, p.committed)
+                        "none in flight: reading it again from %d (attempt %d of %d)", p.topic, p.partition,
+                        p.committed, self._stall_s, p.lag, p.committed,
+                        self._progress[(p.topic, p.partition)].rereads, MAX_REREADS)
             self._m.consumer_rereads.labels(p.topic).inc()
             await consumer.seek(by_key[(p.topic, p.partition)], p.committed)
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipeline.lag import LagReporter, PartitionLag, Progress, partition_lags, stalled_partitions
+from pipeline.lag import MAX_REREADS, LagReporter, PartitionLag, Progress, partition_lags, stalled_partitions
 from pipeline.metrics import DEADLETTER_REASONS, OTHER, Metrics, bounded, count_alert, create, observe_alert_latency
 from schemas.alert import Alert, AlertStatus, Classification, Risk
 
@@ -102,6 +102,8 @@ def test_a_partition_stuck_with_nothing_in_flight_is_read_again_once_per_stall()
     assert stalled == [stuck]  # idle topic, still stuck: read again
     _, off = stalled_partitions([stuck], {("a", 0): Progress(4, 0.0)}, set(), now=100.0, stall_s=0)
     assert off == []  # 0 turns it off
+    _, given_up = stalled_partitions([stuck], {("a", 0): Progress(4, 0.0, MAX_REREADS)}, set(), now=100.0, stall_s=30)
+    assert given_up == []  # held by something reading again cannot fix (a transaction marker, say)
 
 
 def test_an_agent_waiting_out_an_outage_is_not_stalled() -> None:
