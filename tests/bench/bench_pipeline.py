@@ -255,16 +255,18 @@ class Bench:
                 p.send(t["results"], key=b"warm", value=v)
             p.flush()
             w.wait_for("SELECT count() FROM bench_latency.results", 40, timeout_s=120)
-            futures = []
+            # The clock starts when the broker acknowledged the result (it holds it from then on), not
+            # at the record's create time: with one record per batch (Tansu) the load generator's own
+            # send queue would otherwise count as pipeline latency. Keys spread over the partitions.
             started = time.perf_counter()
             for i, v in enumerate(values):
-                futures.append((orjson.loads(v)["result_id"], p.send(t["results"], key=b"dev", value=v)))
+                rid = orjson.loads(v)["result_id"]
+                p.send(t["results"], key=f"dev-{i % 16}".encode(), value=v).add_callback(
+                    lambda _md, rid=rid: sent_at.__setitem__(rid, time.time()))
                 ahead = (i + 1) / rate - (time.perf_counter() - started)
                 if ahead > 0:
                     time.sleep(ahead)
             p.flush()
-            for rid, f in futures:
-                sent_at[rid] = f.get(timeout=30).timestamp / 1000.0
             p.close()
             c = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest")
             parts = [TopicPartition(t["alerts"], q) for q in c.partitions_for_topic(t["alerts"]) or set()]
@@ -366,7 +368,7 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
                           bulk["rate"] >= 20_000))
         log("alert latency")
         lat = b.alert_latency(rate=1000, seconds=max(5.0, 20 * scale))
-        b.rows.append(Row("alert latency p50 (broker ts -> alert)", lat["p50"] * 1000, "ms",
+        b.rows.append(Row("alert latency p50 (result acked by the broker -> alert record)", lat["p50"] * 1000, "ms",
                           note=f"{lat['alerts']}/{lat['expected']} alerts at 1,000 results/s, 1% violations"))
         b.rows.append(Row("alert latency p99", lat["p99"] * 1000, "ms", goal="< 500 ms", met=lat["p99"] < 0.5))
         log("sink")
