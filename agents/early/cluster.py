@@ -10,7 +10,10 @@ A place is the site, except for results tested in a testing centre (the lab is n
 was sold): those count by the vendor they were sampled from.
 
 State per ``supplier|commodity`` (or ``origin:CODE|commodity``): ``{"ev": [[sampled_at,
-result_id, place, site_id, vendor_id, verdict, quick]], "ep": {"start", "last", "a"} | None}``.
+result_id, place, site_id, vendor_id, verdict, quick]], "ep": {"start", "last", "a"} | None,
+"hv": hour of watermark it was last visited}``. A key without new findings is visited once per
+hour of watermark (expiry and resolution; the resolution's time is exact, its emission up to an
+hour of watermark late).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.early.common import HOUR, JSON, EarlyParams, Step, iso
+from agents.early.common import HOUR, JSON, EarlyParams, Step, hour_start, iso
 from agents.early.lifecycle import KIND_CLUSTER, Condition, fire, resolve
 from agents.screened import Screened
 from schemas.alert import Classification, Risk
@@ -46,14 +49,18 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
         k = key_of(r) if r.non_compliant else None
         if k is not None:
             new.setdefault(k, []).append(r)
-    keys = set(new) | {k for k, v in state.items() if isinstance(v, dict)}
+    hour = hour_start(watermark)
+    # keys with new findings, and once per hour of watermark every other key (expiry, resolution)
+    keys = set(new) | {k for k, v in state.items() if isinstance(v, dict) and v.get("hv", 0) < hour}
     for k in keys:
         cur = state.get(k)
         st: dict[str, Any] = (
-            {"ev": [list(e) for e in cur["ev"]], "ep": dict(cur["ep"]) if cur["ep"] else None}
-            if isinstance(cur, dict) else {"ev": [], "ep": None}
+            {"ev": [list(e) for e in cur["ev"]], "ep": dict(cur["ep"]) if cur["ep"] else None,
+             "hv": cur.get("hv", 0)}
+            if isinstance(cur, dict) else {"ev": [], "ep": None, "hv": 0}
         )
         before = repr(st)
+        st["hv"] = hour
         seen = {e[1] for e in st["ev"]}
         for r in new.get(k, ()):
             if r.result_id not in seen:
@@ -71,7 +78,7 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
             cond = _condition(k, members, int(ep["start"]), params)
             if watermark > ep["last"] + window:
                 out.alerts.append(resolve(cond, int(ep["last"]) + window))
-                st = {"ev": [], "ep": None}
+                st = {"ev": [], "ep": None, "hv": hour}
             else:
                 ep["a"], alert = fire(ep["a"], cond)
                 if alert is not None:

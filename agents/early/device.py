@@ -66,7 +66,6 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
             continue  # untouched and already looked at in this hour of watermark
         st = _copy(cur)
         st["ev"] = hour
-        before = repr(st)
         returned: dict[str, int] = {}
         for r in by_site.get(site, ()):
             st["w"] = [r.district, r.site_type]
@@ -85,11 +84,12 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
                     c[2].append(r.result_id)
         _silence(site, st, returned, watermark, params, out)
         _drift(site, st, watermark, params, out)
-        _prune(st, watermark, params)
+        if not isinstance(cur, dict) or cur["ev"] < hour:
+            _prune(st, watermark, params)  # once per hour of watermark
         if not st["d"]:
             if cur is not None:
                 out.updates[site] = None
-        elif repr(st) != before:
+        else:  # visited means changed: new records, or a new hour of watermark ("ev")
             out.updates[site] = st
     return out
 

@@ -102,6 +102,8 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
     horizon = max_event - params.grace_s - SEEN_DAYS * DAY
     seen_tab = tables["seen"]
     seen_new: dict[str, list[str]] = {}
+    seen_sets: dict[str, set[str]] = {}  # the same ids as sets: membership without scanning the lists
+    stored_len: dict[str, int] = {}
     fresh: list[Screened] = []
     old: list[Screened] = []
     batch_ids: set[str] = set()
@@ -117,18 +119,21 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
         ids = seen_new.get(k)
         if ids is None:
             cur = seen_tab.get(k)
-            ids = list(cur) if isinstance(cur, list) else []
-        if r.result_id in ids:
+            ids = seen_new[k] = list(cur) if isinstance(cur, list) else []
+            seen_sets[k] = set(ids)
+            stored_len[k] = len(ids)
+        known = seen_sets[k]
+        if r.result_id in known:
             out.duplicates += 1
             continue
+        known.add(r.result_id)
         ids.append(r.result_id)
-        seen_new[k] = ids
         fresh.append(r)
     out.fresh = len(fresh)
     new_max = max([max_event, *(r.sampled_at for r in fresh)])
     watermark = new_max - params.grace_s
     out.watermark = watermark
-    out.updates["seen"].update(seen_new)
+    out.updates["seen"].update({k: ids for k, ids in seen_new.items() if len(ids) > stored_len[k]})
     # expire de-duplication buckets once per hour of watermark
     last_prune = int(meta.get("pruned", 0)) if isinstance(meta, dict) else 0
     pruned = last_prune
