@@ -165,7 +165,7 @@ def install_early_warning(
         writer=writer,
         params=params_from_settings(settings, prone),
         max_rows=settings.sink_max_rows,
-        max_age_s=settings.sink_max_age_s,
+        max_age_s=settings.ew_batch_max_age_s,
         shards=settings.ew_table_shards,
     )
     return topic

@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     ew_silent_min_peer_results: int = Field(5, ge=1, description="... while its site's peers sent this many")
     ew_drift_alpha: float = Field(1e-4, gt=0, lt=1, description="device drift: binomial p-value threshold")
     ew_drift_min_positives: int = Field(3, ge=1, description="fewest positives of one device in a day for drift")
+    ew_batch_max_age_s: float = Field(
+        1.0, gt=0, le=60,
+        description="the early-warning agent gathers screened batches this long (its table writes are per batch)",
+    )
     ew_table_shards: int = Field(
         16, ge=1, le=4096,
         description="shards of each detector table: at most this many changelog writes per table per batch",
