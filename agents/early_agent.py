@@ -151,12 +151,17 @@ def params_from_settings(settings: Any, enzyme_prone: frozenset[str]) -> EarlyPa
     )
 
 
+def screened_topic_of(app: AppT, settings: Any) -> TopicT:
+    """The internal topic of screened batches (the screening agent writes it, early warning reads it)."""
+    return app.topic(settings.screened_topic, key_serializer="raw", value_serializer="raw", partitions=1)
+
+
 def install_early_warning(
     app: AppT, settings: Any, *, reference: Any, alerts_topic: TopicT, writer: ClickHouseWriter
 ) -> TopicT:
     """Register the early-warning agent from the settings; returns the screened topic, which the
     screening agent publishes to (``register_screening(..., screened_topic=...)``)."""
-    topic = app.topic(settings.screened_topic, key_serializer="raw", value_serializer="raw", partitions=1)
+    topic = screened_topic_of(app, settings)
     prone = frozenset(f.code for f in reference.foods if f.enzyme_false_positive)
     register_early_warning(
         app,

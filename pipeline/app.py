@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.archive import register_archivers
 from agents.delivery import delivery_config, register_delivery
-from agents.early_agent import install_early_warning
+from agents.early_agent import install_early_warning, screened_topic_of
 from agents.screening import ScreeningConfig, register_screening
 from pipeline import metrics as metrics_mod
 from pipeline.faust_config import configure_transport, faust_options
@@ -69,35 +69,41 @@ def build_runtime(
         retry_cap_s=settings.sink_retry_cap_s,
         observer=metrics_mod.SinkObserver(metrics),
     )
-    screened_topic = install_early_warning(  # early warning (README "Early warning")
-        app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer
-    )
-    register_screening(
-        app,
-        results_topic=results_topic,
-        alerts_topic=alerts_topic,
-        deadletter_topic=deadletter_topic,
-        writer=writer,
-        config=ScreeningConfig(
-            reference=reference,
-            watch_fraction=settings.watch_fraction,
+    agents = settings.agent_set  # FOODRISK_AGENTS: every agent, or a chosen few (README "Scaling out")
+    if "early" in agents:  # early warning (README "Early warning")
+        screened_topic = install_early_warning(
+            app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer
+        )
+    else:
+        screened_topic = screened_topic_of(app, settings)
+    if "screen" in agents:
+        register_screening(
+            app,
+            results_topic=results_topic,
+            alerts_topic=alerts_topic,
+            deadletter_topic=deadletter_topic,
+            writer=writer,
+            config=ScreeningConfig(
+                reference=reference,
+                watch_fraction=settings.watch_fraction,
+                max_rows=settings.sink_max_rows,
+                max_age_s=settings.sink_max_age_s,
+                max_batch_items=settings.max_batch_items,
+            ),
+            metrics=metrics,
+            screened_topic=screened_topic,
+        )
+    if "archive" in agents:
+        register_archivers(
+            app,
+            alerts_topic=alerts_topic,
+            deadletter_topic=deadletter_topic,
+            writer=writer,
             max_rows=settings.sink_max_rows,
             max_age_s=settings.sink_max_age_s,
-            max_batch_items=settings.max_batch_items,
-        ),
-        metrics=metrics,
-        screened_topic=screened_topic,
-    )
-    register_archivers(
-        app,
-        alerts_topic=alerts_topic,
-        deadletter_topic=deadletter_topic,
-        writer=writer,
-        max_rows=settings.sink_max_rows,
-        max_age_s=settings.sink_max_age_s,
-        metrics=metrics,
-    )
-    if settings.alertmanager_url or settings.webhook_url:  # alert delivery (README "Alert delivery")
+            metrics=metrics,
+        )
+    if "deliver" in agents and (settings.alertmanager_url or settings.webhook_url):  # README "Alert delivery"
         register_delivery(
             app, alerts_topic=alerts_topic, writer=writer, config=delivery_config(settings), metrics=metrics
         )

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+AGENT_GROUPS: tuple[str, ...] = ("screen", "early", "archive", "deliver")
+
 
 class BrokerFlavor(StrEnum):
     TANSU = "tansu"
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
 
     # -- topics ---------------------------------------------------------------------------------
     app_id: str = Field("foodrisk", description="Faust app id = consumer group id")
+    agents: str = Field(
+        "all",
+        description="agents this worker runs: all, or a comma list of screen, early, archive, deliver "
+        "(workers with different lists need different FOODRISK_APP_ID)",
+    )
     results_topic: str = "foodrisk.results"
     alerts_topic: str = "foodrisk.alerts"
     deadletter_topic: str = "foodrisk.deadletter"
@@ -126,6 +133,22 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(10.0, gt=0, le=300, description="timeout of one delivery HTTP request")
     grafana_url: str | None = Field(None, description="URL of the Grafana alerts board, linked from every alert")
     runbook_url: str | None = Field(None, description="runbook URL linked from every alert ({kind} or #kind added)")
+
+    @field_validator("agents")
+    @classmethod
+    def _check_agents(cls, v: str) -> str:
+        names = [p.strip() for p in v.split(",") if p.strip()]
+        if not names or names == ["all"]:
+            return "all"
+        unknown = [n for n in names if n not in AGENT_GROUPS]
+        if unknown:
+            raise ValueError(f"unknown agent {unknown[0]!r}: use all, or a comma list of {', '.join(AGENT_GROUPS)}")
+        return ",".join(n for n in AGENT_GROUPS if n in names)
+
+    @property
+    def agent_set(self) -> frozenset[str]:
+        """The agent groups this worker runs (``AGENT_GROUPS`` when ``agents`` is all)."""
+        return frozenset(AGENT_GROUPS if self.agents == "all" else self.agents.split(","))
 
     @field_validator("alertmanager_url", "webhook_url", "grafana_url", "runbook_url")
     @classmethod

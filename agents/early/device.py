@@ -35,22 +35,18 @@ CLOSED = {"closed": 1}  # drift record of a day already judged and closed: never
 
 
 def _copy(v: JSON) -> dict[str, Any]:
+    """A copy of a site's state whose device dicts are new but share their containers with ``v``:
+    whatever is changed in place goes through ``_own`` (records) or is replaced (``_drift``,
+    ``_prune``), so the stored value is never changed under the table."""
     if not isinstance(v, dict):
         return {"w": ["", ""], "d": {}, "ev": 0}
-    return {
-        "w": list(v["w"]),
-        "ev": v["ev"],
-        "d": {
-            dev: {
-                "last": d["last"],
-                "hrs": dict(d["hrs"]),
-                "days": {day: [c[0], c[1], list(c[2])] for day, c in d["days"].items()},
-                "s": d["s"],
-                "dr": dict(d["dr"]),
-            }
-            for dev, d in v["d"].items()
-        },
-    }
+    return {"w": list(v["w"]), "ev": v["ev"], "d": {dev: dict(d) for dev, d in v["d"].items()}}
+
+
+def _own(d: dict[str, Any]) -> None:
+    """Give a device copied by ``_copy`` its own hour and day counters before they change."""
+    d["hrs"] = dict(d["hrs"])
+    d["days"] = {day: [c[0], c[1], list(c[2])] for day, c in d["days"].items()}
 
 
 def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
@@ -67,9 +63,13 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
         st = _copy(cur)
         st["ev"] = hour
         returned: dict[str, int] = {}
+        owned: set[str] = set()
         for r in by_site.get(site, ()):
             st["w"] = [r.district, r.site_type]
             d = st["d"].setdefault(r.device_id, {"last": 0, "hrs": {}, "days": {}, "s": None, "dr": {}})
+            if r.device_id not in owned:
+                _own(d)
+                owned.add(r.device_id)
             if r.sampled_at > d["last"]:
                 if d["s"]:
                     returned[r.device_id] = max(returned.get(r.device_id, 0), r.sampled_at)
@@ -158,7 +158,7 @@ def _drift(site: str, st: dict[str, Any], watermark: int, params: EarlyParams, o
             n, k = mine[0], mine[1]
             if rec is None and (k < params.drift_min_positives or n_p < MIN_PEER_TESTS):
                 if closed:
-                    d["dr"][day] = CLOSED
+                    d["dr"] = {**d["dr"], day: CLOSED}
                 continue
             p = binom_sf(k, n, p0)
             cond = _drift_condition(site, st, dev, int(day), n, k, n_p, k_p, p0, p, mine[2], params)
@@ -166,11 +166,11 @@ def _drift(site: str, st: dict[str, Any], watermark: int, params: EarlyParams, o
                 rec, alert = fire(rec, cond)
                 if alert is not None:
                     out.alerts.append(alert)
-                d["dr"][day] = rec
+                d["dr"] = {**d["dr"], day: rec}
             if closed:
                 if rec is not None:
                     out.alerts.append(resolve(cond, int(day) + DAY))
-                d["dr"][day] = CLOSED
+                d["dr"] = {**d["dr"], day: CLOSED}
 
 
 def _drift_condition(site: str, st: dict[str, Any], dev: str, day: int, n: int, k: int, n_p: int, k_p: int,

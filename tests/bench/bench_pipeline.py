@@ -240,6 +240,25 @@ class Bench:
             for w in ws:
                 w.stop()
 
+    def pipeline_split(self, values: list[bytes]) -> dict[str, float]:
+        """One worker screens (and archives), another runs early warning: two groups, one each."""
+        t = self.topics("split")
+        produce(self.broker.bootstrap, t["results"], values)
+        db = "bench_split"
+        url = f"clickhouse://default:@127.0.0.1:{self.server.tcp_port}"
+        screen = self.worker("split-screen", t, url, db, FOODRISK_AGENTS="screen,archive,deliver")
+        early = WorkerProcess(self.workdir / "split-early", broker_url=self.broker.url, clickhouse_url=url,
+                              app_id=f"bench-{t['results']}-early", topics=t, FOODRISK_CLICKHOUSE_DATABASE=db,
+                              FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), FOODRISK_AGENTS="early")
+        ws = [screen, early]
+        for w in ws:
+            w.start()
+        try:
+            return self.drain_rate(ws, db, len(values))
+        finally:
+            for w in ws:
+                w.stop()
+
     def alert_latency(self, rate: float, seconds: float) -> dict[str, float]:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -382,6 +401,11 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
         b.rows.append(Row("scale-out: 2 workers vs 1 (server ClickHouse)", two["rate"], "results/s",
                           f"1 worker {one['rate']:,.0f}/s", two["rate"] / one["rate"],
                           note="2 cores also run the broker, ClickHouse and the load"))
+        log("agents apart: a screening worker and an early-warning worker, server ClickHouse")
+        split = b.pipeline_split(fresh_messages(n_scale, seed=23))
+        b.rows.append(Row("agents apart: screening + early-warning worker vs 1 worker", split["rate"], "results/s",
+                          f"1 worker {one['rate']:,.0f}/s", split["rate"] / one["rate"],
+                          note="FOODRISK_AGENTS; the early-warning worker is its own group"))
         b.rows.append(Row("worker peak RSS, chdb in-process", single["rss_mib"], "MiB",
                           f"with ClickHouse server {one['rss_mib']:.0f} MiB",
                           single["rss_mib"] / max(1, one["rss_mib"])))

@@ -77,3 +77,15 @@ def test_sharded_storage_gives_the_same_alerts_and_state() -> None:
     assert [a.model_dump() for a in alerts_sharded] == [a.model_dump() for a in alerts_plain]
     for name in SHARDED:
         assert dict(ShardedView(stored[name], 3)) == plain[name]
+
+
+def test_a_step_never_changes_the_stored_state_in_place() -> None:
+    """The detectors return new values; what the tables hold stays as it was until written."""
+    import copy
+
+    tables = empty_tables()
+    for b in [*_traffic(1200, seed=7), [rec("tick", T0 + 80 * HOUR)]]:
+        before = copy.deepcopy(tables)
+        out = step(tables, b, P)
+        assert tables == before
+        apply_all(tables, out.updates)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from pipeline.settings import (
     BrokerFlavor,
@@ -81,3 +84,41 @@ def test_password_is_masked() -> None:
                  broker_sasl_username="u", broker_sasl_password="s3cret")
     assert "s3cret" not in repr(s)
     assert "s3cret" not in str(s.model_dump())
+
+
+def test_agents_are_all_or_a_known_list() -> None:
+    assert Settings().agent_set == {"screen", "early", "archive", "deliver"}
+    s = Settings(agents=" early , screen ")
+    assert s.agents == "screen,early" and s.agent_set == {"screen", "early"}
+    with pytest.raises(ValidationError, match="unknown agent 'alerts'"):
+        Settings(agents="screen,alerts")
+
+
+def test_a_worker_registers_only_the_agents_it_was_given(tmp_path: Path) -> None:
+    from pipeline.app import build_runtime
+    from sinks.clickhouse import Features
+
+    class NoClickHouse:  # building the app must not touch ClickHouse
+        database = "foodrisk"
+        server_version = (25, 8, 0)
+        features = Features.for_version((25, 8, 0))
+
+        def execute(self, sql: str, params: object = None) -> None:
+            raise AssertionError(sql)
+
+        query = insert = execute
+
+        def close(self) -> None:
+            pass
+
+    def agents(which: str) -> set[str]:
+        settings = Settings(broker_url="kafka://127.0.0.1:9", data_dir=tmp_path, agents=which,
+                            alertmanager_url="http://127.0.0.1:9")
+        rt = build_runtime(settings, ["127.0.0.1:9"], NoClickHouse())  # type: ignore[arg-type]
+        return {a.name.rsplit(".", 1)[-1] for a in rt.app.agents.values()}
+
+    everything = agents("all")
+    assert {"screen_results", "early_warning"} <= everything and len(everything) >= 5
+    assert agents("screen") == {"screen_results"}
+    assert agents("early") == {"early_warning"}
+    assert agents("archive,deliver") == everything - {"screen_results", "early_warning"}
