@@ -255,7 +255,7 @@ def expand_promql(expr: str, *, rate_interval: str = "1m", instance: str = ".*")
 
 _PROM_KEYWORDS = {
     "sum", "rate", "increase", "max", "min", "avg", "count", "and", "or", "unless", "histogram_quantile", "delta",
-    "deriv", "absent", "hour", "minute", "vector", "time", "bool", "offset",
+    "deriv", "changes", "absent", "hour", "minute", "vector", "time", "bool", "offset",
 }
 _PROM_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 
