@@ -94,7 +94,7 @@ def next_commit(acked: list[int], committed: int) -> int | None:
     Faust's own rule lets the run start one past the committed offset, and skips the check when
     the committed offset is 0 or unknown: a message dropped around a rebalance (Faust drops
     messages of the previous generation) was then committed without being processed. Measured: one
-    result of 1,500 lost in the two-workers drill, about one run in six."""
+    result of 1,500 lost in 1 of 10 runs of the two-workers drill under CPU load."""
     if not acked or acked[0] != committed:
         return None
     end = committed
@@ -134,8 +134,9 @@ def _strict_consumer_class() -> type:
             return end
 
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+            # Faust's range is inclusive: it holds the message that revealed the gap.
             _log.info("%s[%s]: read past offsets %d..%d; they are not committed until read", tp.topic,
-                      tp.partition, offset_from, offset_to - 1)
+                      tp.partition, offset_from, offset_to)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()

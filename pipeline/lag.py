@@ -145,6 +145,8 @@ class LagReporter:
         return lags
 
     async def reread_stalled(self, consumer: Any, tps: list[Any], lags: list[PartitionLag]) -> None:
+        if self._stall_s <= 0:
+            return
         # Faust's set of fetched-but-unacked messages (a WeakSet of Message; no public accessor).
         unacked = getattr(consumer, "_unacked_messages", ())
         in_flight = {(m.tp.topic, int(m.tp.partition)) for m in list(unacked) if not m.acked}

@@ -166,11 +166,12 @@ def _drift(site: str, st: dict[str, Any], watermark: int, params: EarlyParams, o
                 rec, alert = fire(rec, cond)
                 if alert is not None:
                     out.alerts.append(alert)
-                d["dr"] = {**d["dr"], day: rec}
             if closed:
                 if rec is not None:
                     out.alerts.append(resolve(cond, int(day) + DAY))
-                d["dr"] = {**d["dr"], day: CLOSED}
+                rec = CLOSED
+            if rec is not None:
+                d["dr"] = {**d["dr"], day: rec}  # a new dict: the stored one is shared (``_copy``)
 
 
 def _drift_condition(site: str, st: dict[str, Any], dev: str, day: int, n: int, k: int, n_p: int, k_p: int,

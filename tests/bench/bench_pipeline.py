@@ -169,10 +169,12 @@ class Bench:
             proc.wait(timeout=30)
 
     # -- the worker -------------------------------------------------------------------------------
-    def worker(self, tag: str, topics: dict[str, str], clickhouse_url: str, db: str, **env: str) -> WorkerProcess:
+    def worker(self, tag: str, topics: dict[str, str], clickhouse_url: str, db: str, *, group: str = "",
+               **env: str) -> WorkerProcess:
+        """A worker of the group ``bench-<results topic><group>``."""
         return WorkerProcess(self.workdir / tag, broker_url=self.broker.url, clickhouse_url=clickhouse_url,
-                             app_id=f"bench-{topics['results']}", topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db,
-                             FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), **env)
+                             app_id=f"bench-{topics['results']}{group}", topics=topics,
+                             FOODRISK_CLICKHOUSE_DATABASE=db, FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), **env)
 
     def topics(self, name: str) -> dict[str, str]:
         t = {k: f"bench.{name}.{k}" for k in ("results", "alerts", "deadletter")}
@@ -231,14 +233,7 @@ class Bench:
         produce(self.broker.bootstrap, t["results"], values)
         db = f"bench_{name}"
         url = f"clickhouse://default:@127.0.0.1:{self.server.tcp_port}"
-        ws = [self.worker(f"{name}-{k}", t, url, db) for k in range(workers)]
-        for w in ws:
-            w.start()
-        try:
-            return self.drain_rate(ws, db, len(values))
-        finally:
-            for w in ws:
-                w.stop()
+        return self.run_workers([self.worker(f"{name}-{k}", t, url, db) for k in range(workers)], db, len(values))
 
     def pipeline_split(self, values: list[bytes]) -> dict[str, float]:
         """One worker screens (and archives), another runs early warning: two groups, one each."""
@@ -247,16 +242,17 @@ class Bench:
         db = "bench_split"
         url = f"clickhouse://default:@127.0.0.1:{self.server.tcp_port}"
         screen = self.worker("split-screen", t, url, db, FOODRISK_AGENTS="screen,archive,deliver")
-        early = WorkerProcess(self.workdir / "split-early", broker_url=self.broker.url, clickhouse_url=url,
-                              app_id=f"bench-{t['results']}-early", topics=t, FOODRISK_CLICKHOUSE_DATABASE=db,
-                              FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), FOODRISK_AGENTS="early")
-        ws = [screen, early]
-        for w in ws:
+        early = self.worker("split-early", t, url, db, group="-early", FOODRISK_AGENTS="early")
+        return self.run_workers([screen, early], db, len(values))
+
+    def run_workers(self, workers: list[WorkerProcess], db: str, expect: int) -> dict[str, float]:
+        """Start ``workers``, measure ``drain_rate`` (the first one is asked), stop them."""
+        for w in workers:
             w.start()
         try:
-            return self.drain_rate(ws, db, len(values))
+            return self.drain_rate(workers, db, expect)
         finally:
-            for w in ws:
+            for w in workers:
                 w.stop()
 
     def alert_latency(self, rate: float, seconds: float) -> dict[str, float]:

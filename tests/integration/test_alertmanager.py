@@ -392,23 +392,6 @@ def expected_alert_ids(expected: dict[str, str]) -> set[str]:
     return {alert_id_for(kind, rid) for rid, kind in expected.items()}
 
 
-def metric(port: int, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
-        text = resp.read().decode()
-    total = 0.0  # the sum over every sample of ``name`` whose labels include ``labels``
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        if metric_name != name:
-            continue
-        got = dict(pair.split("=", 1) for pair in label_text.rstrip("}").split(",") if pair)
-        if all(got.get(k) == f'"{v}"' for k, v in labels.items()):
-            total += float(value)
-    return total
-
-
 def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
     broker: TansuBroker, tmp_path: Path, unique: str
 ) -> None:
@@ -471,8 +454,8 @@ def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
         ids_later = expected_alert_ids(exp_later)
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
         assert w.proc.running, w.log_tail()
-        assert metric(w.port, "foodrisk_delivery_failures_total", target="alertmanager", reason="unavailable") > 0
-        assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 0
+        assert w.metric("foodrisk_delivery_failures_total", target="alertmanager", reason="unavailable") > 0
+        assert w.metric("foodrisk_delivery_target_up", target="alertmanager") == 0
         am.start()  # empty: Alertmanager keeps alerts in memory only
         back = time.monotonic()
 
@@ -482,10 +465,10 @@ def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
               f"the outage {stop_s:.1f}s, all alerts in Alertmanager {time.monotonic() - back:.1f}s after it was back")
         wait_until(lambda: alerts_lag() == 0, timeout_s=60, what="alerts topic committed after the outage")
         assert w.scalar(f"SELECT count() FROM {db}.parked_alerts") == 0
-        assert metric(w.port, "foodrisk_parked_alerts_total") == 0
-        assert metric(w.port, "foodrisk_delivered_alerts_total", target="alertmanager") >= len(ids_during | ids_later)
-        assert metric(w.port, "foodrisk_alertmanager_firing_alerts") >= len(every)
-        assert metric(w.port, "foodrisk_delivery_target_up", target="alertmanager") == 1
+        assert w.metric("foodrisk_parked_alerts_total") == 0
+        assert w.metric("foodrisk_delivered_alerts_total", target="alertmanager") >= len(ids_during | ids_later)
+        assert w.metric("foodrisk_alertmanager_firing_alerts") >= len(every)
+        assert w.metric("foodrisk_delivery_target_up", target="alertmanager") == 1
         assert "parked in" in w.log_tail(400_000)  # the retry log line says when it would park
     finally:
         w.stop()

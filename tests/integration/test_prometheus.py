@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from schemas.alert import SINGLE_RESULT_KINDS
 from tests.conftest import unavailable
 from tests.grafana import PROMETHEUS_TYPE, expand_promql, load_dashboards, targets_of
 from tests.integration.factories import mixed_batch, produce
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, metrics_text
 
 pytestmark = pytest.mark.integration
 
@@ -115,11 +114,6 @@ def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[PrometheusServ
 
 
 
-def scrape(port: int) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
-        return bytes(resp.read())
-
-
 def test_prometheus_counts_what_the_worker_screened(
     broker: TansuBroker, worker: WorkerProcess, prometheus: PrometheusServer, topics: dict[str, str],
     unique: str, promtool: str,
@@ -161,7 +155,7 @@ def test_prometheus_counts_what_the_worker_screened(
     assert prometheus.scalar(f'count(foodrisk_consumer_lag_messages{{topic="{topics["alerts"]}"}})') == PARTITIONS
 
     # promtool accepts the worker's exposition as it is.
-    exposition = scrape(worker.port)
+    exposition = metrics_text(worker.port).encode()
     assert b"foodrisk_results_consumed_total" in exposition
     check = run_promtool(promtool, "check", "metrics", stdin=exposition)
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr

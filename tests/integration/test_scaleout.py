@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from sinks.clickhouse import DriverBackend
 from sinks.errors import ClickHouseError
 from tests.integration.factories import mixed_batch
 from tests.integration.test_pipeline import wait_drained
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, metrics_text, sample
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +51,11 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     p.close()
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
-        return str(resp.read().decode())
-
-
 def assigned(port: int, topic: str) -> set[int]:
     """Partitions of ``topic`` the worker on ``port`` reports as its own."""
     pattern = re.compile(r"^foodrisk_consumer_lag_messages\{([^}]*)\}", re.MULTILINE)
     out = set()
-    for labels in pattern.findall(scrape(port)):
+    for labels in pattern.findall(metrics_text(port)):
         found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         if found.get("topic") == topic:
             out.add(int(found["partition"]))
@@ -69,8 +63,7 @@ def assigned(port: int, topic: str) -> set[int]:
 
 
 def consumed(port: int) -> int:
-    m = re.search(r"^foodrisk_results_consumed_total ([0-9.e+]+)$", scrape(port), re.MULTILINE)
-    return int(float(m.group(1))) if m else 0
+    return int(sample(metrics_text(port), "foodrisk_results_consumed_total"))
 
 
 def wait_until(what: str, check: Any, *, timeout_s: float = 120, logs: list[WorkerProcess] | None = None) -> Any:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from sinks.webhook import (
     webhook_body,
 )
 from tests.integration.factories import mixed_batch, produce
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, metrics_text, sample
 
 pytestmark = pytest.mark.integration
 
@@ -155,24 +154,6 @@ def test_sink_signs_each_post_and_classifies_failures(receiver: Receiver) -> Non
     assert len(receiver.bad_signatures) == 2
     assert "more than 300s" in receiver.bad_signatures[0] and "does not match" in receiver.bad_signatures[1]
 
-
-
-def metrics_text(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as resp:
-        return str(resp.read().decode())
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        got = dict(pair.split("=", 1) for pair in label_text.rstrip("}").split(",") if pair)
-        if metric_name == name and all(got.get(k) == f'"{v}"' for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 def wait_until(check: Any, *, timeout_s: float, what: str) -> None:

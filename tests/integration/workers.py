@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 import urllib.request
@@ -12,6 +11,28 @@ from typing import Any
 
 from pipeline.localstack.process import ChildProcess, free_port, port_open
 from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker
+
+
+def metrics_text(port: int, *, timeout_s: float = 15) -> str:
+    """The exposition a worker serves on ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as resp:
+        return str(resp.read().decode())
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum over every sample of ``name`` in ``text`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric_name, _, label_text = head.partition("{")
+        if metric_name != name:
+            continue
+        got = dict(pair.split("=", 1) for pair in label_text.rstrip("}").split(",") if pair)
+        if all(got.get(k) == f'"{v}"' for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 class WorkerProcess:
@@ -62,15 +83,16 @@ class WorkerProcess:
         except OSError:
             return ""
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One metric of this worker (summed over the samples matching ``labels``)."""
+        return sample(metrics_text(self.port), name, **labels)
+
     def consumed(self) -> float:
-        """Messages this worker read from the results topic (its /metrics); 0 while it cannot answer."""
+        """Messages this worker read from the results topic; 0 while it cannot answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
+            return sample(metrics_text(self.port, timeout_s=5), "foodrisk_results_consumed_total")
         except OSError:
             return 0.0
-        m = re.search(r"^foodrisk_results_consumed_total (\S+)$", text, re.MULTILINE)
-        return float(m.group(1)) if m else 0.0
 
     def query(self, sql: str, **params: Any) -> list[list[Any]]:
         _, rows, _ = ask_worker("127.0.0.1", self.port, sql, params=params or None, timeout_s=30)
