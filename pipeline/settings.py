@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float | None = Field(
         None, description="consumer group session timeout; default 6 s on tansu, 30 s on kafka"
     )
+    broker_fetch_wait_ms: int | None = Field(
+        None, ge=1, le=30_000,
+        description="longest a consumer fetch waits for data; default 50 ms on tansu (it answers a "
+        "waiting fetch only when this runs out), 1500 ms on kafka (it answers as soon as data arrives)",
+    )
 
     # -- topics ---------------------------------------------------------------------------------
     app_id: str = Field("foodrisk", description="Faust app id = consumer group id")
@@ -347,6 +352,12 @@ class Settings(BaseSettings):
         if self.broker_session_timeout_s is not None:
             return self.broker_session_timeout_s
         return 6.0 if self.flavor is BrokerFlavor.TANSU else 30.0
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.broker_fetch_wait_ms is not None:
+            return self.broker_fetch_wait_ms
+        return 50 if self.flavor is BrokerFlavor.TANSU else 1500
 
     def bootstrap_servers(self) -> list[str]:
         """host:port list of a kafka:// URL (not valid for `embedded` before the broker runs)."""
