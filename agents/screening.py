@@ -1,8 +1,11 @@
 """The screening agent: results topic -> verdicts -> ClickHouse `results`, alerts and dead letters.
 
-Per batch (``noack_take``): screen every message (pure), publish dead letters and alerts and wait
-for the broker to acknowledge them, insert the result rows (retrying while ClickHouse is away),
-and only then acknowledge the batch's events so that Faust may commit their offsets.
+Per batch (``noack_take``): screen every message (pure), hand alerts, dead letters and screened
+records to the producer, insert the result rows (retrying while ClickHouse is away), and once the
+broker acknowledged every message and the insert returned, acknowledge the batch's events so that
+Faust may commit their offsets. The waiting runs in the background while the next batch is read
+and screened (at most ``batches_in_flight`` batches); the consumer commits an offset only when every
+offset before it was acknowledged too (pipeline/faust_config.py), whatever order batches finish in.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +22,7 @@ from typing import Any
 from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
-from agents.batch import Incoming, screen_batch
+from agents.batch import BatchOutcome, Incoming, screen_batch
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
 from pipeline.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
@@ -38,6 +42,7 @@ class ScreeningConfig:
     max_rows: int
     max_age_s: float
     max_batch_items: int = 1000
+    batches_in_flight: int = 2
 
 
 # A screened record is ~450 bytes (at most ~1.5 KB with 128-character ids): 500 a message stay under
@@ -50,17 +55,22 @@ def incoming(event: EventT[Any]) -> Incoming:
     return Incoming(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
 
 
+async def enqueue(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> list[Awaitable[Any]]:
+    """Hand ``messages`` to the producer, in order; returns one future per message, done when the
+    broker acknowledged it (acks per producer settings)."""
+    return [await topic.send(key=k, value=v, force=True) for k, v in messages]
+
+
 async def publish(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> None:
-    """Send and wait until the broker acknowledged every message (acks per producer settings)."""
-    if not messages:
-        return
-    pending = [await topic.send(key=k, value=v, force=True) for k, v in messages]
-    await asyncio.gather(*pending)
+    """Send and wait until the broker acknowledged every message."""
+    if messages:
+        await asyncio.gather(*await enqueue(topic, messages))
 
 
-async def publish_at(topic: TopicT, messages: list[tuple[bytes | None, bytes]]) -> float:
-    """``publish``, then the time (epoch seconds) when the broker had acknowledged everything."""
-    await publish(topic, messages)
+async def acked_at(pending: list[Awaitable[Any]]) -> float:
+    """Wait for ``pending`` sends; the time (epoch seconds) when the broker had acknowledged them all."""
+    if pending:
+        await asyncio.gather(*pending)
     return time.time()
 
 
@@ -79,49 +89,64 @@ def register_screening(
     @app.agent(results_topic, name="screen_results", supervisor_strategy=CrashingSupervisor)
     async def screen_results(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
-        async for events in event_batches(s, config.max_rows, config.max_age_s):
-            items = [incoming(e) for e in events]
-            metrics.results_consumed.inc(len(items))
-            screened_at = clock()
-            outcome = screen_batch(
-                items,
-                reference=config.reference,
-                columns=RESULTS_COLUMNS,
-                watch_fraction=config.watch_fraction,
-                max_batch_items=config.max_batch_items,
-                now=screened_at,
-            )
-            screened: list[tuple[bytes | None, bytes]] = []
-            if screened_topic is not None:  # early warning: the batch's records, in order, in messages of
-                sc = outcome.screened  # at most SCREENED_PER_MESSAGE (batch-form input is big)
-                screened = [(None, encode_batch(sc[i:i + SCREENED_PER_MESSAGE]))
-                            for i in range(0, len(sc), SCREENED_PER_MESSAGE)]
-            # Every write of the batch at once; the acks below wait for all of them.
-            alerts_published_at, *_ = await asyncio.gather(
-                publish_at(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts]),
-                publish(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters]),
-                writer.insert("results", RESULTS_COLUMNS, outcome.result_rows),
-                publish(screened_topic, screened) if screened_topic is not None else asyncio.sleep(0),
-            )
-            for e in events:
-                await s.ack(e)
-            # Bookkeeping after the acks: nothing below can lose data.
-            metrics.results_accepted.inc(len(outcome.result_rows))
-            for d in outcome.dead_letters:
-                metrics.deadlettered.labels(bounded(d.reason, DEADLETTER_REASONS)).inc()
-            for verdict, method in outcome.verdicts:
-                metrics.verdicts.labels(verdict, method).inc()
-            for a, source_ts in zip(outcome.alerts, outcome.alert_sources, strict=True):  # counted when archived
-                observe_alert_latency(metrics, a, source_timestamp=source_ts, now=alerts_published_at)
-            now = time.time()
-            for it in items:
-                if it.timestamp:
-                    metrics.screen_latency_seconds.observe(max(0.0, now - it.timestamp))
-            for row in outcome.result_rows:  # sampled_at: naive UTC, whole seconds (agents/records.py)
-                age = (screened_at - row[_SAMPLED_AT].replace(tzinfo=UTC)).total_seconds()
-                metrics.sampled_to_screened_seconds.observe(max(0.0, age))
-            if outcome.alerts:
-                for a in outcome.alerts:
-                    log.info("ALERT %s %s: %s", a.classification, a.kind, a.summary_en)
+        in_flight: deque[asyncio.Task[None]] = deque()
+        try:
+            async for events in event_batches(s, config.max_rows, config.max_age_s):
+                items = [incoming(e) for e in events]
+                metrics.results_consumed.inc(len(items))
+                screened_at = clock()
+                outcome = screen_batch(
+                    items,
+                    reference=config.reference,
+                    columns=RESULTS_COLUMNS,
+                    watch_fraction=config.watch_fraction,
+                    max_batch_items=config.max_batch_items,
+                    now=screened_at,
+                )
+                # The batch's messages go to the producer now, in batch order (alerts first: they are
+                # what someone waits for); waiting for the broker and ClickHouse, and the acks, run in
+                # the background so that the next batch is read and screened meanwhile.
+                alerts = await enqueue(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in outcome.alerts])
+                sends = await enqueue(deadletter_topic, [(d.key, d.envelope) for d in outcome.dead_letters])
+                if screened_topic is not None:  # early warning: the batch's records, in order, in messages of
+                    sc = outcome.screened  # at most SCREENED_PER_MESSAGE (batch-form input is big)
+                    sends += await enqueue(screened_topic, [(None, encode_batch(sc[i:i + SCREENED_PER_MESSAGE]))
+                                                            for i in range(0, len(sc), SCREENED_PER_MESSAGE)])
+                in_flight.append(asyncio.ensure_future(finish(s, events, items, outcome, screened_at, alerts, sends)))
+                while in_flight and (in_flight[0].done() or len(in_flight) >= config.batches_in_flight):
+                    await in_flight.popleft()  # a failed write ends the agent here (the supervisor crashes)
+        finally:
+            for task in in_flight:
+                task.cancel()  # their events were not acked: they are read again
+
+    async def finish(
+        s: Any, events: list[EventT[Any]], items: list[Incoming], outcome: BatchOutcome, screened_at: datetime,
+        alerts: list[Awaitable[Any]], sends: list[Awaitable[Any]],
+    ) -> None:
+        """Wait until every write of a batch returned, then ack its events (Faust may commit them)."""
+        alerts_published_at, *_ = await asyncio.gather(
+            acked_at(alerts),
+            writer.insert("results", RESULTS_COLUMNS, outcome.result_rows),
+            *sends,
+        )
+        for e in events:
+            await s.ack(e)
+        # Bookkeeping after the acks: nothing below can lose data.
+        metrics.results_accepted.inc(len(outcome.result_rows))
+        for d in outcome.dead_letters:
+            metrics.deadlettered.labels(bounded(d.reason, DEADLETTER_REASONS)).inc()
+        for verdict, method in outcome.verdicts:
+            metrics.verdicts.labels(verdict, method).inc()
+        for a, source_ts in zip(outcome.alerts, outcome.alert_sources, strict=True):  # counted when archived
+            observe_alert_latency(metrics, a, source_timestamp=source_ts, now=alerts_published_at)
+        now = time.time()
+        for it in items:
+            if it.timestamp:
+                metrics.screen_latency_seconds.observe(max(0.0, now - it.timestamp))
+        for row in outcome.result_rows:  # sampled_at: naive UTC, whole seconds (agents/records.py)
+            age = (screened_at - row[_SAMPLED_AT].replace(tzinfo=UTC)).total_seconds()
+            metrics.sampled_to_screened_seconds.observe(max(0.0, age))
+        for a in outcome.alerts:
+            log.info("ALERT %s %s: %s", a.classification, a.kind, a.summary_en)
 
     return screen_results

@@ -89,6 +89,7 @@ def build_runtime(
                 max_rows=settings.sink_max_rows,
                 max_age_s=settings.sink_max_age_s,
                 max_batch_items=settings.max_batch_items,
+                batches_in_flight=settings.sink_batches_in_flight,
             ),
             metrics=metrics,
             screened_topic=screened_topic,

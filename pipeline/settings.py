@@ -96,7 +96,11 @@ class Settings(BaseSettings):
 
     # -- sink batching --------------------------------------------------------------------------
     sink_max_rows: int = Field(1000, ge=1, le=1_000_000, description="flush a batch at this many rows")
-    sink_max_age_s: float = Field(0.2, gt=0, le=60, description="or when its oldest row is this old")
+    sink_max_age_s: float = Field(0.1, gt=0, le=60, description="or when its oldest row is this old")
+    sink_batches_in_flight: int = Field(
+        2, ge=1, le=16,
+        description="screened batches whose writes may be outstanding at once (the next batch is screened meanwhile)",
+    )
     sink_retry_cap_s: float = Field(10.0, gt=0, description="longest wait between two retries")
     max_batch_items: int = Field(
         1000, ge=1, le=100_000, description="most results one message may carry in the batch form (a JSON array)"

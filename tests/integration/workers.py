@@ -48,7 +48,6 @@ class WorkerProcess:
             FOODRISK_APP_ID=app_id,
             FOODRISK_WEB_PORT=str(self.port),
             FOODRISK_DATA_DIR=str(workdir),
-            FOODRISK_SINK_MAX_AGE_S="0.2",
             FOODRISK_SINK_RETRY_CAP_S="2",
             FOODRISK_TOPIC_PARTITIONS="3",
             FOODRISK_RESULTS_TOPIC=topics["results"],
