@@ -11,7 +11,6 @@ publishes nothing twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.early.common import EarlyParams, utc
-from agents.early.engine import SHARDED, TABLES, EngineStep, Overlay, ShardedView, fold_into_shards, merge, step
+from agents.early.engine import SHARDED, TABLES, ShardedView, fold_into_shards, step
 from agents.early.offender import RedListEntry
 from agents.screened import Screened, decode_batch
 from agents.screening import publish
@@ -31,9 +30,6 @@ from sinks.ddl import REDLIST_COLUMNS
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
-
-STEP_CHUNK = 250
-"""Records per engine step within a batch (the event loop runs other agents between chunks)."""
 
 
 def redlist_row(e: RedListEntry, version: int) -> tuple[Any, ...]:
@@ -89,14 +85,8 @@ def register_early_warning(
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
             n = n or _layout(tables["meta"], shards)
-            stored = {name: ShardedView(t, n) if name in SHARDED else t for name, t in tables.items()}
-            # In chunks, letting the other agents run in between (a second of records is ~50 ms of
-            # engine time); each chunk reads the tables as the chunks before it left them.
-            out = EngineStep()
-            for i in range(0, len(records), STEP_CHUNK):
-                views = {name: Overlay(view, out.updates[name]) for name, view in stored.items()}
-                merge(out, step(views, records[i:i + STEP_CHUNK], params))
-                await asyncio.sleep(0)
+            views = {name: ShardedView(t, n) if name in SHARDED else t for name, t in tables.items()}
+            out = step(views, records, params)
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
             if out.redlist:
                 base = int(time.time() * 1_000_000)
@@ -112,7 +102,6 @@ def register_early_warning(
                             del table[key]
                     else:
                         table[key] = value
-                await asyncio.sleep(0)  # each write serialises its value: let the other agents in
             for e in events:
                 await s.ack(e)
             for a in out.alerts:

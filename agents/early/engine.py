@@ -59,35 +59,6 @@ class ShardedView(Mapping[str, JSON]):
         return sum(len(v) for v in self._shards.values() if isinstance(v, dict))
 
 
-class Overlay(Mapping[str, JSON]):
-    """``base`` as a step's ``updates`` (key -> state, None = deleted) left it, without writing it:
-    what the next chunk of a batch reads (``merge``)."""
-
-    def __init__(self, base: Mapping[str, JSON], updates: Mapping[str, JSON]) -> None:
-        self._base = base
-        self._updates = updates
-
-    def __getitem__(self, key: str) -> JSON:
-        if key in self._updates:
-            value = self._updates[key]
-            if value is None:
-                raise KeyError(key)
-            return value
-        return self._base[key]
-
-    def __iter__(self) -> Iterator[str]:
-        ups = self._updates
-        for key in list(self._base):
-            if key not in ups:
-                yield key
-        for key, value in list(ups.items()):
-            if value is not None:
-                yield key
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
 def fold_into_shards(shards: Mapping[str, JSON], updates: Mapping[str, JSON], n: int) -> dict[str, JSON]:
     """The shard writes for a step's ``updates`` (key -> state, None = delete): each touched shard
     once, as a new dict (the current one is never changed in place), None for a shard left empty."""
@@ -191,19 +162,6 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
     out.alerts.extend(o.alerts)
     out.redlist.extend(o.redlist)
     return out
-
-
-def merge(total: EngineStep, part: EngineStep) -> EngineStep:
-    """``part`` (a step over the next chunk of a batch, run on ``Overlay`` views of ``total``'s
-    updates) added to ``total``: together they are what one step over both chunks writes."""
-    for name, ups in part.updates.items():
-        total.updates.setdefault(name, {}).update(ups)
-    total.alerts.extend(part.alerts)
-    total.redlist.extend(part.redlist)
-    total.fresh += part.fresh
-    total.duplicates += part.duplicates
-    total.watermark = part.watermark
-    return total
 
 
 def apply_all(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:

@@ -9,13 +9,10 @@ from typing import Any
 from agents.early.common import EarlyParams
 from agents.early.engine import (
     SHARDED,
-    EngineStep,
-    Overlay,
     ShardedView,
     apply_all,
     empty_tables,
     fold_into_shards,
-    merge,
     shard_of,
     step,
 )
@@ -92,34 +89,3 @@ def test_a_step_never_changes_the_stored_state_in_place() -> None:
         out = step(tables, b, P)
         assert tables == before
         apply_all(tables, out.updates)
-
-
-def test_overlay_reads_a_step_s_updates_over_the_stored_state() -> None:
-    view = Overlay({"a": 1, "b": 2}, {"b": None, "c": 3, "d": None})
-    assert dict(view) == {"a": 1, "c": 3} and len(view) == 2
-    assert "b" not in view and view.get("d") is None and view["c"] == 3
-
-
-def test_a_batch_in_chunks_writes_what_its_chunks_written_one_by_one_would() -> None:
-    """The agent steps a batch in chunks over ``Overlay`` views and writes the merged updates once:
-    the same state and alerts as writing after every chunk (the engine takes any batching)."""
-    batches = [*_traffic(1500, seed=11), [rec("tick", T0 + 80 * HOUR)]]
-    one_by_one = empty_tables()
-    chunked = empty_tables()
-    alerts_one, alerts_chunked = [], []
-    for b in batches:
-        total, parts = EngineStep(), []
-        for i in range(0, len(b), 7):
-            o = step(one_by_one, b[i:i + 7], P)
-            apply_all(one_by_one, o.updates)
-            alerts_one += sorted(o.alerts, key=_order)
-            views = {name: Overlay(t, total.updates[name]) for name, t in chunked.items()}
-            part = step(views, b[i:i + 7], P)
-            alerts_chunked += sorted(part.alerts, key=_order)
-            parts += part.alerts
-            merge(total, part)
-        assert total.alerts == parts  # merge keeps the chunks' alerts in order
-        apply_all(chunked, total.updates)
-    assert {a.kind for a in alerts_one} >= {"repeat_offender", "supplier_cluster"}
-    assert [a.model_dump() for a in alerts_chunked] == [a.model_dump() for a in alerts_one]
-    assert chunked == one_by_one
