@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
-from agents.records import as_row, broker_time, deadletter_envelope, result_values
+from agents.records import broker_time, deadletter_envelope, naive_utc, result_row_layout, result_row_naive
 from agents.screened import Screened, screened_record
 from schemas.alert import Alert, alert_for_verdict
+from schemas.codes import Method
 from schemas.reference import Reference
 from schemas.result import InvalidResult, parse_result
 from schemas.rules import screen
+from schemas.verdict import VerdictKind
 
 DEFAULT_MAX_BATCH_ITEMS = 1000
+
+# (verdict, method) as plain strings for every pair, built once: the outcome shares these tuples
+# instead of allocating one per result.
+_VERDICT_METHOD: Final[Mapping[VerdictKind, Mapping[Method, tuple[str, str]]]] = {
+    kind: {method: (str(kind), str(method)) for method in Method} for kind in VerdictKind
+}
 
 
 class Incoming(NamedTuple):
@@ -61,6 +69,9 @@ def screen_batch(
     item of a batch is validated, stored or dead-lettered on its own (``src_item`` says which).
     """
     out = BatchOutcome()
+    layout = result_row_layout(columns)  # None: rows are built in the columns' order already
+    ingested_at = naive_utc(now)  # the same for every row of the batch
+    add_row, add_verdict, add_screened = out.result_rows.append, out.verdicts.append, out.screened.append
     for msg in items:
         received = broker_time(msg.timestamp, now)
 
@@ -78,56 +89,51 @@ def screen_batch(
                 )
             )
 
-        def accept(raw: bytes | Mapping[str, Any], item: int, msg: Incoming = msg) -> None:
+        value = msg.value or b""
+        entries: list[Any] | tuple[bytes]
+        if value.lstrip()[:1] != b"[":
+            entries, first = (value,), -1  # one result; its src_item is -1
+        else:
+            try:
+                entries = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                dead(value, [("$", f"malformed JSON batch: {exc}")], kind="invalid_batch")
+                continue
+            if not entries:
+                dead(value, [("$", "empty batch: the array carries no results")], kind="invalid_batch")
+                continue
+            if len(entries) > max_batch_items:
+                why = f"batch of {len(entries)} results is over the limit of {max_batch_items}; split it"
+                dead(value, [("$", why)], kind="invalid_batch")
+                continue
+            first = 0
+        topic, partition, offset = msg.topic, msg.partition, msg.offset
+        for i, raw in enumerate(entries, first):
+            if first == 0 and not isinstance(raw, dict):
+                why = f"a batch item must be a JSON object, not {type(raw).__name__}"
+                dead(item_bytes(raw), [(f"[{i}]", why)], i)
+                continue
             try:
                 result = parse_result(raw, reference=reference, now=now)
             except InvalidResult as exc:
                 payload = raw if isinstance(raw, bytes) else item_bytes(raw)
-                dead(payload, [(e.field, e.reason) for e in exc.errors], item)
-                return
+                dead(payload, [(e.field, e.reason) for e in exc.errors], i)
+                continue
             except (RecursionError, TypeError, ValueError, OverflowError) as exc:
                 # Input so odd that decoding itself failed (e.g. nesting past every parser's limit):
                 # a poison message must end as a dead letter, never crash-loop the worker.
                 payload = raw if isinstance(raw, bytes) else item_bytes(raw)
-                dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], item)
-                return
+                dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], i)
+                continue
             verdict = screen(result, reference, watch_fraction=watch_fraction)
-            out.result_rows.append(
-                as_row(
-                    result_values(result, verdict, src_topic=msg.topic, src_partition=msg.partition,
-                                  src_offset=msg.offset, ingested_at=now),
-                    columns,
-                )
-            )
-            out.verdicts.append((str(verdict.verdict), str(result.method)))
-            out.screened.append(screened_record(result, verdict))
+            row = result_row_naive(result, verdict, topic, partition, offset, ingested_at)
+            add_row(row if layout is None else layout(row))
+            add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
+            add_screened(screened_record(result, verdict))
             alert = alert_for_verdict(result, verdict)
             if alert is not None:
                 out.alerts.append(alert)
                 out.alert_sources.append(msg.timestamp)
-
-        value = msg.value or b""
-        if value.lstrip()[:1] != b"[":
-            accept(value, -1)
-            continue
-        try:
-            batch = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            dead(value, [("$", f"malformed JSON batch: {exc}")], kind="invalid_batch")
-            continue
-        if not batch:
-            dead(value, [("$", "empty batch: the array carries no results")], kind="invalid_batch")
-            continue
-        if len(batch) > max_batch_items:
-            dead(value, [("$", f"batch of {len(batch)} results is over the limit of {max_batch_items}; split it")],
-                 kind="invalid_batch")
-            continue
-        for i, entry in enumerate(batch):
-            if isinstance(entry, dict):
-                accept(entry, i)
-            else:
-                why = f"a batch item must be a JSON object, not {type(entry).__name__}"
-                dead(item_bytes(entry), [(f"[{i}]", why)], i)
     return out
 
 

@@ -1,19 +1,23 @@
 """Compact screened records: what the screening agent hands the early-warning agent.
 
 One message per screened batch goes to the internal topic ``screened_topic`` (one partition); its
-value is a JSON array of records (``encode_batch``), one per accepted result. Pure: no faust, no I/O.
-Times are whole epoch seconds (UTC), which is all the detectors need and keeps the message small.
+value is a JSON array of records (``encode_batch``), one per accepted result. A record is written
+as a JSON array of its fields in ``Screened._fields`` order; ``decode_batch`` also reads the older
+form, a JSON object per record keyed by field name, so messages already in the topic still decode.
+Pure: no faust, no I/O. Times are whole epoch seconds (UTC), which is all the detectors need and
+keeps the message small.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import orjson
 
+from schemas.codes import QUICK_METHODS
 from schemas.result import Result
 from schemas.verdict import Verdict
 
@@ -21,8 +25,7 @@ NON_COMPLIANT = frozenset({"positive", "exceeds", "banned"})
 """Verdicts that count as a finding against the food (DOMAIN.md 3)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Screened:
+class Screened(NamedTuple):
     result_id: str
     sample_id: str
     sampled_at: int  # epoch seconds, UTC (event time)
@@ -54,38 +57,44 @@ class Screened:
         return self.verdict != "no_limit"
 
 
-_FIELDS = tuple(f.name for f in fields(Screened))
+_FIELD_COUNT: Final = len(Screened._fields)
+# ``_new_tuple(Screened, fields)`` is a record straight from a sequence of its fields, in order: what
+# ``Screened._make`` does, without its Python frame; callers check the length themselves.
+_new_tuple: Final = tuple.__new__
+_from_object: Final = itemgetter(*Screened._fields)  # the old wire form: a JSON object per record
 
 
 def screened_record(result: Result, verdict: Verdict) -> Screened:
-    site = result.site
-    return Screened(
-        result_id=result.result_id,
-        sample_id=result.sample_id,
-        sampled_at=int(result.sampled_at.timestamp()),
-        tested_at=int(result.tested_at.timestamp()),
-        device_id=result.device_id,
-        site_id=site.id,
-        site_type=str(site.type),
-        district=site.district,
-        vendor_id=result.vendor_id,
-        supplier_id=result.supplier_id,
-        origin=result.origin,
-        commodity=result.commodity,
-        analyte=result.analyte,
-        method=str(result.method),
-        quick=result.method.is_quick,
-        verdict=str(verdict.verdict),
-        value_mg_kg=result.value_mg_kg,
-        percent=result.percent,
-        ratio=verdict.ratio,
-        confirms=result.confirms,
-    )
+    # Field values straight from the models' __dict__ (cheaper than pydantic attribute access).
+    r, site = result.__dict__, result.site.__dict__
+    method = r["method"]
+    return _new_tuple(Screened, (
+        r["result_id"],
+        r["sample_id"],
+        int(r["sampled_at"].timestamp()),
+        int(r["tested_at"].timestamp()),
+        r["device_id"],
+        site["id"],
+        str(site["type"]),
+        site["district"],
+        r["vendor_id"],
+        r["supplier_id"],
+        r["origin"],
+        r["commodity"],
+        r["analyte"],
+        str(method),
+        method in QUICK_METHODS,
+        str(verdict.verdict),
+        r["value_mg_kg"],
+        r["percent"],
+        verdict.ratio,
+        r["confirms"],
+    ))
 
 
 def encode_batch(records: Iterable[Screened]) -> bytes:
-    # orjson serialises dataclasses natively (field name -> value), far faster than asdict().
-    return orjson.dumps(list(records))
+    # orjson does not serialise a NamedTuple by itself; ``default=tuple`` writes each as a JSON array.
+    return orjson.dumps(records if isinstance(records, list) else list(records), default=tuple)
 
 
 def decode_batch(data: bytes) -> list[Screened]:
@@ -96,7 +105,18 @@ def decode_batch(data: bytes) -> list[Screened]:
         raise ValueError(f"not a screened batch: {exc}") from exc
     if not isinstance(items, list):
         raise ValueError("not a screened batch: not a JSON array")  # noqa: TRY004 - callers catch ValueError
+    # The current form, checked for the whole message at once: every record an array of every field.
+    if set(map(type, items)) <= {list} and set(map(len, items)) <= {_FIELD_COUNT}:
+        return list(map(_new_tuple, repeat(Screened, len(items)), items))
     try:
-        return [Screened(*itemgetter(*_FIELDS)(d)) for d in items]
+        return [_decode_record(item) for item in items]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a screened batch: {exc}") from exc
+
+
+def _decode_record(item: Any) -> Screened:
+    if type(item) is list:
+        if len(item) != _FIELD_COUNT:
+            raise TypeError(f"a record has {_FIELD_COUNT} fields, not {len(item)}")
+        return _new_tuple(Screened, item)
+    return _new_tuple(Screened, _from_object(item))  # an object per record (older writers); KeyError if one is missing

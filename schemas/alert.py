@@ -145,13 +145,19 @@ def _reading(result: Result) -> tuple[str, str]:
     return f"read {qualitative}", f"判读{zh}"
 
 
+_ALERTING: Final = frozenset({VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned})
+"""The verdicts that raise an alert on their own (the module table); any other raises none."""
+
+
 def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference | None = None) -> Alert | None:
     """The alert one screened result raises, or None (see the module table).
 
     ``reference`` supplies the English and Chinese names (default: the packaged data).
     """
-    ref = reference if reference is not None else default_reference()
     kind_of = verdict.verdict
+    if kind_of not in _ALERTING:
+        return None  # most results: nothing to look up or write
+    ref = reference if reference is not None else default_reference()
     quick = result.method in QUICK_METHODS
     if quick and kind_of in (VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned):
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided

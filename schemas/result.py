@@ -180,7 +180,7 @@ class Result(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             return data
         context = info.context
         reference = context.get("reference") if isinstance(context, dict) else None
@@ -222,32 +222,41 @@ def _amount(value: Any) -> float | None:
     return None
 
 
+_IN_MG_KG: Final = (("value", "value_mg_kg"), ("lod", "lod_mg_kg"), ("loq", "loq_mg_kg"))
+
+
 def prepare(data: Mapping[str, Any], reference: Reference | None) -> dict[str, Any]:
     """The input with canonical unit and codes, and the normalised values computed (a new dict)."""
     d = dict(data)
+    pop, get = d.pop, d.get
     for key in _NORMALISED:
-        d.pop(key, None)
-    unit = d.get("unit")
+        pop(key, None)
+    unit = get("unit")
     if isinstance(unit, str):
         unit = UNIT_ALIASES.get(unit.strip().lower(), unit)
         d["unit"] = unit
-    for key, normalise in (
-        ("commodity", reference.normalise_commodity if reference is not None else snake),
-        ("analyte", reference.normalise_analyte if reference is not None else snake),
-    ):
-        name = d.get(key)
-        if isinstance(name, str) and len(name) <= MAX_NAME:
-            d[key] = normalise(name)
+    if reference is not None:
+        normalise_food, normalise_analyte = reference.normalise_commodity, reference.normalise_analyte
+    else:
+        normalise_food = normalise_analyte = snake
+    name = get("commodity")
+    if isinstance(name, str) and len(name) <= MAX_NAME:
+        d["commodity"] = normalise_food(name)
+    name = get("analyte")
+    if isinstance(name, str) and len(name) <= MAX_NAME:
+        d["analyte"] = normalise_analyte(name)
     if isinstance(unit, Unit):
         if unit is Unit.percent:
-            pct = _amount(d.get("value"))
+            pct = _amount(get("value"))
             if pct is not None:
                 d["percent"] = pct
         else:
-            for raw, out in (("value", "value_mg_kg"), ("lod", "lod_mg_kg"), ("loq", "loq_mg_kg")):
-                amount = _amount(d.get(raw))
-                if amount is not None:
-                    d[out] = to_mg_kg(amount, unit)
+            for raw, out in _IN_MG_KG:
+                given = get(raw)
+                if given is not None:  # most results send no lod / loq
+                    amount = _amount(given)
+                    if amount is not None:
+                        d[out] = to_mg_kg(amount, unit)
     return d
 
 
@@ -340,17 +349,36 @@ def parse_result(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    data = _decode(raw)
+    data = raw if type(raw) is dict else _decode(raw)
     try:
-        result = Result.model_validate(data, context={"reference": reference, _DEFER_CHECKS: True})
+        result: Result = _validate_result(data, context={"reference": reference, _DEFER_CHECKS: True})
     except ValidationError as exc:
         errors, failed = _field_errors(exc)
         errors.extend(cross_field_errors(_salvage(data, failed, reference), now=now))
         raise InvalidResult(errors) from None
-    errors = cross_field_errors(result.__dict__, now=now)
-    if errors:
-        raise InvalidResult(errors)
+    if not _plainly_consistent(result, now):
+        errors = cross_field_errors(result.__dict__, now=now)
+        if errors:
+            raise InvalidResult(errors)
     return result
+
+
+# ``Result.model_validate`` without its Python frame (the same core validator, the same result).
+_validate_result: Final = Result.__pydantic_validator__.validate_python
+
+
+def _plainly_consistent(result: Result, now: datetime) -> bool:
+    """True when none of ``cross_field_errors`` can apply (the common case, checked cheaply);
+    False means "run them", not that one fails."""
+    value, lod, loq = result.value, result.lod, result.loq
+    if value is None and (result.qualitative is None or lod is not None or loq is not None):
+        return False  # nothing to judge, or a lod / loq that needs its unit
+    if value is not None and result.unit is None:
+        return False
+    if lod is not None and loq is not None and lod > loq:
+        return False
+    tested = result.tested_at
+    return result.sampled_at <= tested and tested <= now + FUTURE_TOLERANCE
 
 
 def _salvage(data: Mapping[str, Any], failed: set[str], reference: Reference) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +35,7 @@ def rec(result_id: str, t: int = T0, **kw: Any) -> Screened:
         ratio=0.24,
         confirms=None,
     )
-    return replace(base, **kw)
+    return base._replace(**kw)
 
 
 def lab(result_id: str, t: int = T0, **kw: Any) -> Screened:

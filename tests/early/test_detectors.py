@@ -5,7 +5,6 @@ the right evidence, stays silent on noise, ignores a result seen twice and is de
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Any
 
 from agents.early import cluster, device, offender, surge, unconfirmed
@@ -274,7 +273,7 @@ def test_engine_is_deterministic_and_alert_ids_stable() -> None:
 
 def test_engine_stale_records_only_reach_the_idempotent_detectors() -> None:
     fresh = [rec("f", T0 + 10 * 86400)]
-    stale = [replace(rec("old", T0, verdict="positive"), site_id="m-old")]
+    stale = [rec("old", T0, verdict="positive")._replace(site_id="m-old")]
     tables, _ = engine([fresh, stale, stale])
     assert "p:old" in tables["unconfirmed"]
     assert not any("old" in str(v) for v in tables["surge"].values())
