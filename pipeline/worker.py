@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,17 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     return ch
 
 
+def tune_gc() -> None:
+    """Garbage collection for a long-running worker: everything built at start-up (reference data,
+    agents, modules) is moved out of the collector's sight (``gc.freeze``), and the young generation
+    is collected per 10,000 allocations instead of 700. Screening allocates a few dozen objects per
+    result, and with the default thresholds full collections over the early-warning state took ~4 us
+    per result (measured on the pure path); in the batch-form benchmark this ran 10-40% faster in
+    each of four paired runs. Cyclic garbage is still collected, a little later."""
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 10)
+
+
 def run_worker(settings: Settings) -> int:
     """Run until stopped (SIGTERM, Ctrl-C). Returns the exit code."""
     from faust.worker import Worker
@@ -52,6 +64,7 @@ def run_worker(settings: Settings) -> int:
         ensure_topics(settings, bootstrap)
         ch = open_clickhouse(settings)
         rt = build_runtime(settings, bootstrap, ch)
+        tune_gc()
         worker = Worker(
             rt.app,
             loglevel=settings.log_level,
