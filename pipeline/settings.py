@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     )
     broker_fetch_wait_ms: int | None = Field(
         None, ge=1, le=30_000,
-        description="longest a consumer fetch waits for data; default 50 ms on tansu (it answers a "
+        description="longest a consumer fetch waits for data; default 100 ms on tansu (it answers a "
         "waiting fetch only when this runs out), 1500 ms on kafka (it answers as soon as data arrives)",
     )
 
@@ -361,7 +361,7 @@ class Settings(BaseSettings):
     def fetch_wait_ms(self) -> int:
         if self.broker_fetch_wait_ms is not None:
             return self.broker_fetch_wait_ms
-        return 50 if self.flavor is BrokerFlavor.TANSU else 1500
+        return 100 if self.flavor is BrokerFlavor.TANSU else 1500
 
     def bootstrap_servers(self) -> list[str]:
         """host:port list of a kafka:// URL (not valid for `embedded` before the broker runs)."""

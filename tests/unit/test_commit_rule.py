@@ -50,7 +50,7 @@ def test_the_worker_app_uses_the_strict_consumer(tmp_path: Path) -> None:
 
 
 def test_a_fetch_waits_as_long_as_the_flavor_needs(tmp_path: Path) -> None:
-    """Tansu answers a waiting fetch only when its wait runs out: 50 ms there, Faust's 1500 on Kafka."""
+    """Tansu answers a waiting fetch only when its wait runs out: 100 ms there, Faust's 1500 on Kafka."""
     import faust
 
     async def wait_ms(**kw: Any) -> int:
@@ -63,6 +63,6 @@ def test_a_fetch_waits_as_long_as_the_flavor_needs(tmp_path: Path) -> None:
         finally:
             await consumer.stop()
 
-    assert asyncio.run(wait_ms(broker_flavor="tansu")) == 50
+    assert asyncio.run(wait_ms(broker_flavor="tansu")) == 100
     assert asyncio.run(wait_ms(broker_flavor="kafka")) == 1500
     assert asyncio.run(wait_ms(broker_flavor="tansu", broker_fetch_wait_ms=200)) == 200
