@@ -9,7 +9,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from agents.records import broker_time, deadletter_envelope, naive_utc, result_row_layout, result_row_naive
+from agents.records import broker_time, deadletter_envelope, naive_utc, result_row, result_row_layout
 from agents.screened import Screened, screened_record
 from schemas.alert import Alert, alert_for_verdict
 from schemas.codes import Method
@@ -126,7 +126,7 @@ def screen_batch(
                 dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], i)
                 continue
             verdict = screen(result, reference, watch_fraction=watch_fraction)
-            row = result_row_naive(result, verdict, topic, partition, offset, ingested_at)
+            row = result_row(result, verdict, topic, partition, offset, ingested_at)
             add_row(row if layout is None else layout(row))
             add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
             add_screened(screened_record(result, verdict))

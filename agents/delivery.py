@@ -48,7 +48,7 @@ from faust.types import TP, AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.firing import FiringAlerts
-from agents.records import as_row
+from agents.records import as_row, naive_utc
 from agents.streams import event_batches, manual_ack
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
@@ -136,10 +136,6 @@ def decode(events: Sequence[EventT[Any]]) -> list[Item]:
     return items
 
 
-def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None, microsecond=0)
-
-
 def parked_values(target: str, p: Parked, *, parked_at: datetime) -> dict[str, Any]:
     a = p.item.alert
     return {
@@ -152,8 +148,8 @@ def parked_values(target: str, p: Parked, *, parked_at: datetime) -> dict[str, A
         "reason": p.reason,
         "error": p.error[:2000],
         "attempts": p.attempts,
-        "first_attempt_at": _naive_utc(p.first_attempt_at),
-        "parked_at": _naive_utc(parked_at),
+        "first_attempt_at": naive_utc(p.first_attempt_at),
+        "parked_at": naive_utc(parked_at),
         "alert": p.item.raw.decode("utf-8", "replace"),
         "src_topic": p.item.topic,
         "src_partition": p.item.partition,

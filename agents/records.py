@@ -3,7 +3,7 @@
 Rows are built as mappings and laid out in the column order the DDL exports, so a column added
 to a table is one change in ``sinks/ddl.py`` plus one key here. A ``results`` row, built once per
 result, is a tuple straight away (``result_row``): a column added there is one name in
-``RESULT_FIELDS`` plus its value at the same place in ``result_row_naive``.
+``RESULT_FIELDS`` plus its value at the same place in ``result_row``.
 """
 
 from __future__ import annotations
@@ -95,23 +95,11 @@ RowLayout = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
 
 def result_row(
-    result: Result,
-    verdict: Verdict,
-    *,
-    src_topic: str,
-    src_partition: int,
-    src_offset: int,
-    ingested_at: datetime,
-) -> tuple[Any, ...]:
-    """The ``results`` row of a screened result, its values in ``RESULT_FIELDS`` order
-    (``result_row_layout`` puts them in a table's column order)."""
-    return result_row_naive(result, verdict, src_topic, src_partition, src_offset, naive_utc(ingested_at))
-
-
-def result_row_naive(
     result: Result, verdict: Verdict, src_topic: str, src_partition: int, src_offset: int, ingested_at: datetime
 ) -> tuple[Any, ...]:
-    """``result_row`` for a batch: ``ingested_at`` is already naive UTC (converted once per batch)."""
+    """The ``results`` row of a screened result, its values in ``RESULT_FIELDS`` order
+    (``result_row_layout`` puts them in a table's column order). ``ingested_at`` is naive UTC
+    already (``naive_utc``; a batch converts it once for all its rows)."""
     # Field values straight from the models' __dict__ (a plain dict lookup, about half the cost
     # of attribute access on a pydantic model); this runs once per result.
     r, site, v = result.__dict__, result.site.__dict__, verdict.__dict__
@@ -184,14 +172,8 @@ def result_values(
     ingested_at: datetime,
 ) -> dict[str, Any]:
     """The ``results`` row as a mapping, column name -> value."""
-    return dict(
-        zip(
-            RESULT_FIELDS,
-            result_row(result, verdict, src_topic=src_topic, src_partition=src_partition, src_offset=src_offset,
-                       ingested_at=ingested_at),
-            strict=True,
-        )
-    )
+    row = result_row(result, verdict, src_topic, src_partition, src_offset, naive_utc(ingested_at))
+    return dict(zip(RESULT_FIELDS, row, strict=True))
 
 
 def alert_values(alert: Alert, *, src_partition: int, src_offset: int, ingested_at: datetime) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
-_SAMPLED_AT = RESULTS_COLUMNS.index("sampled_at")
 
 
 @dataclass(frozen=True)
@@ -143,9 +142,9 @@ def register_screening(
         for it in items:
             if it.timestamp:
                 metrics.screen_latency_seconds.observe(max(0.0, now - it.timestamp))
-        for row in outcome.result_rows:  # sampled_at: naive UTC, whole seconds (agents/records.py)
-            age = (screened_at - row[_SAMPLED_AT].replace(tzinfo=UTC)).total_seconds()
-            metrics.sampled_to_screened_seconds.observe(max(0.0, age))
+        screened_ts = screened_at.timestamp()
+        for r in outcome.screened:  # one per stored row; sampled_at in whole epoch seconds
+            metrics.sampled_to_screened_seconds.observe(max(0.0, screened_ts - r.sampled_at))
         for a in outcome.alerts:
             log.info("ALERT %s %s: %s", a.classification, a.kind, a.summary_en)
 

@@ -159,7 +159,7 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         return None  # most results: nothing to look up or write
     ref = reference if reference is not None else default_reference()
     quick = result.method in QUICK_METHODS
-    if quick and kind_of in (VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned):
+    if quick:
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
     elif kind_of is VerdictKind.banned:
         kind, classification, risk = KIND_BANNED, Classification.alert, Risk.serious
@@ -172,10 +172,8 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         classification = Classification.alert
         serious = verdict.ratio is not None and verdict.ratio >= SERIOUS_RATIO
         risk = Risk.serious if serious else Risk.potentially_serious
-    elif kind_of is VerdictKind.positive:  # a confirmatory method never gives it; keep it visible
+    else:  # positive from a confirmatory method: it never gives one; keep it visible
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
-    else:
-        return None
 
     food = ref.commodity(result.commodity)
     analyte = ref.analyte(result.analyte)

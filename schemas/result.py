@@ -356,29 +356,14 @@ def parse_result(
         errors, failed = _field_errors(exc)
         errors.extend(cross_field_errors(_salvage(data, failed, reference), now=now))
         raise InvalidResult(errors) from None
-    if not _plainly_consistent(result, now):
-        errors = cross_field_errors(result.__dict__, now=now)
-        if errors:
-            raise InvalidResult(errors)
+    errors = cross_field_errors(result.__dict__, now=now)
+    if errors:
+        raise InvalidResult(errors)
     return result
 
 
 # ``Result.model_validate`` without its Python frame (the same core validator, the same result).
 _validate_result: Final = Result.__pydantic_validator__.validate_python
-
-
-def _plainly_consistent(result: Result, now: datetime) -> bool:
-    """True when none of ``cross_field_errors`` can apply (the common case, checked cheaply);
-    False means "run them", not that one fails."""
-    value, lod, loq = result.value, result.lod, result.loq
-    if value is None and (result.qualitative is None or lod is not None or loq is not None):
-        return False  # nothing to judge, or a lod / loq that needs its unit
-    if value is not None and result.unit is None:
-        return False
-    if lod is not None and loq is not None and lod > loq:
-        return False
-    tested = result.tested_at
-    return result.sampled_at <= tested and tested <= now + FUTURE_TOLERANCE
 
 
 def _salvage(data: Mapping[str, Any], failed: set[str], reference: Reference) -> dict[str, Any]:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
+import pytest
+
 from agents.early import cluster, device, offender, surge, unconfirmed
 from agents.early.common import EarlyParams, apply, binom_sf
 from agents.early.engine import apply_all, empty_tables
@@ -46,6 +49,15 @@ def test_binomial_tail_matches_direct_sums() -> None:
 def test_screened_batch_round_trip() -> None:
     rs = [rec("a"), lab("b", verdict="banned", confirms="a")]
     assert decode_batch(encode_batch(rs)) == rs
+
+
+def test_screened_batch_reads_the_older_object_form_and_rejects_malformed_records() -> None:
+    rs = [rec("a"), lab("b", verdict="banned", confirms="a")]
+    assert orjson.loads(encode_batch(rs))[0][0] == "a"  # records are written as arrays
+    assert decode_batch(orjson.dumps([r._asdict() for r in rs])) == rs  # written by an older worker
+    for bad in (b"{}", b"not json", orjson.dumps([["a", "b"]]), orjson.dumps([{"result_id": "a"}]), b"[1]"):
+        with pytest.raises(ValueError, match="not a screened batch"):
+            decode_batch(bad)
 
 
 # -- rate surge -------------------------------------------------------------------------------
