@@ -26,6 +26,7 @@ from agents.early.offender import RedListEntry
 from agents.screened import Screened, decode_batch
 from agents.screening import publish
 from agents.streams import event_batches, manual_ack
+from pipeline.metrics import Metrics
 from sinks.ddl import REDLIST_COLUMNS
 from sinks.writer import ClickHouseWriter
 
@@ -58,6 +59,7 @@ def register_early_warning(
     params: EarlyParams,
     max_rows: int,
     max_age_s: float,
+    metrics: Metrics,
     shards: int = 16,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AgentT[Any]:
@@ -104,6 +106,9 @@ def register_early_warning(
                         table[key] = value
             for e in events:
                 await s.ack(e)
+            metrics.early_records.labels("fresh").inc(out.fresh)
+            metrics.early_records.labels("duplicate").inc(out.duplicates)
+            metrics.early_records.labels("late").inc(len(records) - out.fresh - out.duplicates)
             for a in out.alerts:
                 log.info("ALERT %s %s %s: %s", a.classification, a.kind, a.status, a.summary_en)
 
@@ -157,7 +162,7 @@ def screened_topic_of(app: AppT, settings: Any) -> TopicT:
 
 
 def install_early_warning(
-    app: AppT, settings: Any, *, reference: Any, alerts_topic: TopicT, writer: ClickHouseWriter
+    app: AppT, settings: Any, *, reference: Any, alerts_topic: TopicT, writer: ClickHouseWriter, metrics: Metrics
 ) -> TopicT:
     """Register the early-warning agent from the settings; returns the screened topic, which the
     screening agent publishes to (``register_screening(..., screened_topic=...)``)."""
@@ -171,6 +176,7 @@ def install_early_warning(
         params=params_from_settings(settings, prone),
         max_rows=settings.sink_max_rows,
         max_age_s=settings.ew_batch_max_age_s,
+        metrics=metrics,
         shards=settings.ew_table_shards,
     )
     return topic

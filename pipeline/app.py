@@ -72,7 +72,7 @@ def build_runtime(
     agents = settings.agent_set  # FOODRISK_AGENTS: every agent, or a chosen few (README "Scaling out")
     if "early" in agents:  # early warning (README "Early warning")
         screened_topic = install_early_warning(
-            app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer
+            app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer, metrics=metrics
         )
     else:
         screened_topic = screened_topic_of(app, settings)

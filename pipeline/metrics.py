@@ -90,6 +90,8 @@ class Metrics(NamedTuple):
     alertmanager_reposted_alerts: Counter  # foodrisk_alertmanager_reposted_alerts_total
     # -- HTTP ingest (issue 6; ingest_requests above) ------------------------------------------
     ingest_results: Counter  # foodrisk_ingest_results_total{outcome}
+    # -- early warning -------------------------------------------------------------------------
+    early_records: Counter  # foodrisk_early_records_total{outcome}
 
 
 def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
@@ -233,6 +235,13 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
         ingest_results=Counter(
             f"{p}_ingest_results",
             "Results posted over HTTP by outcome (accepted, rejected, duplicate)",
+            ["outcome"],
+            registry=registry,
+        ),
+        early_records=Counter(
+            f"{p}_early_records",
+            "Screened records through an early-warning step: fresh, duplicate (seen before), late (sampled "
+            "before the de-duplication horizon)",
             ["outcome"],
             registry=registry,
         ),

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from agents.batch import Incoming, screen_batch
 from agents.records import as_row, result_values
 from pipeline.localstack.clickhouse_server import ClickHouseServer
 from pipeline.localstack.process import free_port
@@ -239,17 +240,19 @@ class Bench:
         return t
 
     def drain_rate(
-        self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200
+        self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200,
+        done: Callable[[WorkerProcess], float] | None = None,
     ) -> dict[str, float]:
-        """Results/s into ClickHouse from the first stored row to the last, and the peak RSS (MiB)."""
+        """Items/s from the first one done to the last, and the peak RSS (MiB). Done: results in
+        ClickHouse (the first worker is asked), or what ``done`` reads from the first worker."""
         w = workers[0]
         first = last = 0.0
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
             try:
-                count = int(w.scalar(f"SELECT count() FROM {db}.results"))
-            except WorkerUnreachable as exc:
+                count = int(done(w) if done else w.scalar(f"SELECT count() FROM {db}.results"))
+            except (WorkerUnreachable, OSError) as exc:
                 raise RuntimeError(f"the worker stopped answering ({exc}); log:\n{w.log_tail()}") from exc
             t = time.perf_counter()
             if count and not first:
@@ -259,28 +262,59 @@ class Bench:
                 break
             time.sleep(0.25)
         if not last:
-            raise RuntimeError(f"only {count} of {expect} results stored; log:\n{w.log_tail()}")
+            raise RuntimeError(f"only {count} of {expect} done; log:\n{w.log_tail()}")
         rss = max(peak_rss_mib(x.proc.pid) for x in workers)
         return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first}
 
-    def pipeline_single(self, values: list[bytes]) -> dict[str, float]:
-        t = self.topics("single")
+    def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
+        """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
+        name = f"single{agents.split(',')[0]}"
+        t = self.topics(name)
         produce(self.broker.bootstrap, t["results"], values)
-        db = "bench_single"
-        w = self.worker("single", t, f"chdb://{self.workdir / 'chdb-single'}", db).start()
+        db = f"bench_{name}"
+        env = {"FOODRISK_AGENTS": agents} if agents else {}
+        w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
         try:
             return self.drain_rate([w], db, len(values))
         finally:
             w.stop()
 
-    def pipeline_bulk(self, values: list[bytes], batch: int = 500) -> dict[str, float]:
-        t = self.topics("bulk")
+    def pipeline_bulk(self, values: list[bytes], batch: int = 500, agents: str = "") -> dict[str, float]:
+        name = f"bulk{agents.split(',')[0]}"
+        t = self.topics(name)
         chunks = [b"[" + b",".join(values[i:i + batch]) + b"]" for i in range(0, len(values), batch)]
         produce(self.broker.bootstrap, t["results"], chunks)
-        db = "bench_bulk"
-        w = self.worker("bulk", t, f"chdb://{self.workdir / 'chdb-bulk'}", db).start()
+        db = f"bench_{name}"
+        env = {"FOODRISK_AGENTS": agents} if agents else {}
+        w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
         try:
             return self.drain_rate([w], db, len(values))
+        finally:
+            w.stop()
+
+    def early_alone(self, values: list[bytes]) -> dict[str, float]:
+        """An early-warning worker alone (FOODRISK_AGENTS=early) on pre-produced screened records,
+        in messages of SCREENED_PER_MESSAGE as the screening agent writes them; done when every
+        record went through a detector step (foodrisk_early_records_total)."""
+        from agents.screened import encode_batch
+        from agents.screening import SCREENED_PER_MESSAGE
+
+        t = self.topics("early")
+        t["screened"] = self.topic("bench.early.screened", partitions=1)
+        ref = default_reference()
+        records = []
+        for i in range(0, len(values), 500):
+            items = [Incoming(t["results"], 0, i + k, time.time(), None, v) for k, v in enumerate(values[i:i + 500])]
+            records.extend(screen_batch(items, reference=ref, columns=RESULTS_COLUMNS, watch_fraction=0.8,
+                                        now=now_utc()).screened)
+        messages = [encode_batch(records[i:i + SCREENED_PER_MESSAGE])
+                    for i in range(0, len(records), SCREENED_PER_MESSAGE)]
+        produce(self.broker.bootstrap, t["screened"], messages)
+        w = self.worker("early", t, f"chdb://{self.workdir / 'chdb-early'}", "bench_early",
+                        FOODRISK_AGENTS="early").start()
+        try:
+            return self.drain_rate([w], "bench_early", len(records),
+                                   done=lambda x: x.metric("foodrisk_early_records_total"))
         finally:
             w.stop()
 
@@ -474,6 +508,25 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
         b.rows.append(Row("pipeline, batch form (500 per message), into ClickHouse (chdb)", bulk["rate"], "results/s",
                           f"single {single['rate']:,.0f}/s", bulk["rate"] / single["rate"], ">= 20,000/s",
                           bulk["rate"] >= 20_000))
+        # Each role in a worker of its own (FOODRISK_AGENTS, README "Scaling"), one at a time: on this
+        # 2-core machine, which also runs the broker, two busy workers side by side share the cores.
+        alone = "screen"
+        log("screening agent alone, single-result messages (chdb)")
+        single_alone = b.pipeline_single(values, agents=alone)
+        b.rows.append(Row("screening agent alone, single-result messages (chdb)", single_alone["rate"], "results/s",
+                          f"bare faust {bare:,.0f}/s", single_alone["rate"] / bare, ">= 0.6",
+                          single_alone["rate"] / bare >= 0.6, note=f"FOODRISK_AGENTS={alone}"))
+        log("screening agent alone, batch form (chdb)")
+        bulk_alone = b.pipeline_bulk(values, agents=alone)
+        b.rows.append(Row("screening agent alone, batch form (500 per message) (chdb)", bulk_alone["rate"],
+                          "results/s", f"all agents {bulk['rate']:,.0f}/s", bulk_alone["rate"] / bulk["rate"],
+                          ">= 20,000/s", bulk_alone["rate"] >= 20_000, note=f"FOODRISK_AGENTS={alone}"))
+        log("early-warning agent alone (screened records)")
+        early = b.early_alone(values)
+        b.rows.append(Row("early-warning agent alone (screened records, 500 per message)", early["rate"], "records/s",
+                          f"all agents {bulk['rate']:,.0f}/s", early["rate"] / bulk["rate"], ">= 20,000/s",
+                          early["rate"] >= 20_000, note="FOODRISK_AGENTS=early; the records of the same results, "
+                                                        "screened beforehand"))
         log("broker hop: the latency load with no worker, to a bare consumer")
         hop = b.broker_hop(rate=1000, seconds=max(5.0, 60 * scale))
         log("alert latency")

@@ -121,6 +121,12 @@ def test_detectors_fire_on_injected_patterns_and_survive_kill_9(
             w.wait_for(f"SELECT uniqExact(alert_id) FROM {db}.alerts FINAL WHERE kind = %(k)s", 1, k=kind)
         w.wait_for(f"SELECT count() FROM {db}.alerts FINAL WHERE kind = 'rate_surge' AND district = 'Nansha'", 1)
         assert w.scalar(f"SELECT count() FROM {db}.alerts FINAL WHERE kind = 'repeat_offender'") == 0
+        stored = w.scalar(f"SELECT count() FROM {db}.results FINAL")
+        deadline = time.monotonic() + 30
+        while w.metric("foodrisk_early_records_total", outcome="fresh") < stored and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert w.metric("foodrisk_early_records_total", outcome="fresh") == stored > 0  # every stored result, once
+        assert w.metric("foodrisk_early_records_total", outcome="duplicate") == 0
         before = _alerts(broker.bootstrap, topics_early["alerts"])
         by_kind = {a["kind"]: a for a in before if a["kind"] in EARLY_KINDS and a.get("district") != "Conghua"}
         by_kind.update({a["kind"]: a for a in before if a["kind"] != "rate_surge" and a["kind"] in EARLY_KINDS})
