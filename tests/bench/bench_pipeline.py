@@ -250,22 +250,36 @@ class Bench:
         return t
 
     def drain_rate(
-        self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200,
+        self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200, early: bool = True,
         done: Callable[[WorkerProcess], float] | None = None,
     ) -> dict[str, float]:
-        """Items/s from the first one done to the last, and the peak RSS (MiB). Done: results in
-        ClickHouse (the first worker is asked), or what ``done`` reads from the first worker."""
+        """Items/s from the first one done to the last, and the peak RSS (MiB). Done: a result stored
+        in ClickHouse (the first worker is asked) and, where a worker runs early warning (``early``),
+        through its step too (``foodrisk_early_records_total`` summed over the workers); or what
+        ``done`` reads from the first worker."""
         w = workers[0]
+
+        def progress() -> tuple[float, float]:
+            """(items begun, items done): the clock starts at the first stored result."""
+            if done is not None:
+                n = done(w)
+                return n, n
+            stored = float(w.scalar(f"SELECT count() FROM {db}.results"))
+            if not early:
+                return stored, stored
+            return stored, min(stored, sum(x.metric("foodrisk_early_records_total") for x in workers))
+
         first = last = 0.0
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
             try:
-                count = int(done(w) if done else w.scalar(f"SELECT count() FROM {db}.results"))
+                begun, finished = progress()
             except (WorkerUnreachable, OSError) as exc:
                 raise RuntimeError(f"the worker stopped answering ({exc}); log:\n{w.log_tail()}") from exc
+            count = int(finished)
             t = time.perf_counter()
-            if count and not first:
+            if begun and not first:
                 first = t
             if count >= expect:
                 last = t
@@ -286,7 +300,7 @@ class Bench:
         env = {"FOODRISK_AGENTS": agents} if agents else {}
         w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
         try:
-            return self.drain_rate([w], db, len(values))
+            return self.drain_rate([w], db, len(values), early=not agents or "early" in agents.split(","))
         finally:
             w.stop()
 
@@ -300,7 +314,7 @@ class Bench:
         env = {"FOODRISK_AGENTS": agents} if agents else {}
         w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
         try:
-            return self.drain_rate([w], db, len(values))
+            return self.drain_rate([w], db, len(values), early=not agents or "early" in agents.split(","))
         finally:
             w.stop()
 
