@@ -33,7 +33,6 @@ from sinks.writer import ClickHouseWriter
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ScreeningConfig:
     reference: Reference

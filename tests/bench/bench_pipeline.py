@@ -20,6 +20,8 @@ import orjson
 
 from agents.batch import Incoming, screen_batch
 from agents.records import as_row, result_values
+from agents.screened import encode_batch
+from agents.screening import SCREENED_PER_MESSAGE
 from pipeline.localstack.clickhouse_server import ClickHouseServer
 from pipeline.localstack.process import free_port
 from pipeline.localstack.tansu import TansuBroker
@@ -115,8 +117,8 @@ def latency_figures(pairs: list[tuple[float, float]]) -> dict[str, float]:
 
 class HopTimer(threading.Thread):
     """A bare aiokafka consumer (no group, the worker's fetch wait) reading a topic from its end: when
-    each result arrived, by result id. Run beside the worker, it times the broker's own hop under the
-    same load at the same time."""
+    each result arrived, by result id. Under the latency load with no worker, it times the broker's
+    own hop (beside a worker it slowed the worker, so the two runs are separate)."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, fetch_wait_ms: int) -> None:
         super().__init__(name="hop-timer", daemon=True)
@@ -253,10 +255,10 @@ class Bench:
         self, workers: list[WorkerProcess], db: str, expect: int, *, timeout_s: float = 1200, early: bool = True,
         done: Callable[[WorkerProcess], float] | None = None,
     ) -> dict[str, float]:
-        """Items/s from the first one done to the last, and the peak RSS (MiB). Done: a result stored
-        in ClickHouse (the first worker is asked) and, where a worker runs early warning (``early``),
-        through its step too (``foodrisk_early_records_total`` summed over the workers); or what
-        ``done`` reads from the first worker."""
+        """Items/s from the first result stored (or item done) to the last item done, and the peak RSS
+        (MiB). Done: a result stored in ClickHouse (the first worker is asked) and, where a worker runs
+        early warning (``early``), through its step too (``foodrisk_early_records_total`` summed over
+        the workers); or what ``done`` reads from the first worker."""
         w = workers[0]
 
         def progress() -> tuple[float, float]:
@@ -269,7 +271,7 @@ class Bench:
                 return stored, stored
             return stored, min(stored, sum(x.metric("foodrisk_early_records_total") for x in workers))
 
-        first = last = 0.0
+        first = last = idle = 0.0  # idle: the last poll that found nothing begun
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
@@ -279,7 +281,9 @@ class Bench:
                 raise RuntimeError(f"the worker stopped answering ({exc}); log:\n{w.log_tail()}") from exc
             count = int(finished)
             t = time.perf_counter()
-            if begun and not first:
+            if not begun:
+                idle = t
+            elif not first:
                 first = t
             if count >= expect:
                 last = t
@@ -287,34 +291,29 @@ class Bench:
             time.sleep(0.25)
         if not last:
             raise RuntimeError(f"only {count} of {expect} done; log:\n{w.log_tail()}")
+        if last == first and idle:  # all done within one poll (small runs): it began after the idle poll
+            first = idle
         rss = max(peak_rss_mib(x.proc.pid) for x in workers)
         return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first}
 
     def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
         """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
-        self.fresh_broker()
-        name = f"single{agents.split(',')[0]}"
-        t = self.topics(name)
-        produce(self.broker.bootstrap, t["results"], values)
-        db = f"bench_{name}"
-        env = {"FOODRISK_AGENTS": agents} if agents else {}
-        w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
-        try:
-            return self.drain_rate([w], db, len(values), early=not agents or "early" in agents.split(","))
-        finally:
-            w.stop()
+        return self.one_worker(f"single{agents.split(',')[0]}", values, len(values), agents)
 
     def pipeline_bulk(self, values: list[bytes], batch: int = 500, agents: str = "") -> dict[str, float]:
-        self.fresh_broker()
-        name = f"bulk{agents.split(',')[0]}"
-        t = self.topics(name)
         chunks = [b"[" + b",".join(values[i:i + batch]) + b"]" for i in range(0, len(values), batch)]
-        produce(self.broker.bootstrap, t["results"], chunks)
+        return self.one_worker(f"bulk{agents.split(',')[0]}", chunks, len(values), agents)
+
+    def one_worker(self, name: str, messages: list[bytes], expect: int, agents: str) -> dict[str, float]:
+        """``messages`` pre-produced on an empty broker, drained by one worker into its own chdb."""
+        self.fresh_broker()
+        t = self.topics(name)
+        produce(self.broker.bootstrap, t["results"], messages)
         db = f"bench_{name}"
         env = {"FOODRISK_AGENTS": agents} if agents else {}
         w = self.worker(name, t, f"chdb://{self.workdir / f'chdb-{name}'}", db, **env).start()
         try:
-            return self.drain_rate([w], db, len(values), early=not agents or "early" in agents.split(","))
+            return self.drain_rate([w], db, expect, early=not agents or "early" in agents.split(","))
         finally:
             w.stop()
 
@@ -323,9 +322,6 @@ class Bench:
         in messages of SCREENED_PER_MESSAGE as the screening agent writes them; done when every
         record went through a detector step (foodrisk_early_records_total)."""
         self.fresh_broker()
-        from agents.screened import encode_batch
-        from agents.screening import SCREENED_PER_MESSAGE
-
         t = self.topics("early")
         t["screened"] = self.topic("bench.early.screened", partitions=1)
         ref = default_reference()
