@@ -26,14 +26,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) system-deps
 	$(BIN)/foodrisk run $(if $(DURATION),--duration $(DURATION),)
 
-# Debian's clickhouse-server, Alertmanager and Prometheus (with promtool) for the integration tests.
-# Installed only when running as root on Debian and one of their binaries is missing; otherwise the
-# tests say what is absent (and fail under CI).
-SYSTEM_BINARIES := clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool
-SYSTEM_PACKAGES := clickhouse-server clickhouse-client prometheus-alertmanager prometheus
+# Java and Maven for the embedded broker (Apache Kafka, its jars fetched from Maven Central on first
+# use), kcat for the outside-client contract test, and Debian's clickhouse-server, Alertmanager and
+# Prometheus (with promtool) for the integration tests. Installed only when running as root on
+# Debian and one of their binaries is missing; otherwise this says what is absent in one line.
+SYSTEM_BINARIES := java mvn kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -z "$$missing" ]; then \
@@ -43,7 +44,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			$(SYSTEM_PACKAGES) >/dev/null; \
 	else \
-		echo "not root on Debian: install$$missing yourself ($(SYSTEM_PACKAGES)), or those tests are skipped"; \
+		echo "missing:$$missing; not root on Debian: install them yourself ($(SYSTEM_PACKAGES))"; \
 	fi
 
 test: $(STAMP) system-deps
@@ -56,11 +57,11 @@ lint: $(STAMP)
 drills: $(STAMP) system-deps
 	$(BIN)/python -m tests.drills
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 # foodrisk import of a generated 1,000,000-row CSV: rows/s, peak RSS, every row accounted for
-bench-import: $(STAMP)
+bench-import: $(STAMP) system-deps
 	$(BIN)/python -m tests.bench.bench_import $(ROWS)
 
 clean:

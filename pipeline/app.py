@@ -51,7 +51,7 @@ def build_runtime(
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
     reference = configured_reference(settings, reference or default_reference())
     app = faust.App(settings.app_id, **faust_options(settings, bootstrap))
-    configure_transport(app, settings)
+    configure_transport(app)
     registry = CollectorRegistry()
     metrics = metrics_mod.create(registry)
 

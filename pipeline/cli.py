@@ -312,7 +312,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         admin = admin_client(settings, bootstrap)
         topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
         admin.close()
-        print(f"broker      ok  {','.join(bootstrap)} ({settings.flavor}); topics: {', '.join(topics) or '-'}")  # noqa: T201
+        print(f"broker      ok  {','.join(bootstrap)}; topics: {', '.join(topics) or '-'}")  # noqa: T201
     ch = open_clickhouse(settings)
     version = ".".join(str(x) for x in ch.server_version)
     ch.close()

@@ -113,7 +113,6 @@ def _worker_process(settings: Settings, bootstrap: list[str], web_port: int, log
     env = dict(os.environ)
     env.update(
         FOODRISK_BROKER_URL="kafka://" + ",".join(bootstrap),
-        FOODRISK_BROKER_FLAVOR=str(settings.flavor),
         FOODRISK_WEB_PORT=str(web_port),
         FOODRISK_CLICKHOUSE_URL=settings.clickhouse_url,
         FOODRISK_DATA_DIR=str(settings.data_dir.resolve()),
@@ -153,7 +152,7 @@ def run_demo(
     try:
         with broker_for(settings, settings.data_dir / "stack") as bootstrap:
             ch_url = redact_url(settings.clickhouse_url)
-            say(f"foodrisk: broker {','.join(bootstrap)} ({settings.flavor}), ClickHouse {ch_url}")
+            say(f"foodrisk: broker {','.join(bootstrap)}, ClickHouse {ch_url}")
             ensure_topics(settings, bootstrap)
             worker = _worker_process(settings, bootstrap, web_port, logdir)
             say(f"foodrisk: starting the worker (log {worker.log_path}) ...")

@@ -1,4 +1,4 @@
-"""Faust app options per broker flavor (kept apart from the agents so small apps can reuse them)."""
+"""Faust app options and transport classes (kept apart from the agents so small apps can reuse them)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from pipeline.settings import BrokerFlavor, Settings
+from pipeline.settings import Settings
 
 _log = logging.getLogger(__name__)
 
@@ -41,12 +41,8 @@ def faust_options(settings: Settings, bootstrap: list[str]) -> dict[str, Any]:
         "value_serializer": "raw",
         "logging_config": None,
         "broker_credentials": _credentials(settings),
+        "producer_linger_ms": 5,
     }
-    if settings.flavor is BrokerFlavor.TANSU:
-        # Tansu reports a wrong high-water mark for multi-record batches: one record per batch.
-        opts.update(producer_max_batch_size=1, producer_linger_ms=0)
-    else:
-        opts.update(producer_linger_ms=5)
     return opts
 
 
@@ -105,16 +101,8 @@ def next_commit(acked: list[int], committed: int) -> int | None:
     return end
 
 
-def _strict_consumer_class(fetch_wait_ms: int) -> type:
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
-
-    class FetchWaitThread(AIOKafkaConsumerThread):
-        """Faust's consumer thread with the fetch wait foodrisk chose (Faust fixes it at 1500 ms)."""
-
-        def _create_worker_consumer(self, transport: Any) -> Any:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = fetch_wait_ms  # read by its fetcher when it starts
-            return consumer
+def _strict_consumer_class() -> type:
+    from faust.transport.drivers.aiokafka import Consumer
 
     class StrictConsumer(Consumer):
         """Faust's aiokafka consumer that commits only offsets whose messages were acknowledged.
@@ -125,15 +113,7 @@ def _strict_consumer_class(fetch_wait_ms: int) -> type:
         * Faust's "gaps" (offsets it assumes absent because it read past them) are not taken as
           processed: foodrisk's topics are neither compacted nor transactional, so a gap means a
           message was skipped, and it is read again (pipeline/lag.py re-reads stalled partitions).
-        * a fetch waits at most ``FOODRISK_BROKER_FETCH_WAIT_MS`` for data: the embedded broker
-          answers a waiting fetch only when that runs out (measured with a bare aiokafka consumer:
-          p50 / p99 from produce to consume 378 / 733 ms at Faust's 1500 ms, 3 / 24 ms at 50 ms;
-          but at 50 ms a worker draining 200,000 results fell to 876/s with the broker at a full
-          core, against 3,472-3,808/s at 100, 250 and 1500 ms: the tansu default is 100 ms).
         """
-
-        def _new_consumer_thread(self) -> Any:
-            return FetchWaitThread(self, loop=self.loop, beacon=self.beacon)
 
         def _new_offset(self, tp: Any) -> int | None:
             acked = self._acked[tp]
@@ -167,12 +147,9 @@ def _strict_consumer_class(fetch_wait_ms: int) -> type:
     return StrictConsumer
 
 
-def configure_transport(app: faust.App, settings: Settings) -> None:
-    """The consumer commits only what was acknowledged (``StrictConsumer``). Real Kafka (flavor
-    kafka): every producer of ``app`` is idempotent with acks=all, batching normally. The embedded
-    broker (flavor tansu) keeps faust's producer (one record per batch)."""
-    if settings.flavor is BrokerFlavor.KAFKA:
-        # Per app (this transport instance), not faust's class attribute for every app.
-        app.transport.Producer = _idempotent_producer_class()  # type: ignore[misc]
-    app.transport.Consumer = _strict_consumer_class(settings.fetch_wait_ms)  # type: ignore[misc]
-
+def configure_transport(app: faust.App) -> None:
+    """Every producer of ``app`` is idempotent with acks=all, batching normally; the consumer
+    commits only what was acknowledged (``StrictConsumer``)."""
+    # Per app (this transport instance), not faust's class attribute for every app.
+    app.transport.Producer = _idempotent_producer_class()  # type: ignore[misc]
+    app.transport.Consumer = _strict_consumer_class()  # type: ignore[misc]

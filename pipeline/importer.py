@@ -493,7 +493,7 @@ def run_import(
 
 
 class KafkaPublisher:
-    """kafka-python producer for the results topic (acks=all; one record per batch on Tansu)."""
+    """kafka-python producer for the results topic (acks=all, idempotent, batching)."""
 
     def __init__(self, topic: str, options: Mapping[str, Any], bootstrap: list[str]) -> None:
         from kafka import KafkaProducer

@@ -6,7 +6,6 @@ the shell reads it once and hands plain values on.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,11 +14,6 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AGENT_GROUPS: tuple[str, ...] = ("screen", "early", "archive", "deliver")
-
-
-class BrokerFlavor(StrEnum):
-    TANSU = "tansu"
-    KAFKA = "kafka"
 
 
 class SettingsError(ValueError):
@@ -54,24 +48,14 @@ class Settings(BaseSettings):
     # -- broker ---------------------------------------------------------------------------------
     broker_url: str = Field(
         "embedded",
-        description="`embedded` (start a Tansu broker as a child process) or kafka://host:port[,host:port]",
-    )
-    broker_flavor: BrokerFlavor | None = Field(
-        None, description="tansu | kafka; default tansu with `embedded`, kafka with kafka://"
+        description="`embedded` (start Apache Kafka as a child process) or kafka://host:port[,host:port]",
     )
     broker_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     broker_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     broker_sasl_username: str | None = None
     broker_sasl_password: SecretStr | None = None
     broker_ssl_cafile: Path | None = None
-    broker_session_timeout_s: float | None = Field(
-        None, description="consumer group session timeout; default 6 s on tansu, 30 s on kafka"
-    )
-    broker_fetch_wait_ms: int | None = Field(
-        None, ge=1, le=30_000,
-        description="longest a consumer fetch waits for data; default 100 ms on tansu (it answers a "
-        "waiting fetch only when this runs out), 1500 ms on kafka (it answers as soon as data arrives)",
-    )
+    broker_session_timeout_s: float = Field(30.0, ge=1, le=300, description="consumer group session timeout")
 
     # -- topics ---------------------------------------------------------------------------------
     app_id: str = Field("foodrisk", description="Faust app id = consumer group id")
@@ -338,12 +322,6 @@ class Settings(BaseSettings):
         return self.broker_url == "embedded"
 
     @property
-    def flavor(self) -> BrokerFlavor:
-        if self.broker_flavor is not None:
-            return self.broker_flavor
-        return BrokerFlavor.TANSU if self.embedded else BrokerFlavor.KAFKA
-
-    @property
     def min_insync_replicas(self) -> int:
         """min.insync.replicas of created topics: set, else one less than the replication (>= 1),
         so with replication 3 a write is acknowledged by 2 replicas and one broker may be down."""
@@ -353,15 +331,7 @@ class Settings(BaseSettings):
 
     @property
     def session_timeout_s(self) -> float:
-        if self.broker_session_timeout_s is not None:
-            return self.broker_session_timeout_s
-        return 6.0 if self.flavor is BrokerFlavor.TANSU else 30.0
-
-    @property
-    def fetch_wait_ms(self) -> int:
-        if self.broker_fetch_wait_ms is not None:
-            return self.broker_fetch_wait_ms
-        return 100 if self.flavor is BrokerFlavor.TANSU else 1500
+        return self.broker_session_timeout_s
 
     def bootstrap_servers(self) -> list[str]:
         """host:port list of a kafka:// URL (not valid for `embedded` before the broker runs)."""
@@ -409,15 +379,9 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError("; ".join(lines)) from None
 
 
-# Client options per flavor. Tansu reports a wrong high-water mark when a record batch holds more
-# than one record (see the README, "Embedded broker"), so every producer on it sends one record per
-# batch; the real-Kafka flavor keeps normal batching, acks=all and the idempotent producer.
 def kafka_python_producer_options(settings: Settings) -> dict[str, object]:
-    opts: dict[str, object] = {"acks": "all", "linger_ms": 5}
-    if settings.flavor is BrokerFlavor.TANSU:
-        opts.update(batch_size=1, linger_ms=0)
-    else:
-        opts.update(enable_idempotence=True)
+    """kafka-python producer options: acks=all, idempotent, normal batching."""
+    opts: dict[str, object] = {"acks": "all", "linger_ms": 5, "enable_idempotence": True}
     opts.update(kafka_python_security_options(settings))
     return opts
 

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.settings import BrokerFlavor, Settings, kafka_python_security_options
+from pipeline.settings import Settings, kafka_python_security_options
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,9 @@ def _tcp_open(hostport: str) -> bool:
 
 
 def topic_configs(settings: Settings) -> dict[str, str]:
-    """Broker-side configs of the topics foodrisk creates. On real Kafka: min.insync.replicas, so
-    that with acks=all a write is acknowledged only once that many replicas have it (with
-    replication 3 and min.insync 2, one broker may be down and nothing acknowledged is lost).
-    The embedded broker gets none (Tansu keeps one copy in memory)."""
-    if settings.flavor is BrokerFlavor.TANSU:
-        return {}
+    """Broker-side configs of the topics foodrisk creates: min.insync.replicas, so that with
+    acks=all a write is acknowledged only once that many replicas have it (with replication 3 and
+    min.insync 2, one broker may be down and nothing acknowledged is lost)."""
     return {"min.insync.replicas": str(settings.min_insync_replicas)}
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from sinks.clickhouse import ClickHouse, connect_clickhouse, redact_url
@@ -23,8 +23,9 @@ def broker_for(settings: Settings, workdir: Path) -> Iterator[list[str]]:
     if not settings.embedded:
         yield settings.bootstrap_servers()
         return
-    broker = TansuBroker(workdir).start()
-    log.info("embedded broker at %s (pid %s, log %s)", broker.bootstrap, broker.pid, workdir / "tansu.log")
+    broker = KafkaBroker(workdir / "kafka").start()
+    log.info("embedded Kafka at %s (pid %s, ready in %.1fs, logs %s)", broker.bootstrap, broker.pid,
+             broker.ready_s or 0.0, broker.logs)
     try:
         yield [broker.bootstrap]
     finally:
@@ -72,8 +73,8 @@ def run_worker(settings: Settings) -> int:
             redirect_stdouts=False,
         )
         log.info(
-            "worker %s: broker %s (%s), ClickHouse %s, web http://%s:%s",
-            settings.app_id, ",".join(bootstrap), settings.flavor, redact_url(settings.clickhouse_url),
+            "worker %s: broker %s, ClickHouse %s, web http://%s:%s",
+            settings.app_id, ",".join(bootstrap), redact_url(settings.clickhouse_url),
             settings.web_host, settings.web_port,
         )
         code = 0

@@ -1,4 +1,4 @@
-"""Session-wide fixtures: a real Kafka-protocol broker (Tansu), fresh topic and group names.
+"""Session-wide fixtures: one real Apache Kafka broker per session, fresh topic and group names.
 
 ClickHouse fixtures live in tests/integration/conftest.py. Nothing here mocks a broker.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import StartupError, stop_all
-from pipeline.localstack.tansu import TansuBroker
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -26,10 +26,11 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    """A Tansu broker on a free loopback port for the whole session (memory storage)."""
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """Apache Kafka (single-node KRaft) on free loopback ports for the whole session: its JVM
+    start-up is paid once. Tests isolate themselves by unique topic and group names."""
     try:
-        b = TansuBroker(tmp_path_factory.mktemp("tansu")).start()
+        b = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
     except StartupError as exc:
         unavailable(str(exc))
         raise

@@ -1,7 +1,7 @@
 """`foodrisk import` at scale: ``python -m tests.bench.bench_import [ROWS]`` (default 1,000,000).
 
 Generates a CSV in the wire format's own column names (with a known number of invalid rows and
-duplicates), starts an embedded broker (Tansu), runs ``foodrisk import --json`` as a child process,
+duplicates), starts an embedded broker (Apache Kafka), runs ``foodrisk import --json`` as a child process,
 and reports rows/s and the importer's peak RSS. Then reads the results topic back and checks that
 every accepted row is in it exactly once. Exit 1 when a row is unaccounted for.
 """
@@ -112,7 +112,7 @@ def count_topic_items(bootstrap: str, topic: str, *, settle_s: float = 3.0) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.localstack.tansu import TansuBroker
+    from pipeline.localstack.kafka import KafkaBroker
 
     args = sys.argv[1:] if argv is None else argv
     rows = int(args[0]) if args else 1_000_000
@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         expected = write_csv(csv_path, rows)
         size_mib = csv_path.stat().st_size / 1_048_576
         print(f"generated {rows:,} rows ({size_mib:.0f} MiB) in {time.monotonic() - t:.1f} s")
-        broker = TansuBroker(work / "tansu").start()
+        broker = KafkaBroker(work / "kafka").start()
         try:
             topic = "bench.import.results"
             env = {
-                "FOODRISK_BROKER_URL": broker.url, "FOODRISK_BROKER_FLAVOR": "tansu",
+                "FOODRISK_BROKER_URL": broker.url,
                 "FOODRISK_RESULTS_TOPIC": topic, "FOODRISK_DATA_DIR": str(work / "var"),
                 "FOODRISK_TOPIC_PARTITIONS": "4",
             }

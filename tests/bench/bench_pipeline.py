@@ -23,8 +23,8 @@ from agents.records import as_row, result_values
 from agents.screened import encode_batch
 from agents.screening import SCREENED_PER_MESSAGE
 from pipeline.localstack.clickhouse_server import ClickHouseServer
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port
-from pipeline.localstack.tansu import TansuBroker
 from pipeline.query import WorkerUnreachable
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
@@ -39,6 +39,7 @@ from tests.integration.workers import WorkerProcess
 
 PARTITIONS = 4
 ROOT = Path(__file__).resolve().parents[2]
+FAUST_FETCH_WAIT_MS = 1500  # the fetch wait faust gives the worker's consumer (fixed in faust)
 
 
 @dataclass
@@ -73,11 +74,11 @@ def fresh_messages(n: int, *, seed: int, violations_every: int = 0) -> list[byte
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], *, keys: list[bytes] | None = None) -> float:
-    """Pre-produce with librdkafka (one record per batch, as Tansu needs); returns messages/s."""
+    """Pre-produce with librdkafka (acks=all, idempotent, batching); returns messages/s."""
     import confluent_kafka
 
-    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0,
-                                  "acks": "all", "queue.buffering.max.messages": 1_000_000,
+    p = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                                  "queue.buffering.max.messages": 1_000_000,
                                   "message.max.bytes": 16 * 1024 * 1024})
     failed: list[Any] = []
 
@@ -161,7 +162,7 @@ class Bench:
         self.workdir = workdir
         self.scale = scale
         self.log = log
-        self.broker = TansuBroker(workdir / "tansu")
+        self.broker = KafkaBroker(workdir / "kafka")
         self.brokers = 1
         self.server = ClickHouseServer(workdir / "clickhouse")
         self.rows: list[Row] = []
@@ -178,7 +179,7 @@ class Bench:
 
     @property
     def settings(self) -> Settings:
-        return Settings(broker_url=self.broker.url, broker_flavor="tansu")
+        return Settings(broker_url=self.broker.url)
 
     def topic(self, name: str, partitions: int = PARTITIONS) -> str:
         ensure_topics(self.settings, [self.broker.bootstrap], [name], partitions=partitions)
@@ -237,12 +238,12 @@ class Bench:
                              FOODRISK_CLICKHOUSE_DATABASE=db, FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS), **env)
 
     def fresh_broker(self) -> None:
-        """Start each phase on an empty embedded broker. Tansu keeps every topic in memory and serves
-        fetches more slowly the more it holds: a screening worker drained 200,000 results at 4,390/s
-        on a fresh broker and at 2,080/s on one already holding the earlier phases' ~1M messages."""
+        """Start each phase on an empty embedded broker (a second or two), so that no phase reads
+        beside the earlier phases' data. (Tansu, the broker used until issue 17, slowed as it held
+        more: 4,390/s fresh against 2,080/s beside ~1M messages.)"""
         self.broker.stop()
         self.brokers += 1
-        self.broker = TansuBroker(self.workdir / f"tansu-{self.brokers}")
+        self.broker = KafkaBroker(self.workdir / f"kafka-{self.brokers}")
         self.broker.start()
 
     def topics(self, name: str) -> dict[str, str]:
@@ -374,13 +375,12 @@ class Bench:
         """Send ``values`` at ``rate``/s; returns when the broker acknowledged each (by result id, epoch
         seconds) and the rate actually offered. The clock of a result starts at that acknowledgement
         (the broker holds it from then on), not at its create time: the load generator's own send
-        queue is not pipeline latency. librdkafka (its own C threads) keeps a steady rate with one
-        record per request (Tansu); delivery reports are served by poll() between sends. Keys spread
-        over the partitions."""
+        queue is not pipeline latency. librdkafka (its own C threads) keeps a steady rate; delivery
+        reports are served by poll() between sends. Keys spread over the partitions."""
         import confluent_kafka
 
-        p = confluent_kafka.Producer({"bootstrap.servers": self.broker.bootstrap, "batch.num.messages": 1,
-                                      "linger.ms": 0, "acks": "all"})
+        p = confluent_kafka.Producer({"bootstrap.servers": self.broker.bootstrap, "acks": "all",
+                                      "enable.idempotence": True})
         sent_at: dict[str, float] = {}
         failed: list[Any] = []
 
@@ -412,7 +412,7 @@ class Bench:
         self.fresh_broker()
         topic = self.topic("bench.hop.results")
         n = int(rate * seconds)
-        hop = HopTimer(self.broker.bootstrap, topic, PARTITIONS, self.settings.fetch_wait_ms)
+        hop = HopTimer(self.broker.bootstrap, topic, PARTITIONS, FAUST_FETCH_WAIT_MS)
         hop.start()
         try:
             if not hop.ready.wait(60) or hop.error:

@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 def main() -> None:
     bootstrap, topic_name, app_id, web_port, data_dir, n_text, out_file = sys.argv[1:8]
     n = int(n_text)
-    settings = Settings(broker_url=f"kafka://{bootstrap}", broker_flavor="tansu", app_id=app_id,
+    settings = Settings(broker_url=f"kafka://{bootstrap}", app_id=app_id,
                         web_port=int(web_port), data_dir=Path(data_dir))
     app = faust.App(app_id, **faust_options(settings, [bootstrap]))
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")

@@ -21,7 +21,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from pipeline.localstack.clickhouse_server import ClickHouseServer
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics, group_lag
 from schemas.alert import SINGLE_RESULT_KINDS, alert_for_verdict
@@ -83,7 +83,7 @@ class Stack:
 
     def __init__(self, workdir: Path, *, users: dict[str, str] | None = None) -> None:
         self.workdir = workdir
-        self.broker = TansuBroker(workdir / "tansu")
+        self.broker = KafkaBroker(workdir / "kafka")
         self.clickhouse = ClickHouseServer(workdir / "clickhouse", users=users)
 
     def start(self) -> Stack:
@@ -112,7 +112,7 @@ class Run:
 
     @property
     def settings(self) -> Settings:
-        return Settings(broker_url=self.stack.broker.url, broker_flavor="tansu", topic_partitions=PARTITIONS)
+        return Settings(broker_url=self.stack.broker.url, topic_partitions=PARTITIONS)
 
     def prepare(self) -> None:
         ensure_topics(self.settings, [self.stack.broker.bootstrap], list(self.topics.values()), partitions=PARTITIONS)
@@ -209,7 +209,7 @@ class Run:
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], *, rate: float | None = None) -> None:
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all",
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all",
                       max_request_size=16 * 1024 * 1024)
     started = time.monotonic()
     for i, v in enumerate(values):

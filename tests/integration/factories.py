@@ -91,7 +91,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes], *, devices: int = 5
     keyed by ``devices`` rotating device ids, and wait for every acknowledgement."""
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for i, v in enumerate(values):
         p.send(topic, key=f"dev-{i % devices}".encode(), value=v)
     p.flush()

@@ -1,7 +1,7 @@
 """A minimal Faust app for the broker tests: copies every message of IN to OUT, upper-cased.
 
 Run as: python tests/integration/faust_echo.py BOOTSTRAP IN OUT APP_ID WEB_PORT
-It uses the same per-flavor options as the real worker (pipeline.app.faust_options).
+It uses the same options as the real worker (pipeline.faust_config.faust_options).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pipeline.settings import Settings
 
 def main() -> None:
     bootstrap, src, dst, app_id, web_port, data_dir = sys.argv[1:7]
-    settings = Settings(broker_url=f"kafka://{bootstrap}", broker_flavor="tansu", app_id=app_id,
+    settings = Settings(broker_url=f"kafka://{bootstrap}", app_id=app_id,
                         web_port=int(web_port), data_dir=data_dir)
     app = faust.App(app_id, **faust_options(settings, [bootstrap]))
     in_topic = app.topic(src, key_serializer="raw", value_serializer="raw")

@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry
 from agents.delivery import AlertmanagerDelivery, DeliveryConfig, Item, Parked, parked_values
 from agents.records import alert_values, as_row
 from pipeline.localstack.alertmanager import AlertmanagerMissing, AlertmanagerServer, find_alertmanager, find_amtool
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port
-from pipeline.localstack.tansu import TansuBroker
 from pipeline.metrics import create as create_metrics
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
@@ -393,13 +393,13 @@ def expected_alert_ids(expected: dict[str, str]) -> set[str]:
 
 
 def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
-    broker: TansuBroker, tmp_path: Path, unique: str
+    broker: KafkaBroker, tmp_path: Path, unique: str
 ) -> None:
     am = _start_alertmanager(tmp_path / "am")
     topics = {k: f"amd.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
     group = f"amd-{unique}"
     db = f"amd_{unique}"
-    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+    settings = Settings(broker_url=broker.url)
 
     def worker() -> WorkerProcess:
         return WorkerProcess(

@@ -1,4 +1,4 @@
-"""The embedded broker: kafka-python and a small Faust agent against a real Tansu process."""
+"""The embedded broker: kafka-python and a small Faust agent against a real Apache Kafka process."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port, port_open
-from pipeline.localstack.tansu import TansuBroker
 from pipeline.settings import Settings
 from pipeline.topics import BrokerUnavailable, ensure_topics
 
@@ -38,12 +38,12 @@ def consume(
     return got
 
 
-def test_kafka_python_produce_consume_commit_resume(broker: TansuBroker, unique: str) -> None:
-    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+def test_kafka_python_produce_consume_commit_resume(broker: KafkaBroker, unique: str) -> None:
+    settings = Settings(broker_url=broker.url)
     topic = f"t.kp.{unique}"
     assert ensure_topics(settings, [broker.bootstrap], [topic], partitions=3) == [topic]
     assert ensure_topics(settings, [broker.bootstrap], [topic], partitions=3) == []  # idempotent
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, batch_size=1, linger_ms=0, acks="all")
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     for i in range(50):
         p.send(topic, key=f"k{i % 7}".encode(), value=f"v{i}".encode())
     p.flush()
@@ -58,9 +58,9 @@ def test_kafka_python_produce_consume_commit_resume(broker: TansuBroker, unique:
     assert sorted(v for _, v in second) == sorted(f"v{i}".encode() for i in range(50, 60))
 
 
-def test_small_faust_agent_round_trip(broker: TansuBroker, unique: str, repo_root: Path, tmp_path: Path) -> None:
+def test_small_faust_agent_round_trip(broker: KafkaBroker, unique: str, repo_root: Path, tmp_path: Path) -> None:
     src, dst = f"t.in.{unique}", f"t.out.{unique}"
-    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+    settings = Settings(broker_url=broker.url)
     ensure_topics(settings, [broker.bootstrap], [src, dst], partitions=2)
     log = (tmp_path / "faust.log").open("wb")
     proc = subprocess.Popen(
@@ -69,7 +69,7 @@ def test_small_faust_agent_round_trip(broker: TansuBroker, unique: str, repo_roo
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=repo_root,
     )
     try:
-        p = KafkaProducer(bootstrap_servers=broker.bootstrap, batch_size=1, linger_ms=0, acks="all")
+        p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         for i in range(20):
             p.send(src, key=str(i).encode(), value=f"hello {i}".encode())
         p.flush()
@@ -85,7 +85,7 @@ def test_small_faust_agent_round_trip(broker: TansuBroker, unique: str, repo_roo
 
 
 def test_broker_stop_leaves_no_process(tmp_path: Path) -> None:
-    b = TansuBroker(tmp_path).start()
+    b = KafkaBroker(tmp_path).start()
     pid = b.pid
     assert pid is not None and port_open(b.host, b.port)
     b.stop()

@@ -128,7 +128,7 @@ def test_simulate_publishes_to_a_running_broker(broker: Any, unique: str, tmp_pa
 
     topic = f"sim.results.{unique}"
     res = foodrisk("simulate", "--duration", "3", "--speed", "600",
-                   env={"FOODRISK_BROKER_URL": broker.url, "FOODRISK_BROKER_FLAVOR": "tansu",
+                   env={"FOODRISK_BROKER_URL": broker.url,
                         "FOODRISK_RESULTS_TOPIC": topic,
                         "FOODRISK_DATA_DIR": str(tmp_path)}, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -9,7 +9,7 @@ same pipeline on the embedded broker in test_pipeline.py and test_scaleout.py).
 The containers use the images of deploy/compose.yaml (read from it, so both move together), and
 ClickHouse runs with the stack's own config.d and users.d files, so the writer and the read-only
 analyst account are exercised on the server version production runs. The worker is a real
-``foodrisk worker`` process with the real-Kafka flavor: normal batching, acks=all, idempotent
+``foodrisk worker`` process with the one producer path: normal batching, acks=all, idempotent
 producer, min.insync.replicas on the topics it creates.
 """
 
@@ -175,7 +175,7 @@ def test_pipeline_end_to_end_on_apache_kafka_and_modern_clickhouse(
         tmp_path / "worker", broker_url=f"kafka://{kafka}",
         clickhouse_url=f"clickhouse://foodrisk:{WRITER_PASSWORD}@{host}:{port}/{db}",
         app_id=group, topics=topics,
-        FOODRISK_BROKER_FLAVOR="kafka", FOODRISK_TOPIC_PARTITIONS="4",
+        FOODRISK_TOPIC_PARTITIONS="4",
         FOODRISK_SCREENED_TOPIC=f"tc.screened.{unique}",
     ).start()
     try:

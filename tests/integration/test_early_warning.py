@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from tests.integration.factories import encode, produce, result
 from tests.integration.test_pipeline import read_topic
 from tests.integration.workers import WorkerProcess
@@ -102,7 +102,7 @@ def _alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def test_detectors_fire_on_injected_patterns_and_survive_kill_9(
-    broker: TansuBroker, topics_early: dict[str, str], unique: str, tmp_path: Path
+    broker: KafkaBroker, topics_early: dict[str, str], unique: str, tmp_path: Path
 ) -> None:
     db = f"ew_{unique}"
     workdir = tmp_path / "worker"

@@ -1,6 +1,6 @@
 """Ingest end to end: HTTP ingest on a running worker, `foodrisk import`, and outside Kafka clients.
 
-One real `foodrisk worker` (Tansu broker, chdb) for the module, spoken to over real HTTP; the
+One real `foodrisk worker` (Apache Kafka, chdb) for the module, spoken to over real HTTP; the
 importer runs as a child process; the contract test produces with confluent-kafka (librdkafka).
 """
 
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.devices import add_device, revoke_device
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.reference import default_reference
@@ -43,7 +43,7 @@ FUZZ_DEVICES = [f"fuzz-{i:02d}" for i in range(10)]
 
 
 class Stack:
-    def __init__(self, broker: TansuBroker, worker: WorkerProcess, topics: dict[str, str], db: str, app_id: str,
+    def __init__(self, broker: KafkaBroker, worker: WorkerProcess, topics: dict[str, str], db: str, app_id: str,
                  tokens: dict[str, str], workdir: Path) -> None:
         self.broker, self.worker, self.topics, self.db, self.app_id = broker, worker, topics, db, app_id
         self.tokens, self.workdir = tokens, workdir
@@ -51,7 +51,7 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         return {
-            "FOODRISK_BROKER_URL": self.broker.url, "FOODRISK_BROKER_FLAVOR": "tansu",
+            "FOODRISK_BROKER_URL": self.broker.url,
             "FOODRISK_RESULTS_TOPIC": self.topics["results"], "FOODRISK_ALERTS_TOPIC": self.topics["alerts"],
             "FOODRISK_DEADLETTER_TOPIC": self.topics["deadletter"], "FOODRISK_DATA_DIR": str(self.workdir / "cli"),
             "FOODRISK_TOPIC_PARTITIONS": "3",
@@ -64,7 +64,7 @@ class Stack:
         self.worker.wait_for(f"SELECT count() FROM {self.db}.{table} FINAL WHERE {where}", expected, **params)
 
     def wait_drained(self, timeout_s: float = 60) -> None:
-        s = Settings(broker_url=self.broker.url, broker_flavor="tansu")
+        s = Settings(broker_url=self.broker.url)
         deadline = time.monotonic() + timeout_s
         while (left := group_lag(s, [self.broker.bootstrap], self.app_id, self.topics["results"])) != 0:
             assert time.monotonic() < deadline, f"{left} results messages not committed after {timeout_s}s"
@@ -72,7 +72,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     unique = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("ingest")
     tokens_file = workdir / "devices.json"
@@ -475,7 +475,7 @@ def test_import_refuses_a_file_missing_required_columns(stack: Stack, tmp_path: 
     assert "--mapping" in proc.stderr
 
 
-def test_import_memory_stays_flat_and_every_row_is_accounted_for(broker: TansuBroker, tmp_path: Path) -> None:
+def test_import_memory_stays_flat_and_every_row_is_accounted_for(broker: KafkaBroker, tmp_path: Path) -> None:
     """20k vs 100k rows into a scratch topic (no worker): peak RSS must not grow with the rows beyond
     the duplicate filter (16 bytes an id at most)."""
     figures = {}
@@ -483,7 +483,7 @@ def test_import_memory_stays_flat_and_every_row_is_accounted_for(broker: TansuBr
         topic = f"import.rss.{uuid.uuid4().hex[:8]}"
         path = tmp_path / f"{n}.csv"
         expected = write_csv(path, n)
-        s = run_import_cli(path, {"FOODRISK_BROKER_URL": broker.url, "FOODRISK_BROKER_FLAVOR": "tansu",
+        s = run_import_cli(path, {"FOODRISK_BROKER_URL": broker.url,
                                   "FOODRISK_RESULTS_TOPIC": topic, "FOODRISK_DATA_DIR": str(tmp_path / "var")})
         assert s["accepted"] + s["rejected"] + s["duplicates"] == n
         assert (s["accepted"], s["rejected"], s["duplicates"], s["not_delivered"]) == (
@@ -510,8 +510,8 @@ def test_contract_confluent_kafka_single_and_batch_messages(stack: Stack) -> Non
     single["tested_at"] = "2026-11-20T08:10:00"
     batch = [result(rid("ck2"), device_id="lab-ck"), result(rid("ck3"), device_id="lab-ck", unit="furlongs"),
              result(rid("ck4"), device_id="lab-ck", value=63.0)]
-    p = confluent_kafka.Producer({"bootstrap.servers": stack.broker.bootstrap, "batch.num.messages": 1,
-                                  "linger.ms": 0, "acks": "all"})
+    p = confluent_kafka.Producer({"bootstrap.servers": stack.broker.bootstrap, "acks": "all",
+                                  "enable.idempotence": True})
     errors: list[Any] = []
     for value in (single, batch):
         p.produce(stack.topics["results"], key=b"lab-ck", value=orjson.dumps(value),

@@ -1,6 +1,6 @@
 """End to end: results topic -> screening worker -> ClickHouse and the alerts topic.
 
-A real broker (Tansu), a real worker process, and ClickHouse on both backends (chdb inside the
+A real broker (Apache Kafka), a real worker process, and ClickHouse on both backends (chdb inside the
 worker; Debian's clickhouse-server 18.16). Producers: kafka-python and confluent-kafka (librdkafka).
 """
 
@@ -15,7 +15,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import SINGLE_RESULT_KINDS
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 def produce_confluent(bootstrap: str, topic: str, values: list[bytes]) -> None:
     confluent_kafka = pytest.importorskip("confluent_kafka")
     p = confluent_kafka.Producer(
-        {"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0, "acks": "all"}
+        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}
     )
     errors: list[Any] = []
 
@@ -62,9 +62,9 @@ def read_topic(bootstrap: str, topic: str, *, settle_s: float = 2.0) -> list[tup
         c.close()
 
 
-def wait_drained(broker: TansuBroker, topic: str, group: str, timeout_s: float = 60) -> None:
+def wait_drained(broker: KafkaBroker, topic: str, group: str, timeout_s: float = 60) -> None:
     """Until the worker's group committed everything in ``topic`` (commits follow the writes)."""
-    settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+    settings = Settings(broker_url=broker.url)
     deadline = time.monotonic() + timeout_s
     while (left := group_lag(settings, [broker.bootstrap], group, topic)) != 0:
         assert time.monotonic() < deadline, f"{left} messages not committed after {timeout_s}s"
@@ -86,7 +86,7 @@ def topics(unique: str) -> dict[str, str]:
 
 @pytest.fixture
 def worker(
-    broker: TansuBroker, clickhouse_url: str, topics: dict[str, str], unique: str, tmp_path: Path
+    broker: KafkaBroker, clickhouse_url: str, topics: dict[str, str], unique: str, tmp_path: Path
 ) -> Iterator[WorkerProcess]:
     w = WorkerProcess(
         tmp_path / "worker", broker_url=broker.url, clickhouse_url=clickhouse_url, app_id=f"e2e-{unique}",
@@ -98,7 +98,7 @@ def worker(
 
 
 def test_valid_and_invalid_results_end_to_end_and_replay(
-    broker: TansuBroker, worker: WorkerProcess, topics: dict[str, str], unique: str
+    broker: KafkaBroker, worker: WorkerProcess, topics: dict[str, str], unique: str
 ) -> None:
     db = f"e2e_{unique}"
     valid_a, invalid_a, expected_a = mixed_batch(f"kp{unique}", 150)
@@ -146,7 +146,7 @@ def test_valid_and_invalid_results_end_to_end_and_replay(
 
 
 def test_clickhouse_outage_mid_stream_loses_nothing(
-    broker: TansuBroker, clickhouse_server: Any, tmp_path: Path, unique: str
+    broker: KafkaBroker, clickhouse_server: Any, tmp_path: Path, unique: str
 ) -> None:
     """Debian's ClickHouse server stopped for 20 s while results flow: every row arrives after it
     returns, the worker reports not-ready meanwhile, and the committed offsets wait for the writes."""
@@ -169,7 +169,7 @@ def test_clickhouse_outage_mid_stream_loses_nothing(
         stopped = time.monotonic()
         produce(broker.bootstrap, topics["results"], second)
         time.sleep(3)
-        settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+        settings = Settings(broker_url=broker.url)
         assert group_lag(settings, [broker.bootstrap], group, topics["results"]) == 200  # held back
         ready = _http_status(w.port, "/readyz")
         assert ready == 503
@@ -201,7 +201,7 @@ def _http_status(port: int, path: str) -> int:
 
 
 def test_query_command_asks_the_worker_then_opens_chdb_itself(
-    broker: TansuBroker, topics: dict[str, str], unique: str, tmp_path: Path
+    broker: KafkaBroker, topics: dict[str, str], unique: str, tmp_path: Path
 ) -> None:
     import subprocess
     import sys

@@ -1,6 +1,6 @@
 """Real Prometheus (Debian's 2.42) scrapes a real worker; promtool checks the exposition and the rules.
 
-One worker (chdb) reads a fresh results topic on the session's Tansu broker; Prometheus scrapes it
+One worker (chdb) reads a fresh results topic on the session's Kafka broker; Prometheus scrapes it
 every second and evaluates the shipped rules (deploy/prometheus/rules) against it. After the test
 produced N valid and M invalid results with kafka-python, PromQL over the foodrisk_ metrics must
 count exactly those, the consumer-lag gauges must show every partition drained, every rule must
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.prometheus import PrometheusMissing, PrometheusServer, find_binary
-from pipeline.localstack.tansu import TansuBroker
 from schemas.alert import SINGLE_RESULT_KINDS
 from tests.conftest import unavailable
 from tests.grafana import PROMETHEUS_TYPE, expand_promql, load_dashboards, targets_of
@@ -82,7 +82,7 @@ def topics(unique: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(broker: TansuBroker, topics: dict[str, str], unique: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker(broker: KafkaBroker, topics: dict[str, str], unique: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     w = WorkerProcess(
         tmp_path / "worker", broker_url=broker.url, clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
         app_id=f"prom-{unique}", topics=topics, FOODRISK_CLICKHOUSE_DATABASE=f"prom_{unique}",
@@ -115,7 +115,7 @@ def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[PrometheusServ
 
 
 def test_prometheus_counts_what_the_worker_screened(
-    broker: TansuBroker, worker: WorkerProcess, prometheus: PrometheusServer, topics: dict[str, str],
+    broker: KafkaBroker, worker: WorkerProcess, prometheus: PrometheusServer, topics: dict[str, str],
     unique: str, promtool: str,
 ) -> None:
     db = f"prom_{unique}"

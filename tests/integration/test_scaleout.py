@@ -1,10 +1,10 @@
 """Scale-out: three `foodrisk worker` processes in one consumer group share a 6-partition results
 topic on the embedded broker, and one of them is killed with SIGKILL mid-stream.
 
-Real parts only: the Tansu broker, three worker processes, Debian's ClickHouse server (chdb cannot
+Real parts only: Apache Kafka, three worker processes, Debian's ClickHouse server (chdb cannot
 be shared between processes) with a fresh database. Each worker's own view of its partitions is
 its ``foodrisk_consumer_lag_messages{topic, partition}`` gauges (one per assigned partition, sampled
-every second here); Tansu's DescribeGroups lists the members but not their assignments.
+every second here).
 
 What it shows:
 1. the three workers own disjoint partitions that together are all six, two each;
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from pipeline.localstack.tansu import TansuBroker
+from pipeline.localstack.kafka import KafkaBroker
 from sinks.clickhouse import DriverBackend
 from sinks.errors import ClickHouseError
 from tests.integration.factories import mixed_batch
@@ -43,8 +43,8 @@ WORKERS = 3
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    """Round-robin over the partitions, one record per batch (Tansu's high-water-mark quirk)."""
-    p = KafkaProducer(bootstrap_servers=bootstrap, batch_size=1, linger_ms=0, acks="all")
+    """Round-robin over the partitions."""
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for i, v in enumerate(values):
         p.send(topic, key=f"dev-{i % 60}".encode(), value=v, partition=i % PARTITIONS)
     p.flush()
@@ -83,9 +83,6 @@ def wait_until(what: str, check: Any, *, timeout_s: float = 120, logs: list[Work
 
 def group_members(bootstrap: str, group: str) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    # Tansu answers DescribeGroups with authorized_operations bits kafka-python cannot map to its
-    # enum; the members are what this test reads, so keep the raw value.
-    admin._process_acl_operations = lambda obj: obj
     try:
         return len(admin.describe_groups([group])[group]["members"])
     finally:
@@ -93,7 +90,7 @@ def group_members(bootstrap: str, group: str) -> int:
 
 
 @pytest.fixture
-def fleet(broker: TansuBroker, clickhouse_server: Any, tmp_path: Path, unique: str) -> Iterator[list[WorkerProcess]]:
+def fleet(broker: KafkaBroker, clickhouse_server: Any, tmp_path: Path, unique: str) -> Iterator[list[WorkerProcess]]:
     topics = {k: f"scale.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
     db = f"scale_{unique}"
     workers = [
@@ -122,7 +119,7 @@ def fleet(broker: TansuBroker, clickhouse_server: Any, tmp_path: Path, unique: s
 
 
 def test_three_workers_share_six_partitions_and_survive_a_kill(
-    broker: TansuBroker, fleet: list[WorkerProcess], unique: str, capsys: pytest.CaptureFixture[str]
+    broker: KafkaBroker, fleet: list[WorkerProcess], unique: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db, group, topic = f"scale_{unique}", f"scale-{unique}", f"scale.results.{unique}"
     everything = set(range(PARTITIONS))

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port
-from pipeline.localstack.tansu import TansuBroker
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
@@ -166,7 +166,7 @@ def wait_until(check: Any, *, timeout_s: float, what: str) -> None:
 
 
 def test_worker_retries_the_webhook_sets_refused_alerts_aside_and_parks_what_alertmanager_never_took(
-    broker: TansuBroker, tmp_path: Path, unique: str
+    broker: KafkaBroker, tmp_path: Path, unique: str
 ) -> None:
     r = Receiver(SECRET, fail_first=3, reject_kind="contaminant_exceedance").start()
     topics = {k: f"wh.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
@@ -214,7 +214,7 @@ def test_worker_retries_the_webhook_sets_refused_alerts_aside_and_parks_what_ale
         assert Alert.from_json(row[2]).alert_id in every
 
         # Everything was taken or parked, so the alerts topic is committed.
-        settings = Settings(broker_url=broker.url, broker_flavor="tansu")
+        settings = Settings(broker_url=broker.url)
         wait_until(lambda: group_lag(settings, [broker.bootstrap], group, topics["alerts"]) == 0, timeout_s=60,
                    what="the alerts topic committed")
         text = metrics_text(w.port)

@@ -43,7 +43,7 @@ class WorkerProcess:
         e = dict(os.environ)
         e.update(
             FOODRISK_BROKER_URL=broker_url,
-            FOODRISK_BROKER_FLAVOR="tansu",
+            FOODRISK_BROKER_SESSION_TIMEOUT_S="6",  # a killed worker's partitions move within seconds
             FOODRISK_CLICKHOUSE_URL=clickhouse_url,
             FOODRISK_APP_ID=app_id,
             FOODRISK_WEB_PORT=str(self.port),

@@ -34,7 +34,7 @@ def test_the_worker_app_uses_the_strict_consumer(tmp_path: Path) -> None:
 
     settings = Settings(broker_url="kafka://127.0.0.1:9", data_dir=tmp_path)
     app = faust.App("commit-rule-test", **faust_options(settings, ["127.0.0.1:9"]))
-    configure_transport(app, settings)
+    configure_transport(app)
     consumer_class: Any = app.transport.Consumer
     assert consumer_class.__name__ == "StrictConsumer"
     # a consumer that read 11 and 12 but never got 10 acked commits nothing for that partition
@@ -47,22 +47,3 @@ def test_the_worker_app_uses_the_strict_consumer(tmp_path: Path) -> None:
     c._gap = {}
     asyncio.run(c._add_gap(type("TP", (), {"topic": "t", "partition": 0})(), 3, 7))
     assert c._gap == {}  # offsets read past are logged, never taken as processed
-
-
-def test_a_fetch_waits_as_long_as_the_flavor_needs(tmp_path: Path) -> None:
-    """Tansu answers a waiting fetch only when its wait runs out: 100 ms there, Faust's 1500 on Kafka."""
-    import faust
-
-    async def wait_ms(**kw: Any) -> int:
-        settings = Settings(broker_url="kafka://127.0.0.1:9", data_dir=tmp_path, **kw)
-        app = faust.App(f"fetch-wait-{len(kw)}-{kw.get('broker_flavor')}", **faust_options(settings, ["127.0.0.1:9"]))
-        configure_transport(app, settings)
-        consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
-        try:
-            return int(consumer._fetch_max_wait_ms)
-        finally:
-            await consumer.stop()
-
-    assert asyncio.run(wait_ms(broker_flavor="tansu")) == 100
-    assert asyncio.run(wait_ms(broker_flavor="kafka")) == 1500
-    assert asyncio.run(wait_ms(broker_flavor="tansu", broker_fetch_wait_ms=200)) == 200

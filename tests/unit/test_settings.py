@@ -6,7 +6,6 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.settings import (
-    BrokerFlavor,
     Settings,
     SettingsError,
     kafka_python_producer_options,
@@ -20,27 +19,19 @@ def test_defaults_are_the_embedded_profile(monkeypatch: pytest.MonkeyPatch) -> N
             monkeypatch.delenv(k)
     s = Settings()
     assert s.embedded
-    assert s.flavor is BrokerFlavor.TANSU
     assert s.clickhouse_url == "chdb://./var/clickhouse"
     assert s.uses_chdb and str(s.chdb_path) == "var/clickhouse"
-    assert s.session_timeout_s == 6.0
+    assert s.session_timeout_s == 30.0
 
 
-def test_kafka_url_defaults_to_kafka_flavor_without_tansu_workarounds() -> None:
+def test_one_producer_path_batching_acks_all_idempotent() -> None:
     s = Settings(broker_url="kafka://k1:9092,k2:9093")
-    assert s.flavor is BrokerFlavor.KAFKA
     assert s.bootstrap_servers() == ["k1:9092", "k2:9093"]
     opts = kafka_python_producer_options(s)
     assert opts["acks"] == "all"
     assert opts["enable_idempotence"] is True
     assert "batch_size" not in opts
-    assert s.session_timeout_s == 30.0
-
-
-def test_tansu_flavor_with_kafka_url_keeps_batch_size_one() -> None:
-    s = Settings(broker_url="kafka://127.0.0.1:1234", broker_flavor="tansu")
-    assert s.flavor is BrokerFlavor.TANSU
-    assert kafka_python_producer_options(s)["batch_size"] == 1
+    assert kafka_python_producer_options(Settings()) == opts
 
 
 def test_env_prefix_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +50,7 @@ def test_env_prefix_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FOODRISK_CLICKHOUSE_URL", "mysql://x/y", "FOODRISK_CLICKHOUSE_URL: unknown ClickHouse URL"),
         ("FOODRISK_CLICKHOUSE_URL", "chdb://", "needs a path"),
         ("FOODRISK_WEB_PORT", "70000", "FOODRISK_WEB_PORT"),
-        ("FOODRISK_BROKER_FLAVOR", "rabbit", "FOODRISK_BROKER_FLAVOR"),
+        ("FOODRISK_BROKER_SESSION_TIMEOUT_S", "0", "FOODRISK_BROKER_SESSION_TIMEOUT_S"),
     ],
 )
 def test_broken_setting_is_one_clear_line(
