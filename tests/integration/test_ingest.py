@@ -1,7 +1,8 @@
 """Ingest end to end: HTTP ingest on a running worker, `foodrisk import`, and outside Kafka clients.
 
 One real `foodrisk worker` (Apache Kafka, chdb) for the module, spoken to over real HTTP; the
-importer runs as a child process; the contract test produces with confluent-kafka (librdkafka).
+importer runs as a child process; the contract tests produce with confluent-kafka (librdkafka 2.x)
+and with Debian's kcat (librdkafka 2.0.2), running the README's own kcat commands.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ from pipeline.topics import group_lag
 from schemas.reference import default_reference
 from schemas.result import parse_result
 from tests.bench.bench_import import count_topic_items, run_import_cli, write_csv
+from tests.conftest import unavailable
 from tests.integration.factories import result
 from tests.integration.workers import WorkerProcess
 
@@ -526,11 +529,40 @@ def test_contract_confluent_kafka_single_and_batch_messages(stack: Stack) -> Non
     stack.wait_count("src_item = 1 AND payload LIKE %(p)s", 1, table="deadletters", p=f"%{batch[1]['result_id']}%")
 
 
-def test_readme_kcat_example_is_a_valid_result() -> None:
+def readme_kcat_block() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     m = re.search(r"<!-- kcat-example -->\n```sh\n(.*?)```", readme, re.S)
     assert m, "README: the kcat example block is marked <!-- kcat-example -->"
-    block = m.group(1)
+    return m.group(1)
+
+
+def test_contract_kcat_runs_the_readme_commands(stack: Stack, tmp_path: Path) -> None:
+    """The README's two kcat commands, as printed (only the broker address and topic swapped for
+    this test's), with Debian's kcat: one result keyed by -K, and a batch file as one message."""
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        unavailable("kcat is not installed (apt-get install -y kcat)")
+    block = readme_kcat_block()
+    assert block.count("kcat -P") == 2, block
+    assert "batch.json" in block, block
+    single_id = re.search(r'"result_id":"([^"]+)"', block)
+    assert single_id, block
+    batch = [result(rid("kc1"), device_id="lab-07"), result(rid("kc2"), device_id="lab-07", unit="furlongs"),
+             result(rid("kc3"), device_id="lab-07", value=63.0)]
+    (tmp_path / "batch.json").write_bytes(orjson.dumps(batch))
+    script = block.replace("kafka-1:9092", stack.broker.bootstrap).replace("foodrisk.results", stack.topics["results"])
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, f"kcat failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    assert "ERROR" not in done.stderr, done.stderr
+    ids = (single_id.group(1), batch[0]["result_id"], batch[2]["result_id"])
+    stack.wait_count("result_id IN %(ids)s", 3, ids=ids)
+    assert stack.count("result_id IN %(ids)s AND device_id = 'lab-07'", ids=ids) == 3
+    stack.wait_count("src_item = 1 AND payload LIKE %(p)s", 1, table="deadletters", p=f"%{batch[1]['result_id']}%")
+
+
+def test_readme_kcat_example_is_a_valid_result() -> None:
+    block = readme_kcat_block()
     payload = re.search(r"echo '([^|']+)\|(\{.*?\})'", block, re.S)
     assert payload, block
     key, value = payload.group(1), payload.group(2)
