@@ -39,7 +39,7 @@ def main() -> int:
                 lambda: drill_two_workers_one_dies(stack, work, n=20_000 if full else 2_000),
                 lambda: drill_clickhouse_outage(stack, work, n=20_000 if full else 2_000,
                                                 outage_s=30 if full else 10),
-                drill_broker_restart,
+                lambda: drill_broker_restart(stack, work, n=20_000 if full else 3_000, down_s=10 if full else 3),
                 lambda: drill_hostile_input(stack, work, n=10_000 if full else 2_000,
                                             huge_every=2_500 if full else 1_000),
             ]
@@ -52,7 +52,8 @@ def main() -> int:
             stack.stop()
         rows.append(drill_secrets_not_logged(work))
     print(table(rows))
-    bad = [r for r in rows if not r.ok or r.extra.get("leaks") or r.extra.get("restarted")]
+    bad = [r for r in rows if not r.ok or r.extra.get("leaks") or r.extra.get("restarted")
+           or r.extra.get("extra_deadletters") or r.extra.get("same_worker") is False]
     return 1 if bad else 0
 
 
