@@ -209,6 +209,16 @@ class Run:
         return DrillRow(drill, len(values), len(stored_ids), int(dead), lost, duplicated, recovery, note, extra)
 
 
+def allow_large_messages(bootstrap: str, topic: str, max_bytes: int) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(max_bytes)})])
+    finally:
+        admin.close()
+
+
 def produce(bootstrap: str, topic: str, values: list[bytes], *, rate: float | None = None) -> None:
     # The one producer path (acks=all, idempotent, batching); kafka-python retries sends across a
     # broker restart until its delivery timeout (120 s).
@@ -370,6 +380,11 @@ def drill_broker_restart(stack: Stack, workdir: Path, *, n: int, down_s: float) 
 def drill_hostile_input(stack: Stack, workdir: Path, *, n: int, huge_every: int) -> DrillRow:
     run = Run(stack, "hostile", workdir / "hostile")
     run.prepare()
+    if huge_every:
+        # Kafka refuses a message over the topic's max.message.bytes (1 MB by default) at produce
+        # time; this topic takes up to 16 MB so that the 10 MB messages reach the worker, whose
+        # own limit is the one under test.
+        allow_large_messages(stack.broker.bootstrap, run.topics["results"], 16 * 1024 * 1024)
     values = hostile_corpus("hostile", n, huge_every=huge_every)
     exp = expected_outcome(values, datetime.now(UTC))
     w = run.worker("w").start()
