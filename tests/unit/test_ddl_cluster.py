@@ -216,7 +216,7 @@ def test_cluster_and_replication_settings() -> None:
     assert topic_configs(Settings(broker_url="kafka://k:9092", topic_min_insync_replicas=1)) == {
         "min.insync.replicas": "1"
     }
-    assert topic_configs(Settings()) == {}  # the embedded broker: no topic configs
+    assert topic_configs(Settings()) == {"min.insync.replicas": "1"}  # the embedded broker is Kafka too
 
 
 # --- the layout on a real engine (chdb as a one-shard cluster) --------------------------------------------
