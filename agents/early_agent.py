@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +86,8 @@ def register_early_warning(
                     records.extend(decode_batch(m.value or b""))
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
+            if not n:
+                await _know_changelogs(app, tables.values())
             n = n or _layout(tables["meta"], shards)
             views = {name: ShardedView(t, n) if name in SHARDED else t for name, t in tables.items()}
             out = step(views, records, params)
@@ -113,6 +115,17 @@ def register_early_warning(
                 log.info("ALERT %s %s %s: %s", a.classification, a.kind, a.status, a.summary_en)
 
     return early_warning
+
+
+async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
+    """Wait until the producer's metadata lists every changelog topic of ``tables``. A table write
+    picks its changelog partition from that metadata without waiting for it (``use_partitioner``),
+    and Faust creates the changelog topics after the producer first read the broker's metadata: the
+    first write of a fresh worker then crashed the agent ("'NoneType' object is not iterable")
+    until the producer happened to refresh it."""
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+    for table in tables:
+        await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
 def _layout(meta: Any, configured: int) -> int:
