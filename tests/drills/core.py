@@ -9,6 +9,7 @@ one per result id plus alert ids stored more than once per status.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from schemas.rules import screen
 from sinks.clickhouse import ClickHouse, DriverBackend
 from tests.drills.hostile import INJECTIONS, hostile_corpus
 from tests.integration.factories import mixed_batch
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, metrics_text
 
 PARTITIONS = 4
 
@@ -245,6 +246,21 @@ def producing(bootstrap: str, topic: str, values: list[bytes], rate: float | Non
         t.join(timeout=600)
 
 
+def owned(worker: WorkerProcess, topic: str) -> set[int]:
+    """Partitions of ``topic`` the worker reports as its own (its consumer-lag gauges, one per
+    assigned partition); empty while it cannot answer."""
+    try:
+        text = metrics_text(worker.port, timeout_s=5)
+    except OSError:
+        return set()
+    found = set()
+    for labels in re.findall(r"^foodrisk_consumer_lag_messages\{([^}]*)\}", text, re.MULTILINE):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if pairs.get("topic") == topic:
+            found.add(int(pairs["partition"]))
+    return found
+
+
 def _inputs(name: str, n: int) -> list[bytes]:
     valid, invalid, _ = mixed_batch(name, n)
     out = list(valid)
@@ -294,8 +310,15 @@ def drill_two_workers_one_dies(stack: Stack, workdir: Path, *, n: int) -> DrillR
     a = run.worker("a").start()
     b = run.worker("b").start()
     try:
+        # Both members own partitions before any input: otherwise the first to join may have read
+        # everything by the time the second gets a share, and b would be killed idle.
+        deadline = time.monotonic() + 90
+        while not (owned(a, run.topics["results"]) and owned(b, run.topics["results"])):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the two workers did not share the partitions in 90 s:\n{b.log_tail()}")
+            time.sleep(0.2)
         with producing(stack.broker.bootstrap, run.topics["results"], values, rate=3000) as t:
-            deadline = time.monotonic() + 120  # kill b while it works (it owns partitions), not while it joins
+            deadline = time.monotonic() + 60  # kill b while it works (it owns partitions), not while it joins
             while b.consumed() == 0 and time.monotonic() < deadline:
                 time.sleep(0.1)
             b.proc.kill()
