@@ -143,7 +143,17 @@ def run_demo(
     def on_term(signum: int, frame: Any) -> None:
         stop.set()
 
+    def on_int(signum: int, frame: Any) -> None:
+        # The first Ctrl-C asks the fleet to stop, like SIGTERM: a KeyboardInterrupt raised wherever
+        # the main thread happens to be (a Kafka client call, a query to the worker) could be caught
+        # on the way and leave the fleet running (seen once under load: `foodrisk run` had not
+        # stopped 120 s after SIGINT, its worker still busy). A second Ctrl-C interrupts at once.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, on_int)
     web_port = settings.web_port if not port_open(settings.web_host, settings.web_port) else free_port()
 
     def say(text: str) -> None:
@@ -195,6 +205,7 @@ def run_demo(
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _count(settings: Settings, port: int, sql: str) -> int | str:
