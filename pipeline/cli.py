@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from pipeline.settings import Settings, SettingsError, load_settings
+from sinks.redact import install_log_redaction, redact
 
 log = logging.getLogger("foodrisk")
 
@@ -336,6 +337,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_log_redaction()  # no secret reaches a log line (sinks/redact.py)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -351,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         return COMMANDS[args.command](args, settings)
     except (SettingsError, StartupError, BrokerUnavailable, ClickHouseError, ValueError) as exc:
-        print(f"foodrisk {args.command}: error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"foodrisk {args.command}: error: {redact(str(exc))}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:
         print(f"foodrisk {args.command}: interrupted", file=sys.stderr)  # noqa: T201

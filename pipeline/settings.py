@@ -9,10 +9,12 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sinks.redact import redact, register_secret
 
 AGENT_GROUPS: tuple[str, ...] = ("screen", "early", "archive", "deliver")
 
@@ -396,9 +398,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with clear one-line errors instead of a traceback."""
+    """Settings from the environment, with clear one-line errors instead of a traceback.
+
+    The secrets of the settings are registered with the redaction helper (:mod:`sinks.redact`),
+    so no later log line or error shows them; an error about a setting is redacted too (a
+    malformed URL is named without its password).
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts any field here
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts any field here
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -406,7 +413,30 @@ def load_settings(**overrides: object) -> Settings:
             msg = str(err["msg"]).removeprefix("Value error, ")
             name = f"FOODRISK_{loc.upper()}" if loc else "settings"
             lines.append(f"{name}: {msg}")
-        raise SettingsError("; ".join(lines)) from None
+        raise SettingsError(redact("; ".join(lines))) from None
+    for value in secrets_of(settings):
+        register_secret(value)
+    return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value the settings carry: passwords, keys, and URL parts that grant access."""
+    out = [s.get_secret_value() for s in (settings.broker_sasl_password, settings.webhook_secret) if s is not None]
+    urls = [settings.clickhouse_url, *(settings.alertmanager_url or "").split(",")]
+    for url in urls:
+        try:
+            password = urlsplit(url.strip()).password
+        except ValueError:
+            continue
+        if password:
+            out.append(password)
+            out.append(quote(password, safe=""))
+    if settings.webhook_url:
+        # Chat webhooks carry their token in the path or the query: the whole URL is a secret
+        # (logs show sinks.alertmanager.safe_url's scheme://host/… form).
+        parts = urlsplit(settings.webhook_url)
+        out.extend(piece for piece in (parts.path.strip("/"), parts.query) if len(piece) >= 8)
+    return [v for v in out if v]
 
 
 # Client options per flavor. Tansu reports a wrong high-water mark when a record batch holds more

@@ -41,6 +41,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as driver_errors
 
 from sinks.errors import TRANSIENT_CODES, ClickHouseError, ClickHouseUnavailable
+from sinks.redact import redact
 from sinks.retry import is_transient
 
 if TYPE_CHECKING:
@@ -866,12 +867,8 @@ def _tuple_element_type(arg: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """``url`` with its password replaced by ``***`` (sinks/redact.py)."""
+    return redact(url)
 
 
 def connect_clickhouse(url: str, *, database: str | None = None, **opts: Any) -> ClickHouse:

@@ -200,13 +200,18 @@ def _install_handlers() -> None:
                 signal.signal(sig, _on_signal)
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, *, basic_auth: tuple[str, str] | None = None) -> bool:
     """True when GET ``url`` answers 200 (readiness probes of HTTP servers)."""
+    import base64
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(url)  # noqa: S310 - our own loopback servers
+    if basic_auth is not None:
+        pair = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback servers
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - our own loopback servers
             return int(resp.status) == 200
     except (urllib.error.URLError, OSError):
         return False
