@@ -54,7 +54,11 @@ def register_views(rt: Runtime) -> None:
             consumer = getattr(app, "consumer", None)
             assigned = consumer.assignment() if consumer is not None else set()
             reachable = await _broker_reachable(app.conf.broker)
-            checks["broker"] = reachable and (bool(assigned) or app.rebalancing is False)
+            # Joined the group: partitions assigned, or a rebalance has completed (a worker beyond
+            # the partition count legitimately holds none). Before its first rebalance a worker is
+            # not rebalancing yet, and not ready either.
+            joined = bool(assigned) or (getattr(app, "rebalancing_count", 0) > 0 and app.rebalancing is False)
+            checks["broker"] = reachable and joined
             if not reachable:
                 checks["broker_error"] = "no bootstrap server accepts connections"
             ok = bool(checks["clickhouse"] and checks["broker"])
