@@ -390,8 +390,8 @@ def sorting_keys(ch: ClickHouse, database: str, names: tuple[str, ...]) -> dict[
     comes back as the expression list without parentheses, e.g. ``result_id, device_id``.
     """
     res = ch.query(
-        "SELECT name, sorting_key FROM system.tables WHERE database = %(db)s AND name IN %(names)s",
-        {"db": database, "names": tuple(names)},
+        "SELECT name, sorting_key FROM system.tables WHERE database = %(db)s AND has(%(names)s, name)",
+        {"db": database, "names": list(names)},
     )
     return {str(name): re.sub(r"[\s`]", "", str(key)) for name, key in res.rows}
 
@@ -440,10 +440,10 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
     if HOURLY_MV not in keys:
         ch.execute(hourly_mv)
     if REKEY_OLD in keys:
-        pair = "(result_id, device_id, ingested_at)"
+        version = "result_id, device_id, ingested_at"  # one stored version of one result
         ch.execute(
             f"INSERT INTO {_table(database, results)} ({cols}) SELECT {cols} FROM {_table(database, REKEY_OLD)} "  # noqa: S608
-            f"WHERE {pair} NOT IN (SELECT {pair} FROM {_table(database, results)})"
+            f"WHERE ({version}) NOT IN (SELECT {version} FROM {_table(database, results)})"
         )
         ch.execute(f"DROP TABLE IF EXISTS {_table(database, REKEY_OLD)}")
     if REKEY_NEW in keys:
