@@ -411,7 +411,10 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
                 f"replicated table is an operator step on a cluster; follow README, 'Results keyed by device', "
                 f"then run foodrisk migrate again"
             )
-        return  # created with the new key (migration 1): nothing to do
+        if HOURLY_MV not in keys:  # dropped by the operator's rebuild (README): create it again
+            for statement in on_cluster([_results_hourly(database, features)[1]], database, layout):
+                ch.execute(statement)
+        return
     cols = ", ".join(quote_identifier(c) for c in RESULTS_COLUMNS)
     hourly_mv = _results_hourly(database, features)[1]
     if results not in keys:

@@ -136,7 +136,7 @@ def _old_database(ch: ClickHouse, n: int) -> list[tuple[Any, ...]]:
 def _all_rows(ch: ClickHouse, table: str = "results") -> list[tuple[Any, ...]]:
     """The distinct rows (a background merge may collapse a resent copy at any time)."""
     cols = ", ".join(f"`{c}`" for c in RESULTS_COLUMNS)
-    return sorted(set(ch.query(f"SELECT {cols} FROM `{ch.database}`.`{table}`").rows), key=repr)  # noqa: S608
+    return sorted(set(ch.query(f"SELECT {cols} FROM `{ch.database}`.`{table}`").rows), key=repr)
 
 
 def _tables(ch: ClickHouse) -> set[str]:
@@ -233,7 +233,7 @@ def test_migration_7_finishes_a_rename_cut_in_the_middle(ch: ClickHouse) -> None
     for statement in render_all(ch.database, ch.features)[2:3]:  # results, new key, under the new name
         ch.execute(statement.replace("`results`", f"`{REKEY_NEW}`"))
     cols = ", ".join(f"`{c}`" for c in RESULTS_COLUMNS)
-    ch.execute(f"INSERT INTO `{ch.database}`.`{REKEY_NEW}` ({cols}) SELECT {cols} FROM `{ch.database}`.`results`")  # noqa: S608
+    ch.execute(f"INSERT INTO `{ch.database}`.`{REKEY_NEW}` ({cols}) SELECT {cols} FROM `{ch.database}`.`results`")
     ch.execute(f"RENAME TABLE `{ch.database}`.`results` TO `{ch.database}`.`{REKEY_OLD}`")
     assert migrate(ch, ch.database) == [7]
     _check_migrated(ch, before, hourly)
@@ -247,7 +247,7 @@ def test_migration_7_keeps_rows_written_to_the_old_table_during_the_rebuild(ch: 
     for statement in render_all(ch.database, ch.features)[2:3]:
         ch.execute(statement.replace("`results`", f"`{REKEY_NEW}`"))
     cols = ", ".join(f"`{c}`" for c in RESULTS_COLUMNS)
-    ch.execute(f"INSERT INTO `{ch.database}`.`{REKEY_NEW}` ({cols}) SELECT {cols} FROM `{ch.database}`.`results`")  # noqa: S608
+    ch.execute(f"INSERT INTO `{ch.database}`.`{REKEY_NEW}` ({cols}) SELECT {cols} FROM `{ch.database}`.`results`")
     late = _row(_result("dev-late", "r-late", 0.5), 777)
     _write(ch, [late])
     ch.execute(
