@@ -39,6 +39,7 @@ from pipeline.metrics import create as create_metrics
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
+from schemas.result import result_key
 from sinks.alertmanager import AlertmanagerSink, Links, alert_labels, to_alertmanager
 from sinks.clickhouse import ClickHouse
 from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS, migrate
@@ -441,7 +442,7 @@ def test_firing_set_rebuild_query_on_both_backends(ch: ClickHouse) -> None:
 
 
 def expected_alert_ids(expected: dict[str, str]) -> set[str]:
-    return {alert_id_for(kind, rid) for rid, kind in expected.items()}
+    return {alert_id_for(kind, result_key("dev-01", rid)) for rid, kind in expected.items()}  # mixed_batch's device
 
 
 def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(
