@@ -320,6 +320,8 @@ class _WithoutDetails(logging.Filter):
 
 HTTP_LOG = logging.getLogger("pipeline.query_server.http")
 HTTP_LOG.addFilter(_WithoutDetails())
+# How the query port's server runs: no access log, and aiohttp's own errors through HTTP_LOG.
+RUNNER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "logger": HTTP_LOG}
 
 
 def bound_port(runner: web.AppRunner) -> int:
@@ -343,7 +345,7 @@ def register_query_server(rt: Runtime) -> None:
                                           waiting=settings.query_queue)
             registry = TokenRegistry(settings.analyst_tokens_path, kind=ANALYSTS)
             app = build_query_app(settings, self.queries, registry)
-            self.runner = web.AppRunner(app, access_log=None, logger=HTTP_LOG, handle_signals=False)
+            self.runner = web.AppRunner(app, handle_signals=False, **RUNNER_OPTIONS)
             await self.runner.setup()
             try:
                 await web.TCPSite(self.runner, settings.query_host, settings.query_port).start()
