@@ -320,7 +320,7 @@ def write_local_analyst_token(registry: Path, token_file: Path) -> None:
     ``token_file`` (mode 0600), for `foodrisk query`, `foodrisk redlist` and `foodrisk run` on this host."""
     token = add_token(registry, ANALYSTS, LOCAL_ANALYST, replace_active=True,
                       note="written by the worker at start to " + str(token_file))
-    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(token_file, token.encode() + b"\n")
 
 

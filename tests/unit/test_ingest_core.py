@@ -141,7 +141,7 @@ def test_a_new_token_id_that_collides_is_drawn_again(tmp_path: Path, monkeypatch
     first = add_device(path, "d1")
     first_id = first.split("_")[1]
     draws = iter([first_id, first_id, "0123456789abcdef"])
-    monkeypatch.setattr(devices.secrets, "token_hex", lambda n: next(draws))
+    monkeypatch.setattr(devices, "new_token", lambda kind: f"{kind.prefix}{next(draws)}_{'s' * 43}")
     second = add_device(path, "d2")
     assert second.split("_")[1] == "0123456789abcdef"
     reg = TokenRegistry(path, check_every_s=0)

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.devices import ANALYSTS, TokenRegistry, add_device, add_token
 from pipeline.query_server import (
-    MAX_BODY_BYTES,
     HTTP_LOG,
+    MAX_BODY_BYTES,
     RUNNER_OPTIONS,
     AnalystQueries,
     Refused,
@@ -106,6 +106,13 @@ def run_app(tmp_path: Path, test: Callable[[TestClient[Any, Any], dict[str, str]
     asyncio.run(main())
 
 
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -159,10 +166,7 @@ def test_the_queue_is_bounded_and_past_it_429_says_when_to_retry(tmp_path: Path)
         body = orjson.dumps({"sql": "SELECT 1"})
         auth = bearer(tokens["analyst"])
         admitted = [asyncio.create_task(client.post("/v1/query", data=body, headers=auth)) for _ in range(3)]
-        deadline = time.monotonic() + 10
-        while queries.admitted < 3:  # 1 running, 2 waiting
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: queries.admitted == 3)  # 1 running, 2 waiting
         over = await client.post("/v1/query", data=body, headers=auth)
         assert over.status == 429
         assert 1 <= int(over.headers["Retry-After"]) <= 60
@@ -181,16 +185,12 @@ def test_a_query_whose_client_left_keeps_its_turn_until_clickhouse_is_done(tmp_p
     async def test(client: TestClient[Any, Any], tokens: dict[str, str], queries: AnalystQueries) -> None:
         body = orjson.dumps({"sql": "SELECT 1"})
         task = asyncio.create_task(client.post("/v1/query", data=body, headers=bearer(tokens["analyst"])))
-        while queries.admitted < 1:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: queries.admitted == 1)
         task.cancel()
         await asyncio.sleep(0.3)
         assert queries.admitted == 1  # the thread is still busy with it
         gate.set()
-        deadline = time.monotonic() + 10
-        while queries.admitted:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: queries.admitted == 0)
 
     run_app(tmp_path, test, gate=gate, running=1, waiting=0)
 
@@ -234,3 +234,34 @@ def test_openapi_lists_every_status_the_endpoint_answers() -> None:
     text = orjson.dumps(doc).decode()
     for ref in __import__("re").findall(r'"\$ref":"#/components/schemas/([^"]+)"', text):
         assert ref in doc["components"]["schemas"]
+
+
+def test_query_settings_are_validated() -> None:
+    from pipeline.settings import SettingsError, load_settings
+
+    s = load_settings(query_port=0, web_port=6066)
+    assert (s.query_host, s.query_concurrency, s.query_queue) == ("127.0.0.1", 1, 4)
+    with pytest.raises(SettingsError, match="FOODRISK_QUERY_PORT"):
+        load_settings(query_port=6066, web_port=6066)
+    for bad in ({"query_port": 70000}, {"query_concurrency": 0}, {"query_queue": -1}):
+        with pytest.raises(SettingsError, match="FOODRISK_QUERY_"):
+            load_settings(**bad)
+
+
+def test_the_worker_writes_a_private_local_analyst_token_each_start(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from pipeline.analyst import analyst_token
+    from pipeline.worker import issue_local_analyst_token
+
+    settings = Settings(data_dir=tmp_path)
+    issue_local_analyst_token(settings)
+    first = analyst_token(settings)
+    assert first is not None and first.startswith("fra_")
+    assert stat.S_IMODE(os.stat(settings.local_analyst_token_path).st_mode) == 0o600
+    issue_local_analyst_token(settings)  # the next start replaces it
+    second = analyst_token(settings)
+    reg = TokenRegistry(settings.analyst_tokens_path, kind=ANALYSTS, check_every_s=0)
+    assert reg.device_for(second or "") == "local" and reg.device_for(first) is None
+    assert analyst_token(settings.with_overrides(analyst_token="fra_from_env")) == "fra_from_env"
