@@ -88,21 +88,21 @@ def _width(s: str) -> int:
 
 
 class WorkerUnreachable(ConnectionError):
-    """No worker answers on the configured web port."""
+    """No worker answers on the configured query port."""
 
 
 def ask_worker(
-    host: str, port: int, sql: str, *, params: dict[str, Any] | None = None, max_rows: int = DEFAULT_MAX_ROWS,
-    timeout_s: float = 60.0,
+    host: str, port: int, sql: str, *, token: str, params: dict[str, Any] | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS, timeout_s: float = 60.0,
 ) -> tuple[list[str], list[list[Any]], bool]:
-    """Run a read-only query through a running worker's /v1/query (columns, rows, truncated)."""
+    """Run a read-only query through a running worker's query port (columns, rows, truncated),
+    with an analyst ``token``."""
     import urllib.error
     import urllib.request
 
     body = orjson.dumps({"sql": sql, "params": params or {}, "max_rows": max_rows})
-    req = urllib.request.Request(
-        f"http://{host}:{port}/v1/query", data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(f"http://{host}:{port}/v1/query", data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - as above
             data = orjson.loads(resp.read())

@@ -110,7 +110,27 @@ class Settings(BaseSettings):
 
     # -- worker ---------------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="bind address of the worker's HTTP server")
-    web_port: int = Field(6066, ge=1, le=65535, description="worker HTTP: /metrics, /healthz, /readyz, query")
+    web_port: int = Field(
+        6066, ge=1, le=65535,
+        description="device port: POST /v1/results, /openapi.json, /docs, /metrics, /healthz, /readyz",
+    )
+    query_host: str = Field(
+        "127.0.0.1", description="bind address of the analyst query port (POST /v1/query); keep it on loopback"
+    )
+    query_port: int = Field(
+        6067, ge=0, le=65535,
+        description="analyst query port (0: a free port, written to DATA_DIR/run/query.port)",
+    )
+    query_concurrency: int = Field(1, ge=1, le=16, description="analyst queries run at once (each its own thread)")
+    query_queue: int = Field(
+        4, ge=0, le=1000, description="analyst queries waiting for a turn; past that, 429 with Retry-After"
+    )
+    analyst_tokens_file: Path | None = Field(
+        None, description="analyst token registry (hashes only); default DATA_DIR/auth/analysts.json"
+    )
+    analyst_token: SecretStr | None = Field(
+        None, description="the token `foodrisk query`/`redlist`/`run` send; default DATA_DIR/auth/local-analyst.token"
+    )
     data_dir: Path = Field(Path("./var"), description="local state: Faust tables, logs of child servers")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -268,6 +288,29 @@ class Settings(BaseSettings):
     @property
     def ingest_tokens_path(self) -> Path:
         return self.ingest_tokens_file or self.data_dir / "ingest" / "devices.json"
+
+    @property
+    def analyst_tokens_path(self) -> Path:
+        return self.analyst_tokens_file or self.data_dir / "auth" / "analysts.json"
+
+    @property
+    def local_analyst_token_path(self) -> Path:
+        """Where the worker writes the local analyst token at start (mode 0600)."""
+        return self.data_dir / "auth" / "local-analyst.token"
+
+    @property
+    def query_port_file(self) -> Path:
+        """Where the worker writes the query port it bound (useful with FOODRISK_QUERY_PORT=0)."""
+        return self.data_dir / "run" / "query.port"
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> Settings:
+        if self.query_port and self.query_port == self.web_port:
+            raise ValueError(
+                f"FOODRISK_QUERY_PORT ({self.query_port}) must differ from FOODRISK_WEB_PORT: analyst queries "
+                "have their own port, apart from the one devices post to"
+            )
+        return self
 
     @field_validator("broker_url")
     @classmethod

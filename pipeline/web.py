@@ -1,4 +1,7 @@
-"""The worker's HTTP endpoints: /metrics, /healthz, /readyz and the read-only /v1/query."""
+"""The device port (Faust's web server): /metrics, /healthz, /readyz here; /v1/results, /openapi.json
+and /docs in pipeline.ingest. Nothing else is served there: Faust's own pages are switched off
+(pipeline.faust_config) and any other path answers 404 (``only_our_paths``). Analyst queries have
+their own port and credential (pipeline.query_server)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from pipeline.query import DEFAULT_MAX_ROWS, QueryRejected, guard_select, jsonable
 
 if TYPE_CHECKING:
     from pipeline.app import Runtime
@@ -27,6 +29,22 @@ async def _broker_reachable(urls: Any, timeout_s: float = 1.0) -> bool:
         writer.close()
         return True
     return False
+
+
+DEVICE_PORT_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/results", "/openapi.json", "/docs"})
+
+
+def only_our_paths(paths: frozenset[str] = DEVICE_PORT_PATHS) -> Any:
+    """aiohttp middleware: 404 (JSON) for every path but ``paths``, whatever else got registered."""
+
+    @web.middleware
+    async def allow_list(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in paths:
+            return web.json_response({"error": f"no such endpoint on this port: {request.path[:200]}"}, status=404)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return allow_list
 
 
 def register_views(rt: Runtime) -> None:
@@ -64,28 +82,6 @@ def register_views(rt: Runtime) -> None:
             ok = bool(checks["clickhouse"] and checks["broker"])
             return self.json({"ready": ok, **checks}, status=200 if ok else 503)
 
-    class QueryView(View):
-        async def post(self, request: Request) -> Response:
-            try:
-                body = await request.json()
-                sql = str(body["sql"])
-                params = body.get("params") or None
-                max_rows = min(int(body.get("max_rows", DEFAULT_MAX_ROWS)), 1_000_000)
-                guarded = guard_select(sql, max_rows=max_rows)
-            except QueryRejected as exc:
-                return self.json({"error": str(exc)}, status=400)
-            except (KeyError, TypeError, ValueError) as exc:
-                return self.json({"error": f"expected a JSON body {{'sql': ...}}: {exc}"}, status=400)
-            try:
-                res = await rt.writer.query(guarded, params)
-            except Exception as exc:  # noqa: BLE001 - the analyst gets the server's message
-                return self.json({"error": f"{type(exc).__name__}: {exc}"}, status=400)
-            rows = [[jsonable(v) for v in r] for r in res.rows[:max_rows]]
-            return self.json(
-                {"columns": res.columns, "rows": rows, "truncated": len(res.rows) > max_rows}
-            )
-
     app.page("/metrics")(MetricsView)
     app.page("/healthz")(HealthView)
     app.page("/readyz")(ReadyView)
-    app.page("/v1/query")(QueryView)
