@@ -304,22 +304,9 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
     return app
 
 
-class _WithoutDetails(logging.Filter):
-    """aiohttp logs a malformed request with its exception, whose text may hold request headers
-    (a bearer token among them): keep the line, drop the details."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}; details withheld, they may hold headers)"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
+# aiohttp logs a malformed request with the offending header line (a bearer token among them):
+# the process-wide redaction of sinks/redact.py masks it, as on the device port.
 HTTP_LOG = logging.getLogger("pipeline.query_server.http")
-HTTP_LOG.addFilter(_WithoutDetails())
 # How the query port's server runs: no access log, and aiohttp's own errors through HTTP_LOG.
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "logger": HTTP_LOG}
 

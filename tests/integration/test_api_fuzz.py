@@ -1,4 +1,5 @@
-"""Fuzzing the worker's HTTP APIs from their own OpenAPI documents with schemathesis.
+"""Fuzzing the worker's HTTP APIs (the device port's ingest API and the analyst query port) from
+their own OpenAPI documents with schemathesis.
 
 schemathesis (a kept, maintained API fuzzer built on hypothesis) reads the document the worker
 serves, generates valid and invalid requests for every operation and checks each answer: no
@@ -31,6 +32,7 @@ from schemathesis.checks import (
 from pipeline.devices import add_device
 from pipeline.ingest import openapi_document
 from pipeline.localstack.process import http_ok
+from pipeline.query_server import query_openapi_document
 from pipeline.settings import Settings
 from tests.integration.workers import WorkerProcess
 
@@ -47,6 +49,7 @@ CHECKS = [
 ]
 
 ingest_schema = schemathesis.openapi.from_dict(openapi_document(Settings()))
+query_schema = schemathesis.openapi.from_dict(query_openapi_document(Settings()))
 
 
 class Fuzzed:
@@ -56,6 +59,10 @@ class Fuzzed:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.worker.port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.worker.query_port}"
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +103,12 @@ def test_ingest_api_answers_every_request_within_its_document(case: Any, fuzzed:
         # reach validation, publishing and the 202 path; the 403 path is kept by other examples
         case.body["device_id"] = DEVICE
     case.call_and_validate(base_url=fuzzed.base_url, headers=headers, checks=CHECKS, timeout=60)
+
+
+@query_schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+def test_query_api_answers_every_request_within_its_document(case: Any, fuzzed: Fuzzed) -> None:
+    headers = {"Authorization": f"Bearer {fuzzed.worker.analyst_token}"}
+    case.call_and_validate(base_url=fuzzed.query_url, headers=headers, checks=CHECKS, timeout=60)

@@ -62,7 +62,8 @@ class RecordingClickHouse:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         if "system.tables" in sql:  # migration 7 reads the sorting keys: the ones migration 1 creates
-            return QueryResult(columns=["name", "sorting_key"], rows=[("results", "result_id, device_id"), ("results_hourly_mv", "")])
+            return QueryResult(columns=["name", "sorting_key"],
+                               rows=[("results", "result_id, device_id"), ("results_hourly_mv", "")])
         assert "schema_migrations" in sql
         versions = sorted({row[0] for row in self.migration_rows})
         return QueryResult(columns=["version"], rows=[(v,) for v in versions])

@@ -175,7 +175,8 @@ class RecordingCluster:
                 return QueryResult(["count()"], [(self.clusters.count(params["name"]),)])
             return QueryResult(["cluster"], [(c,) for c in sorted(self.clusters)])
         if "system.tables" in sql:  # migration 7 reads the sorting key of results_local
-            return QueryResult(["name", "sorting_key"], [("results_local", self.results_key), ("results_hourly_mv", "")])
+            return QueryResult(["name", "sorting_key"],
+                               [("results_local", self.results_key), ("results_hourly_mv", "")])
         assert "schema_migrations" in sql
         return QueryResult(["version"], [(v,) for v in sorted({r[0] for r in self.versions})])
 
