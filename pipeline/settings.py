@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     analyst_token: SecretStr | None = Field(
         None, description="the token `foodrisk query`/`redlist`/`run` send; default DATA_DIR/auth/local-analyst.token"
     )
+    metrics_token: SecretStr | None = Field(
+        None, description="operators' bearer token for /metrics on the device port; unset: /metrics is open "
+        "to whoever reaches the port (loopback by default)",
+    )
     data_dir: Path = Field(Path("./var"), description="local state: Faust tables, logs of child servers")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -464,7 +468,8 @@ def load_settings(**overrides: object) -> Settings:
 
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value the settings carry: passwords, keys, and URL parts that grant access."""
-    out = [s.get_secret_value() for s in (settings.broker_sasl_password, settings.webhook_secret) if s is not None]
+    out = [s.get_secret_value() for s in (settings.broker_sasl_password, settings.webhook_secret,
+                                          settings.analyst_token, settings.metrics_token) if s is not None]
     urls = [settings.clickhouse_url, *(settings.alertmanager_url or "").split(",")]
     for url in urls:
         try:

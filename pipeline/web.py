@@ -6,12 +6,15 @@ their own port and credential (pipeline.query_server)."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sinks.redact import redact
 
 if TYPE_CHECKING:
     from pipeline.app import Runtime
@@ -29,6 +32,11 @@ async def _broker_reachable(urls: Any, timeout_s: float = 1.0) -> bool:
         writer.close()
         return True
     return False
+
+
+def _bearer_matches(request: Request, expected: bytes) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected)
 
 
 DEVICE_PORT_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/results", "/openapi.json", "/docs"})
@@ -50,8 +58,14 @@ def only_our_paths(paths: frozenset[str] = DEVICE_PORT_PATHS) -> Any:
 def register_views(rt: Runtime) -> None:
     app = rt.app
 
+    metrics_token = rt.settings.metrics_token.get_secret_value().encode() if rt.settings.metrics_token else None
+
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
+            if metrics_token is not None and not _bearer_matches(request, metrics_token):
+                return self.json({"error": "metrics need the operators' token: `Authorization: Bearer "
+                                           "$FOODRISK_METRICS_TOKEN` (Prometheus: authorization.credentials_file)"},
+                                 status=401, headers={"WWW-Authenticate": 'Bearer realm="foodrisk-metrics"'})
             # aiohttp refuses a charset inside content_type=; the exposition type carries one, so it
             # goes in as a header.
             return self.bytes(generate_latest(rt.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -68,7 +82,7 @@ def register_views(rt: Runtime) -> None:
                 checks["clickhouse"] = True
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 checks["clickhouse"] = False
-                checks["clickhouse_error"] = f"{type(exc).__name__}: {exc}"
+                checks["clickhouse_error"] = redact(f"{type(exc).__name__}: {exc}")
             consumer = getattr(app, "consumer", None)
             assigned = consumer.assignment() if consumer is not None else set()
             reachable = await _broker_reachable(app.conf.broker)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = int(os.environ.get("FOODRISK_FUZZ_EXAMPLES", "60"))
 DEVICE = "fuzz-dev"
+METRICS_TOKEN = "ops-metrics-token-5c1a"  # a test credential
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -78,6 +81,7 @@ def fuzzed(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fu
         FOODRISK_INGEST_TOKENS_FILE=str(tokens_file),
         # the fuzzer sends far more than a device would: the rate limit is not what is tested here
         FOODRISK_INGEST_RATE_PER_S="100000", FOODRISK_INGEST_BURST="100000",
+        FOODRISK_METRICS_TOKEN=METRICS_TOKEN,
     )
     worker.start()
     try:
@@ -112,3 +116,17 @@ def test_ingest_api_answers_every_request_within_its_document(case: Any, fuzzed:
 def test_query_api_answers_every_request_within_its_document(case: Any, fuzzed: Fuzzed) -> None:
     headers = {"Authorization": f"Bearer {fuzzed.worker.analyst_token}"}
     case.call_and_validate(base_url=fuzzed.query_url, headers=headers, checks=CHECKS, timeout=60)
+
+
+def test_metrics_need_the_operators_token_when_one_is_set(fuzzed: Fuzzed) -> None:
+    url = f"{fuzzed.base_url}/metrics"
+    for headers in ({}, {"Authorization": f"Bearer {fuzzed.token}"}, {"Authorization": "Bearer wrong-token"}):
+        req = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback test worker
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=15)  # noqa: S310
+        assert err.value.code == 401
+        assert err.value.headers["WWW-Authenticate"].startswith("Bearer")
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})  # noqa: S310
+    with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310
+        assert resp.status == 200
+        assert b"foodrisk_results_consumed_total" in resp.read()

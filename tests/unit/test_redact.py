@@ -63,9 +63,12 @@ def test_every_setting_that_carries_a_secret_is_registered() -> None:
         alertmanager_url="http://am:am-pass-3@am-1:9093,http://am-2:9093",
         webhook_url="https://hooks.example/services/T000/B000/hook-token-4",
         webhook_secret="hmac-key-5",
+        analyst_token="analyst-token-6",
+        metrics_token="metrics-token-7",
     )
     found = secrets_of(settings)
-    for value in ("sasl-pass-1", "ch-pass-2", "am-pass-3", "services/T000/B000/hook-token-4", "hmac-key-5"):
+    for value in ("sasl-pass-1", "ch-pass-2", "am-pass-3", "services/T000/B000/hook-token-4", "hmac-key-5",
+                  "analyst-token-6", "metrics-token-7"):
         assert value in found
         assert value not in redact(f"a line carrying {value} somewhere")
 
