@@ -221,7 +221,7 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
     try:
-        guard_select(args.sql, max_rows=args.max_rows)
+        guard_select(args.sql, params, database=settings.database, max_rows=args.max_rows)
         if settings.uses_chdb:
             try:
                 cols, rows, truncated = ask_worker(
@@ -249,7 +249,7 @@ def _query_directly(
     # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
     ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
     try:
-        res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
+        res = ch.query(guard_select(sql, params, database=ch.database, max_rows=max_rows))
     except Exception as exc:
         raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
     finally:

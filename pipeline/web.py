@@ -67,13 +67,13 @@ def register_views(rt: Runtime) -> None:
                 sql = str(body["sql"])
                 params = body.get("params") or None
                 max_rows = min(int(body.get("max_rows", DEFAULT_MAX_ROWS)), 1_000_000)
-                guarded = guard_select(sql, max_rows=max_rows)
+                guarded = guard_select(sql, params, database=rt.settings.database, max_rows=max_rows)
             except QueryRejected as exc:
                 return self.json({"error": str(exc)}, status=400)
             except (KeyError, TypeError, ValueError) as exc:
                 return self.json({"error": f"expected a JSON body {{'sql': ...}}: {exc}"}, status=400)
             try:
-                res = await rt.writer.query(guarded, params)
+                res = await rt.writer.query(guarded)  # parameters are bound in it
             except Exception as exc:  # noqa: BLE001 - the analyst gets the server's message
                 return self.json({"error": f"{type(exc).__name__}: {exc}"}, status=400)
             rows = [[jsonable(v) for v in r] for r in res.rows[:max_rows]]
