@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or opens the database itself when no worker runs.",
         epilog=EPILOG,
     )
-    q.add_argument("sql", help="one SELECT statement; %%(name)s placeholders take --param values")
+    q.add_argument("sql", help="one SELECT statement; %%(name)s or {name:Type} placeholders take --param values")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
     q.add_argument("--max-rows", type=int, default=10_000)
