@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "clickhouse:// it connects to ClickHouse directly, as the URL's ClickHouse user.",
         epilog=EPILOG,
     )
-    q.add_argument("sql", help="one SELECT statement; %%(name)s placeholders take --param values")
+    q.add_argument("sql", help="one SELECT statement; %%(name)s or {name:Type} placeholders take --param values")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
     q.add_argument("--max-rows", type=int, default=10_000)
@@ -247,7 +247,7 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
     try:
-        guard_select(args.sql, max_rows=args.max_rows)
+        guard_select(args.sql, params, database=settings.database, max_rows=args.max_rows)
         if settings.uses_chdb:
             address, token = query_address(settings), analyst_token(settings)
             answer = None
@@ -282,7 +282,7 @@ def _query_directly(
     # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
     ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
     try:
-        res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
+        res = ch.query(guard_select(sql, params, database=ch.database, max_rows=max_rows))
     except Exception as exc:
         raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
     finally:

@@ -37,7 +37,7 @@ from aiohttp import web
 from mode import Service
 
 from pipeline.devices import ANALYSTS, DEVICES, TokenRegistry
-from pipeline.query import DEFAULT_MAX_ROWS, QueryRejected, guard_select, jsonable
+from pipeline.query import DEFAULT_MAX_ROWS, QueryLimits, QueryRejected, guard_select, jsonable
 from sinks.clickhouse import ClickHouse, QueryResult, connect_clickhouse
 from sinks.errors import ClickHouseUnavailable
 
@@ -270,11 +270,11 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
         analyst = authenticate(request)
         req = parse_query_request(await read_body(request))
         try:
-            guarded = guard_select(req.sql, max_rows=req.max_rows)
+            guarded = guard_select(req.sql, req.params, database=settings.database, max_rows=req.max_rows)
         except QueryRejected as exc:
             raise Refused(400, str(exc)) from None
         try:
-            res = await queries.query(guarded, req.params)
+            res = await queries.query(guarded, None)  # the parameters are bound in it
         except Refused:
             raise
         except ClickHouseUnavailable as exc:
@@ -320,8 +320,13 @@ def register_query_server(rt: Runtime) -> None:
     settings = rt.settings
 
     def open_connection() -> ClickHouse:
-        # A connection of its own (chdb: a second session on the same path), never the writer's.
-        return connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
+        # A connection of its own (chdb: a second session on the same path), never the writer's. A
+        # server also gets the limits as connection settings: Debian's 18.16 ignores the memory and
+        # result-size caps in a query's own SETTINGS clause, but keeps them from the protocol.
+        if settings.uses_chdb:
+            return connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
+        return connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False,
+                                  settings=QueryLimits().connection_settings())
 
     class AnalystQueryServer(Service):
         runner: web.AppRunner | None = None

@@ -572,7 +572,25 @@ class ChdbBackend:
         try:
             return self._session.query(sql, "JSONCompact")
         except RuntimeError as exc:
+            self._discard_residue()
             raise _chdb_failure(exc, "query failed") from exc
+
+    def _discard_residue(self) -> None:
+        """After a failed call, empty the connection's result buffer.
+
+        chdb (4.4) does not clear the output a query wrote before it failed (a timed-out
+        SELECT has written its JSON header, even its statistics): the next call's result starts
+        with it, and a JSON reader sees two documents. A throwaway query takes that residue with
+        its own result; it is repeated until a result comes back clean.
+        """
+        for _ in range(3):
+            try:
+                raw = self._session.query("SELECT 1", "TSV").bytes()
+            except RuntimeError:
+                continue
+            if raw == b"1\n":
+                return
+        log.warning("chdb: the result buffer still holds output of a failed query")
 
     def _query_raw(self, sql: str) -> QueryResult:
         res = self._run(sql)
@@ -632,6 +650,7 @@ class ChdbBackend:
                     inserter.append(payload)
                     inserter.finish()
             except RuntimeError as exc:
+                self._discard_residue()
                 raise _chdb_failure(exc, f"insert into {table} failed") from exc
         return len(rows)
 
