@@ -53,6 +53,7 @@ class QueryLimits:
     max_result_bytes: int = 64 * MiB
     max_result_rows: int | None = None
     max_rows_to_read: int = 500_000_000
+    max_threads: int | None = None  # None: the server's default (its cores)
 
     def connection_settings(self) -> dict[str, int | str]:
         """The limits that do not depend on the request, as settings of a connection (for a server
@@ -72,6 +73,7 @@ class QueryLimits:
             ("result_overflow_mode", "throw"),
             ("max_rows_to_read", int(self.max_rows_to_read)),
             ("read_overflow_mode", "throw"),
+            *([("max_threads", int(self.max_threads))] if self.max_threads is not None else []),
         ]
 
 

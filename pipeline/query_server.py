@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import queue
 import re
 import time
@@ -247,8 +248,15 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
     return response
 
 
+def query_limits(settings: Settings) -> QueryLimits:
+    """The limits of the query port's queries: the guard's, with FOODRISK_QUERY_MAX_THREADS."""
+    threads = settings.query_max_threads or max(1, (os.cpu_count() or 2) // 2)
+    return QueryLimits(max_threads=threads)
+
+
 def build_query_app(settings: Settings, queries: AnalystQueries, registry: TokenRegistry) -> web.Application:
     openapi = query_openapi_document(settings)
+    limits = query_limits(settings)
 
     def authenticate(request: web.Request) -> str:
         token = bearer_token(request)
@@ -270,7 +278,9 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
         analyst = authenticate(request)
         req = parse_query_request(await read_body(request))
         try:
-            guarded = guard_select(req.sql, req.params, database=settings.database, max_rows=req.max_rows)
+            # parsing a long statement takes milliseconds: off the event loop that ingest shares
+            guarded = await asyncio.to_thread(guard_select, req.sql, req.params, database=settings.database,
+                                              max_rows=req.max_rows, limits=limits)
         except QueryRejected as exc:
             raise Refused(400, str(exc)) from None
         try:
@@ -318,6 +328,7 @@ def bound_port(runner: web.AppRunner) -> int:
 def register_query_server(rt: Runtime) -> None:
     """Start the query port with the worker (after table recovery) and stop it with the worker."""
     settings = rt.settings
+    limits = query_limits(settings)
 
     def open_connection() -> ClickHouse:
         # A connection of its own (chdb: a second session on the same path), never the writer's. A
@@ -326,7 +337,7 @@ def register_query_server(rt: Runtime) -> None:
         if settings.uses_chdb:
             return connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
         return connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False,
-                                  settings=QueryLimits().connection_settings())
+                                  settings=limits.connection_settings())
 
     class AnalystQueryServer(Service):
         runner: web.AppRunner | None = None

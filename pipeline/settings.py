@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     query_queue: int = Field(
         4, ge=0, le=1000, description="analyst queries waiting for a turn; past that, 429 with Retry-After"
     )
+    query_max_threads: int = Field(
+        0, ge=0, le=256,
+        description="threads one analyst query may use; 0: half the machine's cores (at least 1), so that "
+        "queries on the worker's in-process chdb leave CPU to ingest",
+    )
     analyst_tokens_file: Path | None = Field(
         None, description="analyst token registry (hashes only); default DATA_DIR/auth/analysts.json"
     )

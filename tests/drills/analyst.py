@@ -84,10 +84,16 @@ def hostile_queries(canary_path: Path, db: str) -> list[Attempt]:
                 {"a": f"AS w, file(char({codes})) AS x, "}),
         Attempt("placeholder inside quotes ({})", "SELECT '{a:String}' AS v",
                 {"a": f"' AS w, file('{path}') AS x, '"}),
-        Attempt("parameter carrying SQL", "SELECT %(a)s AS v", {"a": f"x'), file('{path}'), ('"}),
+        # legitimate: the value comes back as the string it is (must not run, must not be refused)
+        Attempt("parameter carrying SQL", "SELECT %(a)s AS v", {"a": f"x'), file('{path}'), ('"}, must_refuse=False),
         Attempt("huge scan", "SELECT count() FROM numbers(1000000000000)", must_refuse=False),
         Attempt("memory bomb", "SELECT groupArray(number) FROM numbers(2000000000)", must_refuse=False),
         Attempt("result bomb", "SELECT repeat('x', 1000000) FROM numbers(100000)", must_refuse=False),
+        # allowed but heavy: hashes until the time limit ends them (or they finish), two cores busy
+        Attempt("CPU burner", f"SELECT sum(sipHash64(x, y)) FROM {db}.results "
+                "ARRAY JOIN range(20000) AS x ARRAY JOIN range(1000) AS y", must_refuse=False),
+        Attempt("memory burner", f"SELECT uniqExact(cityHash64(x, result_id)) FROM {db}.results "
+                "ARRAY JOIN range(2000000) AS x", must_refuse=False),
         Attempt("cross join bomb", f"SELECT count() FROM {db}.results AS a, {db}.results AS b, "
                 f"{db}.results AS c", must_refuse=False),
     ]
@@ -146,28 +152,41 @@ def drill_hostile_analyst_queries(stack: Stack, workdir: Path, *, rounds: int, c
         query_url = f"http://127.0.0.1:{w.query_port}/v1/query"
         stop = threading.Event()
 
+        measured = threading.Event()
+
+        def ask(att: Attempt) -> int:
+            body = orjson.dumps({"sql": att.sql, "params": att.params or {}, "max_rows": 100})
+            status, answer = _post(query_url, analyst, body)
+            with lock:
+                outcomes.append((att, status, answer))
+            if status == 429:
+                time.sleep(0.2)
+            return status
+
         def attack(k: int) -> None:
-            for r in range(rounds):
+            # client 0 keeps the heavy (allowed) queries running all through the measurement; the
+            # others share the hostile corpus, each round in a different split
+            r = 0
+            while r < rounds or not measured.is_set():
+                r += 1
                 for j, att in enumerate(attempts):
                     if stop.is_set():
                         return
-                    if (j + k + r) % clients:
-                        continue  # the clients share the corpus, each round in a different split
-                    body = orjson.dumps({"sql": att.sql, "params": att.params or {}, "max_rows": 100})
-                    status, answer = _post(query_url, analyst, body)
-                    with lock:
-                        outcomes.append((att, status, answer))
-                    if status == 429:
-                        time.sleep(0.2)
+                    if (k == 0) == att.must_refuse or (k > 0 and (j + k + r) % (clients - 1)):
+                        continue
+                    ask(att)
 
-        threads = [threading.Thread(target=attack, args=(k,), daemon=True) for k in range(clients)]
+        threads = [threading.Thread(target=attack, args=(k,), daemon=True) for k in range(max(2, clients))]
+        attack_started = time.monotonic()
         for t in threads:
             t.start()
         time.sleep(1.0)  # the attack is under way
         loaded = _ingest_latencies(w, token, device, "loaded", samples)
+        measured.set()
         for t in threads:
             t.join(timeout=900)
         stop.set()
+        attack_s = time.monotonic() - attack_started
         count_after = w.scalar("SELECT count() FROM results FINAL")
     finally:
         w.stop()
@@ -179,11 +198,16 @@ def drill_hostile_analyst_queries(stack: Stack, workdir: Path, *, rounds: int, c
     idle_median, loaded_median = statistics.median(idle), statistics.median(loaded)
     ratio = loaded_median / idle_median if idle_median > 0 else float("inf")
     stored = int(count_after)
-    note = (f"{len(outcomes)} hostile queries ({len(attempts)} kinds), {len(escapes)} escapes, {refused} refused; "
+    note = (f"{len(outcomes)} hostile queries ({len(attempts)} kinds, {clients} clients, {attack_s:.0f} s), "
+            f"{len(escapes)} escapes, {refused} refused; "
             f"ingest post->stored median {idle_median * 1000:.0f} ms idle, {loaded_median * 1000:.0f} ms under "
             f"attack ({ratio:.2f}x)")
     row = DrillRow("hostile analyst queries", len(outcomes), stored, 0, 0 if stored == 2 * samples else 1, 0,
                    None, note)
-    row.extra.update(escapes=escapes, tried=len(outcomes), ratio=ratio, idle_median_s=idle_median,
-                     loaded_median_s=loaded_median, statuses=sorted({s for _, s, _ in outcomes}))
+    by_kind: dict[str, set[int]] = {}
+    for att, status, _ in outcomes:
+        by_kind.setdefault(att.name, set()).add(status)
+    row.extra.update(by_kind={k: sorted(v) for k, v in by_kind.items()}, escapes=escapes, tried=len(outcomes),
+                     ratio=ratio, idle_median_s=idle_median, loaded_median_s=loaded_median,
+                     statuses=sorted({s for _, s, _ in outcomes}))
     return row
