@@ -106,7 +106,9 @@ def _redact_record(record: logging.LogRecord) -> None:
         return
     clean = redact(message)
     if clean != message or record.args:
-        record.msg, record.args = clean, None
+        # An empty tuple, not None: some formatters (mode's, under Faust) turn None into (None,)
+        # and format the message with it again.
+        record.msg, record.args = clean, ()
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
     if record.stack_info:

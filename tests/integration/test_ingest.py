@@ -397,7 +397,12 @@ def test_slow_analyst_queries_neither_hold_ingest_back_nor_queue_without_bound(s
     import concurrent.futures
 
     analyst = stack.worker.analyst_token
-    slow = {"sql": "SELECT sum(sleepEachRow(0.5)) FROM numbers(4)"}  # 2 s each, no CPU
+    tag = rid("for-slow")
+    for k in range(4):  # rows for the slow query to wait on (table functions like numbers() are refused)
+        assert client.post(result(f"{tag}-{k}", device_id="dev-01"), stack.tokens["dev-01"]).status == 202
+    stack.wait_count("result_id LIKE %(p)s", 4, p=f"{tag}-%")
+    slow = {"sql": "SELECT sum(sleepEachRow(0.5)) FROM (SELECT 1 FROM results FINAL WHERE result_id LIKE %(p)s)",
+            "params": {"p": f"{tag}-%"}}  # 2 s each, no CPU
     answers: list[Answer] = []
 
     def one() -> None:

@@ -77,7 +77,8 @@ def test_the_wrapper_carries_every_limit() -> None:
     )
     assert out == (
         "SELECT * FROM (\nSELECT 1\n) LIMIT 6 SETTINGS readonly = 1, max_execution_time = 7, "
-        "max_memory_usage = 1000, max_result_rows = 6, max_result_bytes = 2000, result_overflow_mode = 'throw', "
+        "timeout_overflow_mode = 'throw', max_memory_usage = 1000, max_result_rows = 6, max_result_bytes = 2000, "
+        "result_overflow_mode = 'throw', "
         "max_rows_to_read = 3000, read_overflow_mode = 'throw'"
     )
 

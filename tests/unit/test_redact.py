@@ -137,3 +137,15 @@ def test_finding_6_a_bad_header_with_a_valid_token_is_not_logged(caplog: pytest.
     assert b" 400 " in answer.split(b"\r\n", 1)[0]
     assert "Invalid header value char" in caplog.text  # the line that carried the token is still logged
     assert "Zm9vYmFyYmF6" not in caplog.text
+
+
+def test_redacted_records_format_under_faust_s_formatter() -> None:
+    """mode (Faust's logging) turns a record's args None into (None,) and formats again: the
+    redacted record must keep formatting (a `foodrisk worker` logged 'not all arguments converted')."""
+    from mode.utils.logging import ExtensionFormatter
+
+    install_log_redaction()
+    record = logging.getLogger("foodrisk.test.mode").makeRecord(
+        "foodrisk.test.mode", logging.INFO, __file__, 1, "[^--Producer]: Creating topic %r at 100%%", ("t1",), None
+    )
+    assert ExtensionFormatter(fmt="%(message)s").format(record) == "[^--Producer]: Creating topic 't1' at 100%"
