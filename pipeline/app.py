@@ -1,4 +1,4 @@
-"""The one Faust app: built from Settings, with its topics, agents and web views."""
+"""The one Faust app: built from Settings, with its topics, agents, web views and the query port."""
 
 from __future__ import annotations
 
@@ -50,7 +50,11 @@ def build_runtime(
 ) -> Runtime:
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
     reference = configured_reference(settings, reference or default_reference())
-    app = faust.App(settings.app_id, **faust_options(settings, bootstrap))
+    from pipeline.web import only_our_paths
+
+    options = faust_options(settings, bootstrap)
+    options["web_application_options"] = {"middlewares": [only_our_paths()]}  # the device port serves ours only
+    app = faust.App(settings.app_id, **options)
     configure_transport(app)
     registry = CollectorRegistry()
     metrics = metrics_mod.create(registry)
@@ -123,8 +127,10 @@ def build_runtime(
         deadletter_topic=deadletter_topic,
     )
     from pipeline.ingest import register_ingest_views
+    from pipeline.query_server import register_query_server
     from pipeline.web import register_views
 
     register_views(runtime)
     register_ingest_views(runtime)  # POST /v1/results, /openapi.json, /docs (README "Ingest")
+    register_query_server(runtime)  # POST /v1/query on its own port (README "Analysts")
     return runtime

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from pipeline.settings import Settings, SettingsError, load_settings
+from sinks.redact import install_log_redaction, redact
 
 log = logging.getLogger("foodrisk")
 
@@ -74,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser(
         "query",
         help="run a read-only SELECT on the foodrisk database and print the answer",
-        description="Run one SELECT. With the chdb default it asks the running worker over its HTTP port, "
-        "or opens the database itself when no worker runs.",
+        description="Run one SELECT. With the chdb default it asks the running worker on its query port "
+        "(FOODRISK_QUERY_PORT) with an analyst token (FOODRISK_ANALYST_TOKEN, else the worker's "
+        "DATA_DIR/auth/local-analyst.token), or opens the database itself when no worker runs. With "
+        "clickhouse:// it connects to ClickHouse directly, as the URL's ClickHouse user.",
         epilog=EPILOG,
     )
-    q.add_argument("sql", help="one SELECT statement; %%(name)s placeholders take --param values")
+    q.add_argument("sql", help="one SELECT statement; %%(name)s or {name:Type} placeholders take --param values")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
     q.add_argument("--max-rows", type=int, default=10_000)
@@ -117,14 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(FOODRISK_INGEST_TOKENS_FILE) keeps only hashes; a running worker picks changes up within a second.",
         epilog=EPILOG,
     )
-    dev_sub = dev.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    dev_sub = dev.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
     dev_add = dev_sub.add_parser("add", help="register a device and print its new token (shown once)")
-    dev_add.add_argument("device_id", help="the device_id its results carry")
+    dev_add.add_argument("name", metavar="DEVICE_ID", help="the device_id its results carry")
     dev_add.add_argument("--replace", action="store_true", help="issue a new token for a registered device")
+    dev_add.add_argument("--site", default=None, metavar="SITE_ID",
+                         help="bind the device to this site: its results naming another site.id get 403 "
+                         "(with --replace, the binding is kept unless --site is given)")
     dev_add.add_argument("--note", default="", help="free text kept with the entry (owner, site)")
     dev_sub.add_parser("list", help="registered devices, active and revoked (never the tokens)")
     dev_rev = dev_sub.add_parser("revoke", help="revoke a device's token (its requests get 401)")
-    dev_rev.add_argument("device_id")
+    dev_rev.add_argument("name", metavar="DEVICE_ID")
+
+    ana = sub.add_parser(
+        "analysts",
+        help="manage the analyst tokens of the query port (add, list, revoke)",
+        description="Analyst tokens for POST /v1/query on the worker's query port (FOODRISK_QUERY_PORT). The "
+        "registry (FOODRISK_ANALYST_TOKENS_FILE) keeps only hashes; a running worker picks changes up within a "
+        "second. The worker registers its own token as `local` at each start.",
+        epilog=EPILOG,
+    )
+    ana_sub = ana.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    ana_add = ana_sub.add_parser("add", help="register an analyst and print the new token (shown once)")
+    ana_add.add_argument("name", metavar="NAME", help="who the token is for")
+    ana_add.add_argument("--replace", action="store_true", help="issue a new token for a registered analyst")
+    ana_add.add_argument("--note", default="", help="free text kept with the entry")
+    ana_sub.add_parser("list", help="registered analysts, active and revoked (never the tokens)")
+    ana_rev = ana_sub.add_parser("revoke", help="revoke an analyst's token (its requests get 401)")
+    ana_rev.add_argument("name", metavar="NAME")
 
     imp = sub.add_parser(
         "import",
@@ -212,7 +236,9 @@ def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.analyst import analyst_token, no_token_hint, query_address
     from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, guard_select, render
+    from sinks.errors import ClickHouseError
 
     params: dict[str, str] = {}
     for item in args.param:
@@ -221,14 +247,21 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
     try:
-        guard_select(args.sql, max_rows=args.max_rows)
+        guard_select(args.sql, params, database=settings.database, max_rows=args.max_rows)
         if settings.uses_chdb:
-            try:
-                cols, rows, truncated = ask_worker(
-                    settings.web_host, settings.web_port, args.sql, params=params, max_rows=args.max_rows
-                )
-            except WorkerUnreachable:
-                cols, rows, truncated = _query_directly(settings, args.sql, params, args.max_rows)
+            address, token = query_address(settings), analyst_token(settings)
+            answer = None
+            if address is not None and token is not None:
+                with contextlib.suppress(WorkerUnreachable):
+                    answer = ask_worker(*address, args.sql, token=token, params=params, max_rows=args.max_rows)
+            if answer is None:  # no worker: open the database here
+                try:
+                    answer = _query_directly(settings, args.sql, params, args.max_rows)
+                except ClickHouseError as exc:
+                    if token is None and "in use by another process" in str(exc):
+                        raise SettingsError(no_token_hint(settings)) from None
+                    raise
+            cols, rows, truncated = answer
         else:
             cols, rows, truncated = _query_directly(settings, args.sql, params, args.max_rows)
     except QueryRejected as exc:
@@ -249,7 +282,7 @@ def _query_directly(
     # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
     ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
     try:
-        res = ch.query(guard_select(sql, max_rows=max_rows), params or None)
+        res = ch.query(guard_select(sql, params, database=ch.database, max_rows=max_rows))
     except Exception as exc:
         raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
     finally:
@@ -297,6 +330,12 @@ def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
     return main_devices(args, settings)
 
 
+def _cmd_analysts(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.devices import main_analysts
+
+    return main_analysts(args, settings)
+
+
 def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.importer import main_import
 
@@ -330,12 +369,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "migrate": _cmd_migrate,
     "check": _cmd_check,
     "devices": _cmd_devices,
+    "analysts": _cmd_analysts,
     "import": _cmd_import,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_log_redaction()  # no secret reaches a log line (sinks/redact.py)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -351,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         return COMMANDS[args.command](args, settings)
     except (SettingsError, StartupError, BrokerUnavailable, ClickHouseError, ValueError) as exc:
-        print(f"foodrisk {args.command}: error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"foodrisk {args.command}: error: {redact(str(exc))}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:
         print(f"foodrisk {args.command}: interrupted", file=sys.stderr)  # noqa: T201

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.analyst import analyst_token, no_token_hint
 from pipeline.localstack.process import ChildProcess, free_port, port_open
 from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, render
 from pipeline.settings import Settings, kafka_python_security_options
@@ -109,11 +110,15 @@ class AlertPrinter(threading.Thread):
         self._stop_event.set()
 
 
-def _worker_process(settings: Settings, bootstrap: list[str], web_port: int, logdir: Path) -> ChildProcess:
+def _worker_process(
+    settings: Settings, bootstrap: list[str], web_port: int, query_port: int, logdir: Path
+) -> ChildProcess:
     env = dict(os.environ)
     env.update(
         FOODRISK_BROKER_URL="kafka://" + ",".join(bootstrap),
         FOODRISK_WEB_PORT=str(web_port),
+        FOODRISK_QUERY_HOST="127.0.0.1",
+        FOODRISK_QUERY_PORT=str(query_port),
         FOODRISK_CLICKHOUSE_URL=settings.clickhouse_url,
         FOODRISK_DATA_DIR=str(settings.data_dir.resolve()),
     )
@@ -121,7 +126,7 @@ def _worker_process(settings: Settings, bootstrap: list[str], web_port: int, log
         "worker",
         [sys.executable, "-m", "pipeline.cli", "worker"],
         log_path=logdir / "worker.log",
-        ready=lambda: port_open(settings.web_host, web_port),
+        ready=lambda: port_open(settings.web_host, web_port) and port_open("127.0.0.1", query_port),
         ready_timeout=60,
         env=env,
     )
@@ -155,6 +160,9 @@ def run_demo(
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_int = signal.signal(signal.SIGINT, on_int)
     web_port = settings.web_port if not port_open(settings.web_host, settings.web_port) else free_port()
+    query_port = settings.query_port
+    if not query_port or query_port == web_port or port_open("127.0.0.1", query_port):
+        query_port = free_port()
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
@@ -164,9 +172,10 @@ def run_demo(
             ch_url = redact_url(settings.clickhouse_url)
             say(f"foodrisk: broker {','.join(bootstrap)}, ClickHouse {ch_url}")
             ensure_topics(settings, bootstrap)
-            worker = _worker_process(settings, bootstrap, web_port, logdir)
+            worker = _worker_process(settings, bootstrap, web_port, query_port, logdir)
             say(f"foodrisk: starting the worker (log {worker.log_path}) ...")
             with worker:
+                ask = _Asker(settings, query_port)
                 say(f"foodrisk: worker up (pid {worker.pid}), http://{settings.web_host}:{web_port}/metrics;"
                     " simulating devices"
                     + (f" for {duration_s:.0f}s" if duration_s else " until Ctrl-C") + f" at {speed:g}x")
@@ -177,7 +186,7 @@ def run_demo(
                 def tick(p: FleetProgress) -> None:
                     if p.elapsed_s - last[0] >= 5:
                         last[0] = p.elapsed_s
-                        stored = _count(settings, web_port, "SELECT count() FROM foodrisk.results FINAL")
+                        stored = _count(ask, "SELECT count() FROM foodrisk.results FINAL")
                         say(f"  ... {p.elapsed_s:5.0f}s  sim {p.sim_time:%Y-%m-%d %H:%M}Z  sent {p.sent}"
                             f" ({p.sent / max(p.elapsed_s, 0.001):.0f}/s)  stored {stored}"
                             f"  alerts {len(printer.seen)}")
@@ -197,7 +206,7 @@ def run_demo(
                     say(f"foodrisk: {left} results still unprocessed after 60 s (see {worker.log_path})")
                 time.sleep(1.5)  # let the last alerts reach the printer
                 printer.stop()
-                _summary(settings, web_port, say)
+                _summary(ask, say)
                 say(f"foodrisk: {len(printer.seen)} alerts: "
                     + ", ".join(f"{k} {n}" for k, n in printer.by_kind.most_common()))
                 printer.join(timeout=5)
@@ -208,9 +217,23 @@ def run_demo(
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _count(settings: Settings, port: int, sql: str) -> int | str:
+class _Asker:
+    """Queries to the demo's worker on its query port, with the analyst token it wrote at start
+    (or FOODRISK_ANALYST_TOKEN)."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings, self.port = settings, port
+
+    def __call__(self, sql: str, *, timeout_s: float = 60.0) -> tuple[list[str], list[list[Any]], bool]:
+        token = analyst_token(self.settings)
+        if token is None:
+            raise QueryRejected(no_token_hint(self.settings))
+        return ask_worker("127.0.0.1", self.port, sql, token=token, timeout_s=timeout_s)
+
+
+def _count(ask: _Asker, sql: str) -> int | str:
     try:
-        _, rows, _ = ask_worker(settings.web_host, port, sql, timeout_s=10)
+        _, rows, _ = ask(sql, timeout_s=10)
         return int(rows[0][0])
     except (WorkerUnreachable, QueryRejected, IndexError, ValueError):
         return "?"
@@ -226,11 +249,11 @@ def _drain(settings: Settings, bootstrap: list[str], *, timeout_s: float) -> int
     return left
 
 
-def _summary(settings: Settings, port: int, say: Callable[[str], None]) -> None:
+def _summary(ask: _Asker, say: Callable[[str], None]) -> None:
     say("\n== Summary (from ClickHouse) ==")
     for title, sql in SUMMARY_QUERIES:
         try:
-            cols, rows, _ = ask_worker(settings.web_host, port, sql)
+            cols, rows, _ = ask(sql)
         except (WorkerUnreachable, QueryRejected) as exc:
             say(f"\n{title}: unavailable ({exc})")
             continue

@@ -36,6 +36,13 @@ def faust_options(settings: Settings, bootstrap: list[str]) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
+        # Faust's own pages answer anyone and show internals: /router/ (cluster topology), /table/
+        # (table contents), / and /assignment/ (sensor counters), /graph/, /performance/. None is served.
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_metrics_enabled": False,
         "datadir": str(datadir),
         "key_serializer": "raw",
         "value_serializer": "raw",

@@ -35,7 +35,7 @@ import orjson
 import yaml
 
 from schemas.reference import Reference
-from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, parse_result
+from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, parse_result, result_key
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ def run_import(
                     rid = item.get("result_id")
                     rejects.writerow([line_no, "rejected", rid if isinstance(rid, str) else "", reasons])
                     continue
-                if not seen.add(result.result_id):
+                if not seen.add(result_key(result.device_id, result.result_id)):  # a result is (device, id)
                     summary.duplicates += 1
                     rejects.writerow([line_no, "duplicate", result.result_id, "result_id accepted on an earlier line"])
                     continue

@@ -9,8 +9,9 @@ Invalid items are answered per item with field-level reasons, and 422 when none 
 Status codes, in the order they are checked: 401 (token missing, malformed, unknown or revoked),
 413 (body over FOODRISK_INGEST_MAX_BYTES, or more than FOODRISK_INGEST_MAX_ITEMS results), 429 (the
 device's token bucket is empty; Retry-After says when to come back), 400 (not JSON, or neither an
-object nor an array), 403 (an item names another device), 422 (no valid item), 202 (accepted), 503
-(the broker did not acknowledge in time: re-post, result ids make that safe).
+object nor an array), 403 (an item names another device, or a device bound to a site sends a result
+naming another site), 422 (no valid item), 202 (accepted), 503 (the broker did not acknowledge in
+time: re-post, result ids make that safe). A 403 publishes nothing of the request.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from faust.web import Request, Response, View
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from pipeline.devices import TokenRegistry
+from pipeline.devices import DEVICES, TokenEntry, TokenRegistry
 from schemas.reference import Reference
 from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, Result, parse_result
 
@@ -108,6 +109,7 @@ class Checked:
     rejected: list[RejectedItem] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     foreign: list[tuple[int, str]] = field(default_factory=list)  # (index, device_id) of other devices' items
+    off_site: list[tuple[int, str]] = field(default_factory=list)  # (index, site.id) of items naming another site
 
 
 def _item_id(item: Any) -> str | None:
@@ -115,8 +117,16 @@ def _item_id(item: Any) -> str | None:
     return rid if isinstance(rid, str) and 0 < len(rid) <= 128 else None
 
 
-def check_items(items: Sequence[Any], *, device_id: str, reference: Reference, now: datetime) -> Checked:
-    """Validate each item as the screening agent will; note other devices' items and repeated ids."""
+def _claimed_site(item: Mapping[str, Any]) -> Any:
+    site = item.get("site")
+    return site.get("id") if isinstance(site, Mapping) else None
+
+
+def check_items(
+    items: Sequence[Any], *, device_id: str, reference: Reference, now: datetime, site_id: str | None = None
+) -> Checked:
+    """Validate each item as the screening agent will; note other devices' items, items naming
+    another site than the device's (when it is bound to ``site_id``) and repeated ids."""
     out = Checked()
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -127,6 +137,10 @@ def check_items(items: Sequence[Any], *, device_id: str, reference: Reference, n
         claimed = item.get("device_id")
         if isinstance(claimed, str) and claimed != device_id:
             out.foreign.append((i, claimed[:128]))
+            continue
+        site = _claimed_site(item)
+        if site_id is not None and isinstance(site, str) and site != site_id:
+            out.off_site.append((i, site[:128]))
             continue
         try:
             encoded = orjson.dumps(item)
@@ -256,7 +270,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                       "are listed under `rejected` with their reasons.", "IngestResponse"),
                         "400": answer("The body is not JSON, or neither an object nor an array.", "ErrorResponse"),
                         "401": answer("Token missing, malformed, unknown or revoked.", "ErrorResponse"),
-                        "403": answer("An item's device_id is not the token's device.", "ErrorResponse"),
+                        "403": answer("An item's device_id is not the token's device, or the device is bound "
+                                      "to a site and an item's site.id is another one.", "ErrorResponse"),
                         "413": answer(f"Body over {max_bytes} bytes or more than {max_items} results.",
                                       "ErrorResponse"),
                         "422": answer("No item is valid; each is listed with its reasons.", "IngestResponse"),
@@ -340,7 +355,8 @@ Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
 <h2>Authentication</h2>
 <p>Every request carries <code>Authorization: Bearer TOKEN</code>, the device's token from
 <code>foodrisk devices add DEVICE_ID</code> (shown once; the server keeps only its hash). Every result's
-<code>device_id</code> must be that device.</p>
+<code>device_id</code> must be that device; a device registered with <code>--site SITE</code> may only send
+results whose <code>site.id</code> is SITE (else 403).</p>
 <h2>Example</h2>
 <pre>curl -sS -X POST http://WORKER:{settings.web_port}/v1/results \\
   -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
@@ -400,25 +416,27 @@ def _bearer(request: Request) -> str | None:
 def register_ingest_views(rt: Runtime) -> None:
     """Add /v1/results, /openapi.json and /docs to the worker's web server."""
     app, settings = rt.app, rt.settings
-    registry = TokenRegistry(settings.ingest_tokens_path)
+    registry = TokenRegistry(settings.ingest_tokens_path, kind=DEVICES)
     limiter = RateLimiter(settings.ingest_rate_per_s, settings.ingest_burst)
     requests_total = rt.metrics.ingest_requests  # foodrisk_ingest_requests_total{status} (pipeline/metrics.py)
     results_total = rt.metrics.ingest_results  # foodrisk_ingest_results_total{outcome}
     openapi = openapi_document(settings)
     page = docs_page(settings)
 
-    def authenticate(request: Request) -> str:
+    def authenticate(request: Request) -> TokenEntry:
         token = _bearer(request)
         if token is None:
             raise _Refused(401, "missing bearer token: send `Authorization: Bearer TOKEN` "
                            "(a device token from `foodrisk devices add DEVICE_ID`)")
-        device = registry.device_for(token)
-        if device is None:
+        entry = registry.entry_for(token)
+        if entry is None:
             why = "unknown or revoked token"
+            if token.startswith("fra_"):
+                why = "an analyst token is not accepted here (it is for the query port)"
             if registry.error:
                 why += f" (the token registry could not be read: {registry.error})"
             raise _Refused(401, why + ": ask the operator for a new one (`foodrisk devices add DEVICE_ID --replace`)")
-        return device
+        return entry
 
     async def publish(device: str, values: list[bytes]) -> None:
         key = device.encode()
@@ -426,7 +444,8 @@ def register_ingest_views(rt: Runtime) -> None:
         await asyncio.gather(*pending)
 
     async def handle(request: Request) -> tuple[int, Any, dict[str, str]]:
-        device = authenticate(request)
+        entry = authenticate(request)
+        device = entry.name
         body = await _read_body(request, settings.ingest_max_bytes)
         doc: Any = None
         bad_json: str | None = None
@@ -459,11 +478,18 @@ def register_ingest_views(rt: Runtime) -> None:
         else:
             raise _Refused(400, f"expected a result (JSON object) or a batch (JSON array), got {_json_type(doc)}")
 
-        checked = check_items(items, device_id=device, reference=rt.reference, now=datetime.now(UTC))
+        checked = check_items(items, device_id=device, reference=rt.reference, now=datetime.now(UTC),
+                              site_id=entry.site)
         if checked.foreign:
             raise _Refused(
                 403, f"this token belongs to device {device}; it may only send that device's results",
                 detail=[{"index": i, "device_id": d} for i, d in checked.foreign[:100]],
+            )
+        if checked.off_site:
+            raise _Refused(
+                403, f"device {device} is bound to site {entry.site}; every result it sends must have "
+                f"site.id {entry.site!r} (`foodrisk devices add {device} --replace --site SITE` rebinds it)",
+                detail=[{"index": i, "site_id": sid} for i, sid in checked.off_site[:100]],
             )
         results_total.labels("rejected").inc(len(checked.rejected))
         results_total.labels("duplicate").inc(len(checked.duplicates))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sinks.redact import redact, register_secret
 
 AGENT_GROUPS: tuple[str, ...] = ("screen", "early", "archive", "deliver")
 
@@ -92,7 +94,36 @@ class Settings(BaseSettings):
 
     # -- worker ---------------------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="bind address of the worker's HTTP server")
-    web_port: int = Field(6066, ge=1, le=65535, description="worker HTTP: /metrics, /healthz, /readyz, query")
+    web_port: int = Field(
+        6066, ge=1, le=65535,
+        description="device port: POST /v1/results, /openapi.json, /docs, /metrics, /healthz, /readyz",
+    )
+    query_host: str = Field(
+        "127.0.0.1", description="bind address of the analyst query port (POST /v1/query); keep it on loopback"
+    )
+    query_port: int = Field(
+        6067, ge=0, le=65535,
+        description="analyst query port (0: a free port, written to DATA_DIR/run/query.port)",
+    )
+    query_concurrency: int = Field(1, ge=1, le=16, description="analyst queries run at once (each its own thread)")
+    query_queue: int = Field(
+        4, ge=0, le=1000, description="analyst queries waiting for a turn; past that, 429 with Retry-After"
+    )
+    query_max_threads: int = Field(
+        0, ge=0, le=256,
+        description="threads one analyst query may use; 0: half the machine's cores (at least 1), so that "
+        "queries on the worker's in-process chdb leave CPU to ingest",
+    )
+    analyst_tokens_file: Path | None = Field(
+        None, description="analyst token registry (hashes only); default DATA_DIR/auth/analysts.json"
+    )
+    analyst_token: SecretStr | None = Field(
+        None, description="the token `foodrisk query`/`redlist`/`run` send; default DATA_DIR/auth/local-analyst.token"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="operators' bearer token for /metrics on the device port; unset: /metrics is open "
+        "to whoever reaches the port (loopback by default)",
+    )
     data_dir: Path = Field(Path("./var"), description="local state: Faust tables, logs of child servers")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -251,6 +282,29 @@ class Settings(BaseSettings):
     def ingest_tokens_path(self) -> Path:
         return self.ingest_tokens_file or self.data_dir / "ingest" / "devices.json"
 
+    @property
+    def analyst_tokens_path(self) -> Path:
+        return self.analyst_tokens_file or self.data_dir / "auth" / "analysts.json"
+
+    @property
+    def local_analyst_token_path(self) -> Path:
+        """Where the worker writes the local analyst token at start (mode 0600)."""
+        return self.data_dir / "auth" / "local-analyst.token"
+
+    @property
+    def query_port_file(self) -> Path:
+        """Where the worker writes the query port it bound (useful with FOODRISK_QUERY_PORT=0)."""
+        return self.data_dir / "run" / "query.port"
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> Settings:
+        if self.query_port and self.query_port == self.web_port:
+            raise ValueError(
+                f"FOODRISK_QUERY_PORT ({self.query_port}) must differ from FOODRISK_WEB_PORT: analyst queries "
+                "have their own port, apart from the one devices post to"
+            )
+        return self
+
     @field_validator("broker_url")
     @classmethod
     def _check_broker_url(cls, v: str) -> str:
@@ -366,9 +420,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with clear one-line errors instead of a traceback."""
+    """Settings from the environment, with clear one-line errors instead of a traceback.
+
+    The secrets of the settings are registered with the redaction helper (:mod:`sinks.redact`),
+    so no later log line or error shows them; an error about a setting is redacted too (a
+    malformed URL is named without its password).
+    """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts any field here
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts any field here
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -376,7 +435,31 @@ def load_settings(**overrides: object) -> Settings:
             msg = str(err["msg"]).removeprefix("Value error, ")
             name = f"FOODRISK_{loc.upper()}" if loc else "settings"
             lines.append(f"{name}: {msg}")
-        raise SettingsError("; ".join(lines)) from None
+        raise SettingsError(redact("; ".join(lines))) from None
+    for value in secrets_of(settings):
+        register_secret(value)
+    return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value the settings carry: passwords, keys, and URL parts that grant access."""
+    out = [s.get_secret_value() for s in (settings.broker_sasl_password, settings.webhook_secret,
+                                          settings.analyst_token, settings.metrics_token) if s is not None]
+    urls = [settings.clickhouse_url, *(settings.alertmanager_url or "").split(",")]
+    for url in urls:
+        try:
+            password = urlsplit(url.strip()).password
+        except ValueError:
+            continue
+        if password:
+            out.append(password)
+            out.append(quote(password, safe=""))
+    if settings.webhook_url:
+        # Chat webhooks carry their token in the path or the query: the whole URL is a secret
+        # (logs show sinks.alertmanager.safe_url's scheme://host/… form).
+        parts = urlsplit(settings.webhook_url)
+        out.extend(piece for piece in (parts.path.strip("/"), parts.query) if len(piece) >= 8)
+    return [v for v in out if v]
 
 
 def kafka_python_producer_options(settings: Settings) -> dict[str, object]:

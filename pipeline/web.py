@@ -1,15 +1,20 @@
-"""The worker's HTTP endpoints: /metrics, /healthz, /readyz and the read-only /v1/query."""
+"""The device port (Faust's web server): /metrics, /healthz, /readyz here; /v1/results, /openapi.json
+and /docs in pipeline.ingest. Nothing else is served there: Faust's own pages are switched off
+(pipeline.faust_config) and any other path answers 404 (``only_our_paths``). Analyst queries have
+their own port and credential (pipeline.query_server)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.query import DEFAULT_MAX_ROWS, QueryRejected, guard_select, jsonable
+from sinks.redact import redact
 
 if TYPE_CHECKING:
     from pipeline.app import Runtime
@@ -29,11 +34,38 @@ async def _broker_reachable(urls: Any, timeout_s: float = 1.0) -> bool:
     return False
 
 
+def _bearer_matches(request: Request, expected: bytes) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected)
+
+
+DEVICE_PORT_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/results", "/openapi.json", "/docs"})
+
+
+def only_our_paths(paths: frozenset[str] = DEVICE_PORT_PATHS) -> Any:
+    """aiohttp middleware: 404 (JSON) for every path but ``paths``, whatever else got registered."""
+
+    @web.middleware
+    async def allow_list(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in paths:
+            return web.json_response({"error": f"no such endpoint on this port: {request.path[:200]}"}, status=404)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return allow_list
+
+
 def register_views(rt: Runtime) -> None:
     app = rt.app
 
+    metrics_token = rt.settings.metrics_token.get_secret_value().encode() if rt.settings.metrics_token else None
+
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
+            if metrics_token is not None and not _bearer_matches(request, metrics_token):
+                return self.json({"error": "metrics need the operators' token: `Authorization: Bearer "
+                                           "$FOODRISK_METRICS_TOKEN` (Prometheus: authorization.credentials_file)"},
+                                 status=401, headers={"WWW-Authenticate": 'Bearer realm="foodrisk-metrics"'})
             # aiohttp refuses a charset inside content_type=; the exposition type carries one, so it
             # goes in as a header.
             return self.bytes(generate_latest(rt.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -50,38 +82,20 @@ def register_views(rt: Runtime) -> None:
                 checks["clickhouse"] = True
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 checks["clickhouse"] = False
-                checks["clickhouse_error"] = f"{type(exc).__name__}: {exc}"
+                checks["clickhouse_error"] = redact(f"{type(exc).__name__}: {exc}")
             consumer = getattr(app, "consumer", None)
             assigned = consumer.assignment() if consumer is not None else set()
             reachable = await _broker_reachable(app.conf.broker)
-            checks["broker"] = reachable and (bool(assigned) or app.rebalancing is False)
+            # Joined the group: partitions assigned, or a rebalance has completed (a worker beyond
+            # the partition count legitimately holds none). Before its first rebalance a worker is
+            # not rebalancing yet, and not ready either.
+            joined = bool(assigned) or (getattr(app, "rebalancing_count", 0) > 0 and app.rebalancing is False)
+            checks["broker"] = reachable and joined
             if not reachable:
                 checks["broker_error"] = "no bootstrap server accepts connections"
             ok = bool(checks["clickhouse"] and checks["broker"])
             return self.json({"ready": ok, **checks}, status=200 if ok else 503)
 
-    class QueryView(View):
-        async def post(self, request: Request) -> Response:
-            try:
-                body = await request.json()
-                sql = str(body["sql"])
-                params = body.get("params") or None
-                max_rows = min(int(body.get("max_rows", DEFAULT_MAX_ROWS)), 1_000_000)
-                guarded = guard_select(sql, max_rows=max_rows)
-            except QueryRejected as exc:
-                return self.json({"error": str(exc)}, status=400)
-            except (KeyError, TypeError, ValueError) as exc:
-                return self.json({"error": f"expected a JSON body {{'sql': ...}}: {exc}"}, status=400)
-            try:
-                res = await rt.writer.query(guarded, params)
-            except Exception as exc:  # noqa: BLE001 - the analyst gets the server's message
-                return self.json({"error": f"{type(exc).__name__}: {exc}"}, status=400)
-            rows = [[jsonable(v) for v in r] for r in res.rows[:max_rows]]
-            return self.json(
-                {"columns": res.columns, "rows": rows, "truncated": len(res.rows) > max_rows}
-            )
-
     app.page("/metrics")(MetricsView)
     app.page("/healthz")(HealthView)
     app.page("/readyz")(ReadyView)
-    app.page("/v1/query")(QueryView)

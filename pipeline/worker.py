@@ -54,6 +54,19 @@ def tune_gc() -> None:
     gc.set_threshold(10_000, 20, 10)
 
 
+def issue_local_analyst_token(settings: Settings) -> None:
+    """A fresh analyst token for this host's `foodrisk query`, `redlist` and `run`, registered as
+    `local` (the previous one stops working) and written to DATA_DIR/auth/local-analyst.token (0600)."""
+    from pipeline.devices import RegistryError, write_local_analyst_token
+
+    try:
+        write_local_analyst_token(settings.analyst_tokens_path, settings.local_analyst_token_path)
+    except (OSError, RegistryError) as exc:
+        log.warning("no local analyst token (%s): analysts need a token of `foodrisk analysts add NAME`", exc)
+        return
+    log.info("local analyst token written to %s", settings.local_analyst_token_path)
+
+
 def run_worker(settings: Settings) -> int:
     """Run until stopped (SIGTERM, Ctrl-C). Returns the exit code."""
     from faust.worker import Worker
@@ -65,6 +78,7 @@ def run_worker(settings: Settings) -> int:
         ensure_topics(settings, bootstrap)
         ch = open_clickhouse(settings)
         rt = build_runtime(settings, bootstrap, ch)
+        issue_local_analyst_token(settings)
         tune_gc()
         worker = Worker(
             rt.app,
@@ -73,9 +87,9 @@ def run_worker(settings: Settings) -> int:
             redirect_stdouts=False,
         )
         log.info(
-            "worker %s: broker %s, ClickHouse %s, web http://%s:%s",
+            "worker %s: broker %s, ClickHouse %s, device port http://%s:%s, query port http://%s:%s",
             settings.app_id, ",".join(bootstrap), redact_url(settings.clickhouse_url),
-            settings.web_host, settings.web_port,
+            settings.web_host, settings.web_port, settings.query_host, settings.query_port or "(free port)",
         )
         code = 0
         try:

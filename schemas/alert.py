@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.codes import QUICK_METHODS, AnalyteType, Method
 from schemas.reference import Reference, default_reference
-from schemas.result import Result
+from schemas.result import Result, result_key
 from schemas.verdict import Rule, Verdict, VerdictKind
 
 __all__ = [
@@ -231,7 +231,9 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         "origin": result.origin,
     }
     return Alert(
-        alert_id=alert_id_for(kind, result.result_id),
+        # over the result's identity (device, id): two devices' findings with one result_id are two
+        # alerts; a device's own resend or a replay gives the same id
+        alert_id=alert_id_for(kind, result_key(result.device_id, result.result_id)),
         kind=kind,
         classification=classification,
         risk=risk,

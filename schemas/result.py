@@ -49,6 +49,7 @@ __all__ = [
     "Unit",
     "is_quick",
     "parse_result",
+    "result_key",
     "to_mg_kg",
 ]
 
@@ -83,6 +84,17 @@ def to_mg_kg(value: float, unit: Unit) -> float | None:
     if per is None:
         return None
     return float(_SIGNIFICANT.format(value / per))
+
+
+def result_key(device_id: str, result_id: str) -> str:
+    """The identity of a result as one string: ``"<n>:<device_id>:<result_id>"``, n the UTF-8 byte
+    length of ``device_id`` (the same text as ``sinks.ddl.RESULT_KEY_SQL`` in ClickHouse).
+
+    A result is identified by (device_id, result_id): each device has its own namespace of result
+    ids. Ids may hold any character (only their length is checked), so joining them with a separator
+    alone could make two pairs one key; the length prefix keeps the encoding one-to-one.
+    """
+    return f"{len(device_id.encode())}:{device_id}:{result_id}"
 
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
@@ -150,7 +162,9 @@ class Result(BaseModel):
     )
 
     schema_version: Literal[1] = 1
-    result_id: Id = Field(description="Unique id of this result; the idempotency key.")
+    result_id: Id = Field(
+        description="Id of this result, unique per device: (device_id, result_id) is the idempotency key."
+    )
     sample_id: Id
     device_id: Id = Field(description="Quick-test device or lab instrument.")
     site: Site

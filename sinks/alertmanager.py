@@ -50,13 +50,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
 from schemas.alert import Alert, AlertStatus, Classification, Risk
 from sinks.errors import AlertmanagerSinkError
+from sinks.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,9 @@ def parse_urls(text: str) -> tuple[str, ...]:
             continue
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"bad Alertmanager URL {part.strip()!r}: use http(s)://host:port[,http(s)://host:port]")
+            raise ValueError(
+                f"bad Alertmanager URL {redact(part.strip())!r}: use http(s)://host:port[,http(s)://host:port]"
+            )
         if url not in urls:
             urls.append(url)
     if not urls:
@@ -282,6 +285,18 @@ def safe_url(url: str, *, keep_path: bool = True) -> str:
     netloc = f"{host}:{parts.port}" if parts.port else host
     path = parts.path if keep_path else ("/…" if parts.path not in ("", "/") else "")
     return f"{parts.scheme}://{netloc}{path}"
+
+
+def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
+    """``url`` without its ``user:password@`` part, and those credentials as HTTP basic auth
+    (an Alertmanager behind a reverse proxy with basic auth: the credentials go in the
+    Authorization header, never in a log line or a metric label)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    auth = aiohttp.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 def api_endpoint(base_url: str) -> str:
@@ -325,10 +340,11 @@ class AlertmanagerSink:
         return self._session
 
     async def _post_one(self, url: str, body: bytes) -> AlertmanagerSinkError | None:
-        endpoint = safe_url(api_endpoint(url))
+        target, auth = split_credentials(api_endpoint(url))
+        endpoint = safe_url(target)
         try:
             async with self._client().post(
-                endpoint, data=body, headers={"Content-Type": "application/json"}
+                target, data=body, headers={"Content-Type": "application/json"}, auth=auth
             ) as resp:
                 if 200 <= resp.status < 300:
                     await resp.read()
@@ -344,7 +360,7 @@ class AlertmanagerSink:
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return AlertmanagerSinkError(
-                f"Alertmanager {endpoint} unreachable ({type(exc).__name__}: {exc or 'timeout'}); "
+                f"Alertmanager {endpoint} unreachable ({type(exc).__name__}: {redact(str(exc)) or 'timeout'}); "
                 "is it running? check FOODRISK_ALERTMANAGER_URL",
                 url=url,
                 retriable=True,

@@ -41,6 +41,7 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as driver_errors
 
 from sinks.errors import TRANSIENT_CODES, ClickHouseError, ClickHouseUnavailable
+from sinks.redact import redact
 from sinks.retry import is_transient
 
 if TYPE_CHECKING:
@@ -571,7 +572,25 @@ class ChdbBackend:
         try:
             return self._session.query(sql, "JSONCompact")
         except RuntimeError as exc:
+            self._discard_residue()
             raise _chdb_failure(exc, "query failed") from exc
+
+    def _discard_residue(self) -> None:
+        """After a failed call, empty the connection's result buffer.
+
+        chdb (4.4) does not clear the output a query wrote before it failed (a timed-out
+        SELECT has written its JSON header, even its statistics): the next call's result starts
+        with it, and a JSON reader sees two documents. A throwaway query takes that residue with
+        its own result; it is repeated until a result comes back clean.
+        """
+        for _ in range(3):
+            try:
+                raw = self._session.query("SELECT 1", "TSV").bytes()
+            except RuntimeError:
+                continue
+            if raw == b"1\n":
+                return
+        log.warning("chdb: the result buffer still holds output of a failed query")
 
     def _query_raw(self, sql: str) -> QueryResult:
         res = self._run(sql)
@@ -631,6 +650,7 @@ class ChdbBackend:
                     inserter.append(payload)
                     inserter.finish()
             except RuntimeError as exc:
+                self._discard_residue()
                 raise _chdb_failure(exc, f"insert into {table} failed") from exc
         return len(rows)
 
@@ -866,12 +886,8 @@ def _tuple_element_type(arg: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """``url`` with its password replaced by ``***`` (sinks/redact.py)."""
+    return redact(url)
 
 
 def connect_clickhouse(url: str, *, database: str | None = None, **opts: Any) -> ClickHouse:

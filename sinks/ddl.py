@@ -3,7 +3,9 @@
 ``migrate(ch)`` creates the database and a ``schema_migrations`` table, then applies the
 migrations whose version is not recorded there, in order, recording each. Every statement is
 ``CREATE ... IF NOT EXISTS``, so a migration cut short by a crash is simply applied again, and
-running ``migrate`` twice is a no-op.
+running ``migrate`` twice is a no-op. A migration that cannot be said in such statements (7, the
+rebuild of ``results`` under a new sorting key) is a Python step that looks at what exists first
+and picks up wherever a crash left it.
 
 The DDL keeps to what Debian's clickhouse-server 18.16 and modern ClickHouse (chdb 26.x) both
 run (STACK.md). Column types are written in their modern form and lowered by :func:`column_type`
@@ -195,11 +197,34 @@ def schema_migrations_sql(db: str, features: Features) -> str:
     return _create_table(db, "schema_migrations", SCHEMA_MIGRATIONS, features, "MergeTree() ORDER BY version")
 
 
+# A result is identified by (device_id, result_id): every device has its own namespace of result
+# ids, so one device's result can never replace another's (two devices sending one id are two
+# results). result_id comes first in the key so that look-ups by id stay primary-key reads.
+RESULTS_KEY: tuple[str, ...] = ("result_id", "device_id")
+# The sorting key before migration 7: one result per result_id, whichever device sent it.
+RESULTS_OLD_KEY: tuple[str, ...] = ("result_id",)
+
+# The identity of a result as one String, for uniqExact states that must stay
+# AggregateFunction(uniqExact, String): "<bytes of device_id>:<device_id>:<result_id>". Ids may hold
+# any character (schemas/result.py only bounds their length, and JSON can carry U+0000 and U+001F),
+# so no separator is safe on its own; the length prefix makes the encoding one-to-one whatever the
+# ids contain. schemas.result.result_key builds the same text in Python.
+RESULT_KEY_SQL = "concat(toString(length(device_id)), ':', device_id, ':', result_id)"
+
+
+def _results_engine(key: tuple[str, ...]) -> str:
+    order = key[0] if len(key) == 1 else f"({', '.join(key)})"
+    return f"ReplacingMergeTree(ingested_at)\nPARTITION BY toYYYYMM(sampled_at)\nORDER BY {order}"
+
+
+def _results_table(db: str, name: str, f: Features, key: tuple[str, ...] = RESULTS_KEY) -> str:
+    return _create_table(db, name, RESULTS, f, _results_engine(key) + _dedup_settings(f))
+
+
 def _results(db: str, f: Features) -> list[str]:
-    # A replayed or resent result has the same result_id: ReplacingMergeTree keeps the latest
-    # ingested_at, and reads with FINAL (or argMax) count it once.
-    engine = "ReplacingMergeTree(ingested_at)\nPARTITION BY toYYYYMM(sampled_at)\nORDER BY result_id"
-    return [_create_table(db, "results", RESULTS, f, engine + _dedup_settings(f))]
+    # The same device resending a result (or a replay) has the same key: ReplacingMergeTree keeps
+    # the latest ingested_at, and reads with FINAL (or argMax) count it once.
+    return [_results_table(db, "results", f)]
 
 
 def _alerts(db: str, f: Features) -> list[str]:
@@ -215,25 +240,31 @@ def _deadletters(db: str, f: Features) -> list[str]:
     return [_create_table(db, "deadletters", DEADLETTERS, f, engine + _dedup_settings(f))]
 
 
+HOURLY_MV = "results_hourly_mv"
+
+
 def _results_hourly(db: str, f: Features) -> list[str]:
     # Why AggregatingMergeTree with uniqExact states and not a SummingMergeTree of counts: the
     # view sees every INSERT into `results`, including a replay of rows already there (a worker
     # restarted from its last commit, a device resending). A sum would count those twice, and
-    # FINAL on `results` cannot undo what the view already added. A set of result_ids per hour
-    # (uniqExactState / uniqExactIfState) absorbs the replay: merging {a, b} with {a, b} is still
-    # two tests. Checked on 18.16 and on chdb 26.x: uniqExactState, uniqExactIfState, maxState
-    # and their -Merge forms, MATERIALIZED VIEW ... TO, CREATE VIEW IF NOT EXISTS.
+    # FINAL on `results` cannot undo what the view already added. A set of results per hour
+    # (uniqExactState / uniqExactIfState over RESULT_KEY_SQL, the (device_id, result_id) pair as
+    # one String) absorbs the replay: merging {a, b} with {a, b} is still two tests, and two
+    # devices' results with one id are two. Checked on 18.16 and on chdb 26.x: uniqExactState,
+    # uniqExactIfState, maxState and their -Merge forms, MATERIALIZED VIEW ... TO, CREATE VIEW IF
+    # NOT EXISTS. (Before migration 7 the states hashed the bare result_id; the state type is the
+    # same, so those hours stay readable.)
     dims = ", ".join(quote_identifier(name) for name, _ in HOURLY_DIMENSIONS)
     states: list[tuple[str, str, str]] = []  # (column, state type, state expression)
     for name, verdict in HOURLY_COUNTS:
         if verdict is None:
-            states.append((name, "AggregateFunction(uniqExact, String)", "uniqExactState(result_id)"))
+            states.append((name, "AggregateFunction(uniqExact, String)", f"uniqExactState({RESULT_KEY_SQL})"))
         else:
             states.append(
                 (
                     name,
                     "AggregateFunction(uniqExactIf, String, UInt8)",
-                    f"uniqExactIfState(result_id, verdict = '{verdict}')",
+                    f"uniqExactIfState({RESULT_KEY_SQL}, verdict = '{verdict}')",
                 )
             )
     states.append(("max_ratio", "AggregateFunction(max, Float64)", f"maxState(ifNull(ratio, {_NO_RATIO}))"))
@@ -248,7 +279,7 @@ def _results_hourly(db: str, f: Features) -> list[str]:
     state_exprs = ",\n".join(f"    {expr} AS {quote_identifier(name)}" for name, _, expr in states)
     group_dims = ", ".join(quote_identifier(name) for name, _ in HOURLY_DIMENSIONS[1:])
     mv = (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {_table(db, 'results_hourly_mv')}\n"
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {_table(db, HOURLY_MV)}\n"
         f"TO {_table(db, 'results_hourly')}\nAS SELECT\n"
         f"    toStartOfHour(sampled_at) AS hour, {group_dims},\n{state_exprs}\n"
         f"FROM {_table(db, 'results')}\nGROUP BY {dims}"
@@ -320,11 +351,124 @@ def _redlist(db: str, f: Features) -> list[str]:
     return [_create_table(db, "redlist", REDLIST, f, "ReplacingMergeTree(version)\nORDER BY vendor_id")]
 
 
+# ---------------------------------------------------------------------------------------------
+# Migration 7: results keyed by device
+#
+# A database whose migration 1 ran before results were keyed by device has `results` ORDER BY
+# result_id: a second device sending the same result_id replaced the first device's row. A sorting
+# key cannot be altered in place (not on 18.16, not on modern servers for a leading change), so the
+# table is rebuilt. The step looks at what exists before each move, so a crash anywhere leaves a
+# state the next run recognises and finishes:
+#
+#   A  `results` has the old key  -> drop any half-made `results_rekeyed`, create it with the new
+#      key, copy every row (INSERT SELECT: no materialized view hangs off it, so the copy feeds
+#      nothing), drop `results_hourly_mv`, RENAME results -> results_prekey, results_rekeyed ->
+#      results (one statement; 18.16 renames one pair after the other)
+#   B  no `results`, `results_rekeyed` there -> the rename was cut in the middle: finish it
+#   C  no `results`, only `results_prekey`   -> it was renamed away before the copy was in
+#      place: rename it back and start at A
+#   D  `results` has the new key -> create `results_hourly_mv` if missing; if `results_prekey` is
+#      still there, copy over the rows written to it after the copy (writers that ran during the
+#      rebuild; through the view, which never saw them), then drop it. Nothing left: a no-op.
+
+REKEY_NEW = "results_rekeyed"
+REKEY_OLD = "results_prekey"
+
+
+class MigrationError(ClickHouseError):
+    """A migration that cannot run here as things are; the message says what to do."""
+
+
+def _key_text(key: tuple[str, ...]) -> str:
+    return ", ".join(key)
+
+
+def sorting_keys(ch: ClickHouse, database: str, names: tuple[str, ...]) -> dict[str, str]:
+    """``{table: sorting key}`` for those of ``names`` that exist in ``database`` (views: "").
+
+    ``system.tables.sorting_key`` exists on 18.16 and on modern servers (both checked); the key
+    comes back as the expression list without parentheses, e.g. ``result_id, device_id``.
+    """
+    res = ch.query(
+        "SELECT name, sorting_key FROM system.tables WHERE database = %(db)s AND has(%(names)s, name)",
+        {"db": database, "names": list(names)},
+    )
+    return {str(name): re.sub(r"[\s`]", "", str(key)) for name, key in res.rows}
+
+
+def _same_key(found: str, key: tuple[str, ...]) -> bool:
+    return found == _key_text(key).replace(" ", "")
+
+
+def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: ClusterLayout | None) -> None:
+    results = "results" if layout is None else "results" + layout.local_suffix
+    names = (results, REKEY_NEW, REKEY_OLD, HOURLY_MV)
+    keys = sorting_keys(ch, database, names)
+    if layout is not None:
+        if results in keys and not _same_key(keys[results], RESULTS_KEY):
+            raise MigrationError(
+                f"{database}.{results} is keyed by ({keys[results]}), not ({_key_text(RESULTS_KEY)}): rebuilding a "
+                f"replicated table is an operator step on a cluster; follow README, 'Results keyed by device', "
+                f"then run foodrisk migrate again"
+            )
+        if HOURLY_MV not in keys:  # dropped by the operator's rebuild (README): create it again
+            for statement in on_cluster([_results_hourly(database, features)[1]], database, layout):
+                ch.execute(statement)
+        return
+    cols = ", ".join(quote_identifier(c) for c in RESULTS_COLUMNS)
+    hourly_mv = _results_hourly(database, features)[1]
+    if results not in keys:
+        if REKEY_NEW in keys:  # B
+            ch.execute(f"RENAME TABLE {_table(database, REKEY_NEW)} TO {_table(database, results)}")
+        elif REKEY_OLD in keys:  # C
+            ch.execute(f"RENAME TABLE {_table(database, REKEY_OLD)} TO {_table(database, results)}")
+        else:
+            return  # no results table at all: nothing to rebuild
+        keys = sorting_keys(ch, database, names)
+    if not _same_key(keys[results], RESULTS_KEY):  # A
+        rows = ch.query(f"SELECT count() FROM {_table(database, results)}").scalar()  # noqa: S608
+        log.info("ClickHouse %s: rebuilding results keyed by (%s), %s rows", database, _key_text(RESULTS_KEY), rows)
+        ch.execute(f"DROP TABLE IF EXISTS {_table(database, REKEY_NEW)}")
+        ch.execute(_results_table(database, REKEY_NEW, features))
+        ch.execute(
+            f"INSERT INTO {_table(database, REKEY_NEW)} ({cols}) SELECT {cols} FROM {_table(database, results)}"  # noqa: S608
+        )
+        ch.execute(f"DROP TABLE IF EXISTS {_table(database, HOURLY_MV)}")
+        ch.execute(
+            f"RENAME TABLE {_table(database, results)} TO {_table(database, REKEY_OLD)}, "
+            f"{_table(database, REKEY_NEW)} TO {_table(database, results)}"
+        )
+        keys = sorting_keys(ch, database, names)
+    # D
+    if HOURLY_MV not in keys:
+        ch.execute(hourly_mv)
+    if REKEY_OLD in keys:
+        version = "result_id, device_id, ingested_at"  # one stored version of one result
+        ch.execute(
+            f"INSERT INTO {_table(database, results)} ({cols}) SELECT {cols} FROM {_table(database, REKEY_OLD)} "  # noqa: S608
+            f"WHERE ({version}) NOT IN (SELECT {version} FROM {_table(database, results)})"
+        )
+        ch.execute(f"DROP TABLE IF EXISTS {_table(database, REKEY_OLD)}")
+    if REKEY_NEW in keys:
+        ch.execute(f"DROP TABLE IF EXISTS {_table(database, REKEY_NEW)}")
+
+
+# (ch, database, features, cluster layout or None): a migration step that is Python, not statements.
+MigrationStep = Callable[[ClickHouse, str, Features, "ClusterLayout | None"], None]
+
+
+def _no_statements(database: str, features: Features) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     render: Callable[[str, Features], list[str]]  # (database, features) -> statements, in order
+    # Run after the statements; it must be safe to run again, and a no-op on a database created
+    # by the current statements of the earlier migrations. It renders nothing for --print-ddl.
+    step: MigrationStep | None = None
 
     def statements(self, database: str, features: Features) -> list[str]:
         return self.render(database, features)
@@ -337,6 +481,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "results_hourly", _results_hourly),
     Migration(5, "parked_alerts", _parked_alerts),
     Migration(6, "redlist", _redlist),
+    Migration(7, "results keyed by device", _no_statements, _rekey_results),
 )
 
 
@@ -386,6 +531,8 @@ def migrate(
             continue
         for statement in _laid_out(migration.statements(database, features), database, layout):
             ch.execute(statement)
+        if migration.step is not None:
+            migration.step(ch, database, features, layout)
         ch.insert(
             f"{database}.schema_migrations",
             SCHEMA_MIGRATIONS_COLUMNS,
@@ -508,8 +655,17 @@ def _split_engine_args(rest: str) -> tuple[str, str]:
     raise ClusterDDLError(f"unbalanced engine arguments: {rest[:80]!r}")
 
 
-def sharding_key(table_tail: str) -> str:
-    """``cityHash64`` of the sorting key found in the text after a table's engine."""
+# Tables sharded by less than their whole sorting key (a prefix of it, so the rows that collapse
+# together still land together). results: by result_id, as before it was keyed by device, so the
+# rebuild of a cluster's results_local (README) keeps every row on its shard.
+SHARDING_KEYS: dict[str, str] = {"results": "cityHash64(result_id)"}
+
+
+def sharding_key(table_tail: str, table: str | None = None) -> str:
+    """``cityHash64`` of the sorting key found in the text after a table's engine (or the
+    :data:`SHARDING_KEYS` entry of ``table``)."""
+    if table in SHARDING_KEYS:
+        return SHARDING_KEYS[table]
     found = _ORDER_BY.search(table_tail)
     if not found:
         raise ClusterDDLError("a sharded table needs an ORDER BY to derive its sharding key")
@@ -567,7 +723,7 @@ def on_cluster(statements: list[str], database: str, layout: ClusterLayout) -> l
             if not shared:
                 out.append(
                     f"CREATE TABLE IF NOT EXISTS {qualified(name)}{layout.on_cluster}\n{body}\n"
-                    f"ENGINE = Distributed('{layout.name}', '{db}', '{target}', {sharding_key(tail)})"
+                    f"ENGINE = Distributed('{layout.name}', '{db}', '{target}', {sharding_key(tail, name)})"
                 )
         elif m := _CREATE_MV.match(statement):
             out.append(

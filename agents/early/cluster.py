@@ -10,10 +10,14 @@ A place is the site, except for results tested in a testing centre (the lab is n
 was sold): those count by the vendor they were sampled from.
 
 State per ``supplier|commodity`` (or ``origin:CODE|commodity``): ``{"ev": [[sampled_at,
-result_id, place, site_id, vendor_id, verdict, quick]], "ep": {"start", "last", "a"} | None,
+result_id, place, site_id, vendor_id, verdict, quick, device_id]], "ep": {"start", "last", "a"} | None,
 "hv": hour of watermark it was last visited}``. A key without new findings is visited once per
 hour of watermark (expiry and resolution; the resolution's time is exact, its emission up to an
 hour of watermark late).
+
+A finding is one result, (device_id, result_id): two devices' findings with one result_id are two.
+An entry written before the device was kept (7 items) stands for its result_id from any device, so a
+replay across that change is not taken twice.
 """
 
 from __future__ import annotations
@@ -61,12 +65,14 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
         )
         before = repr(st)
         st["hv"] = hour
-        seen = {e[1] for e in st["ev"]}
+        seen = {(e[7] if len(e) > 7 else None, e[1]) for e in st["ev"]}
         for r in new.get(k, ()):
-            if r.result_id not in seen:
-                seen.add(r.result_id)
-                st["ev"].append([r.sampled_at, r.result_id, _place(r), r.site_id, r.vendor_id, r.verdict, r.quick])
-        st["ev"].sort()
+            if (r.device_id, r.result_id) not in seen and (None, r.result_id) not in seen:
+                seen.add((r.device_id, r.result_id))
+                st["ev"].append(
+                    [r.sampled_at, r.result_id, _place(r), r.site_id, r.vendor_id, r.verdict, r.quick, r.device_id]
+                )
+        st["ev"].sort(key=_order)
         ep = st["ep"]
         if ep is None:
             start = _cluster_start(st["ev"], window, params.cluster_min_sites)
@@ -91,6 +97,11 @@ def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int,
         elif repr(st) != before:
             out.updates[k] = st
     return out
+
+
+def _order(e: list[Any]) -> tuple[Any, ...]:
+    """Event time, result id, device (entries from before the device was kept: "")."""
+    return (e[0], e[1], e[7] if len(e) > 7 else "")
 
 
 def _cluster_start(events: list[list[Any]], window: int, min_sites: int) -> int | None:

@@ -1,11 +1,18 @@
 """One early-warning step over a batch of screened records: de-duplication, the watermark, and
 every detector. Pure (the Faust agent in agents/early_agent.py holds the tables and does the I/O).
 
-Tables (``TABLES``): ``meta`` (the watermark), ``seen`` (result ids per sampled hour, in
+Tables (``TABLES``): ``meta`` (the watermark), ``seen`` (the results seen, per sampled hour, in
 ``SEEN_SHARDS`` shards, kept ``seen_days``: what makes every detector idempotent to a result seen
-twice), and one per detector. A record sampled before the de-duplication horizon cannot be checked
-against ``seen``: it goes only to the detectors that are idempotent by themselves (offender,
-cluster, unconfirmed keep result or sample ids), not to the counting ones (surge, device).
+twice), and one per detector. A result is (device_id, result_id) (``schemas.result.result_key``):
+two devices' results with one result_id are two results and both count; the same device's resend
+is skipped. ``seen`` keys ``"<hour>:d<shard>"`` hold those keys. Keys ``"<hour>:<shard>"`` are
+state written before results were keyed by device (bare result ids): they are still read, never
+written, so a result replayed across the upgrade is not counted twice, but until they expire
+(``SEEN_DAYS``) a result whose bare id is in one of them counts as seen whichever device sent it.
+
+A record sampled before the de-duplication horizon cannot be checked against ``seen``: it goes only
+to the detectors that are idempotent by themselves (offender, cluster, unconfirmed keep result or
+sample ids), not to the counting ones (surge, device).
 
 The detectors see their state keyed by their own keys (vendor, site, ...), but the agent stores the
 ``SHARDED`` tables in a fixed number of shards (``shard_of``; ``ShardedView`` reads them,
@@ -26,6 +33,7 @@ from agents.early.common import DAY, HOUR, JSON, EarlyParams, hour_start
 from agents.early.offender import RedListEntry
 from agents.screened import Screened
 from schemas.alert import Alert
+from schemas.result import result_key
 
 TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device")
 SEEN_SHARDS: Final = 8
@@ -92,6 +100,11 @@ class EngineStep:
 
 
 def _seen_key(r: Screened) -> str:
+    return f"{hour_start(r.sampled_at)}:d{zlib.crc32(r.result_id.encode()) % SEEN_SHARDS}"
+
+
+def _legacy_seen_key(r: Screened) -> str:
+    """The bucket of bare result ids that held ``r`` before results were keyed by device."""
     return f"{hour_start(r.sampled_at)}:{zlib.crc32(r.result_id.encode()) % SEEN_SHARDS}"
 
 
@@ -106,12 +119,14 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
     stored_len: dict[str, int] = {}
     fresh: list[Screened] = []
     old: list[Screened] = []
-    batch_ids: set[str] = set()
+    legacy: dict[str, set[str]] = {}  # bare ids of the buckets written before the device key
+    batch_keys: set[str] = set()
     for r in records:
-        if r.result_id in batch_ids:
+        rk = result_key(r.device_id, r.result_id)
+        if rk in batch_keys:
             out.duplicates += 1
             continue
-        batch_ids.add(r.result_id)
+        batch_keys.add(rk)
         if max_event and r.sampled_at < horizon:
             old.append(r)
             continue
@@ -123,11 +138,16 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
             seen_sets[k] = set(ids)
             stored_len[k] = len(ids)
         known = seen_sets[k]
-        if r.result_id in known:
+        lk = _legacy_seen_key(r)
+        bare = legacy.get(lk)
+        if bare is None:
+            cur = seen_tab.get(lk)
+            bare = legacy[lk] = set(cur) if isinstance(cur, list) else set()
+        if rk in known or r.result_id in bare:
             out.duplicates += 1
             continue
-        known.add(r.result_id)
-        ids.append(r.result_id)
+        known.add(rk)
+        ids.append(rk)
         fresh.append(r)
     out.fresh = len(fresh)
     new_max = max([max_event, *(r.sampled_at for r in fresh)])

@@ -60,9 +60,15 @@ class AlertmanagerServer(ManagedServer):
         port: int | None = None,
         ready_timeout: float = 30.0,
         binary: str | None = None,
+        web_config: Path | None = None,
+        basic_auth: tuple[str, str] | None = None,
     ) -> None:
+        """``web_config``: Alertmanager's ``--web.config.file`` (e.g. ``basic_auth_users``); then
+        ``basic_auth`` is the user and password the readiness probe sends."""
         self.workdir = Path(workdir).resolve()
         self.config_file = Path(config_file).resolve()
+        self.web_config = Path(web_config).resolve() if web_config is not None else None
+        self.basic_auth = basic_auth
         self.host = host
         self.port = port or free_port(host)
         self.ready_timeout = ready_timeout
@@ -86,11 +92,12 @@ class AlertmanagerServer(ManagedServer):
             f"--web.listen-address={self.host}:{self.port}",
             "--cluster.listen-address=",
             "--log.level=info",
+            *([f"--web.config.file={self.web_config}"] if self.web_config is not None else []),
         ]
 
     def ready(self, timeout: float = 1.0) -> bool:
         """True when ``/-/ready`` answers 200."""
-        return http_ok(f"{self.url}/-/ready", timeout)
+        return http_ok(f"{self.url}/-/ready", timeout, basic_auth=self.basic_auth)
 
     def start(self) -> AlertmanagerServer:
         """Start (or start again) and wait until ready. Raises StartupError (AlertmanagerMissing)."""

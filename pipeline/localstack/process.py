@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
 import os
@@ -27,11 +28,26 @@ class StartupError(RuntimeError):
     """A child server did not become ready; the message names the binary and its log."""
 
 
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=4096)
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that is free on ``host`` right now, and not one this process handed out lately.
+
+    A port handed out is only reserved once its server binds it; a process that asks for several
+    before starting them (a worker's device and query ports, three workers of a test) could
+    otherwise be given the same one twice.
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in _HANDED_OUT:
+                break
+        _HANDED_OUT.append(port)
+        return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -200,13 +216,18 @@ def _install_handlers() -> None:
                 signal.signal(sig, _on_signal)
 
 
-def http_ok(url: str, timeout: float = 1.0) -> bool:
+def http_ok(url: str, timeout: float = 1.0, *, basic_auth: tuple[str, str] | None = None) -> bool:
     """True when GET ``url`` answers 200 (readiness probes of HTTP servers)."""
+    import base64
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(url)  # noqa: S310 - our own loopback servers
+    if basic_auth is not None:
+        pair = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback servers
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - our own loopback servers
             return int(resp.status) == 200
     except (urllib.error.URLError, OSError):
         return False

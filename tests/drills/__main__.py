@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.drills.analyst import drill_hostile_analyst_queries
 from tests.drills.core import (
     DrillRow,
     Stack,
@@ -42,6 +43,7 @@ def main() -> int:
                 lambda: drill_broker_restart(stack, work, n=20_000 if full else 3_000, down_s=10 if full else 3),
                 lambda: drill_hostile_input(stack, work, n=10_000 if full else 2_000,
                                             huge_every=2_500 if full else 1_000),
+                lambda: drill_hostile_analyst_queries(stack, work, rounds=3 if full else 1, samples=40 if full else 10),
             ]
             for step in steps:
                 started = time.monotonic()
@@ -53,7 +55,8 @@ def main() -> int:
         rows.append(drill_secrets_not_logged(work))
     print(table(rows))
     bad = [r for r in rows if not r.ok or r.extra.get("leaks") or r.extra.get("restarted")
-           or r.extra.get("extra_deadletters") or r.extra.get("same_worker") is False]
+           or r.extra.get("extra_deadletters") or r.extra.get("same_worker") is False or r.extra.get("escapes")
+           or r.extra.get("ratio", 0) > 2]  # ingest latency under hostile analyst queries within 2x of idle
     return 1 if bad else 0
 
 

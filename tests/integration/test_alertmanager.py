@@ -16,6 +16,7 @@ shipped deploy/alertmanager/alertmanager.yml on a free port.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import time
@@ -38,6 +39,7 @@ from pipeline.metrics import create as create_metrics
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
+from schemas.result import result_key
 from sinks.alertmanager import AlertmanagerSink, Links, alert_labels, to_alertmanager
 from sinks.clickhouse import ClickHouse
 from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS, migrate
@@ -310,6 +312,57 @@ def test_sink_reports_rejection_and_unreachable_targets(alertmanager: Alertmanag
     assert am_alerts(alertmanager.url, alert_id=f"ha-{unique}")
 
 
+# bcrypt (cost 6) of AM_PASSWORD, for Alertmanager's basic_auth_users; made once for this test.
+AM_USER, AM_PASSWORD = "foodrisk", "am-test-pass-0417"
+AM_PASSWORD_BCRYPT = "$2b$06$1ymo9C2k.x4l4MG/Sp10eOrHK4VAQECaIOssEqDsjALdKt42z0ayy"
+
+
+def test_finding_8_alertmanager_behind_basic_auth_gets_the_credentials_from_the_url(
+    tmp_path: Path, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security finding 8: the credentials of FOODRISK_ALERTMANAGER_URL were stripped before posting,
+    so an Alertmanager behind basic auth answered 401 and the alerts ended parked. They go in the
+    Authorization header now, and appear in no error, log line or metric label."""
+    try:
+        find_alertmanager()
+    except AlertmanagerMissing as exc:
+        unavailable(str(exc))
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  {AM_USER}: {AM_PASSWORD_BCRYPT}\n")
+    am = AlertmanagerServer(tmp_path / "am", CONFIG, web_config=web, basic_auth=(AM_USER, AM_PASSWORD)).start()
+    try:
+        host = am.url.removeprefix("http://")
+        with_creds = f"http://{AM_USER}:{AM_PASSWORD}@{host}"
+        wrong = f"http://{AM_USER}:not-the-password@{host}"
+        good = [to_alertmanager(alert(f"auth-{unique}", "rate_surge", f"A{unique}", "cowpea"),
+                                now=datetime.now(UTC), links=LINKS, firing_ttl_s=600)]
+
+        async def go() -> None:
+            refused = AlertmanagerSink([wrong], timeout_s=5)
+            try:
+                with pytest.raises(AlertmanagerSinkError) as err:
+                    await refused.post(good)
+                assert err.value.status == 401 and err.value.retriable is True
+                assert "not-the-password" not in str(err.value)
+            finally:
+                await refused.close()
+            sink = AlertmanagerSink([with_creds], timeout_s=5)
+            try:
+                assert await sink.post(good) == (with_creds,)
+            finally:
+                await sink.close()
+
+        with caplog.at_level("DEBUG"):
+            asyncio.run(go())
+        assert AM_PASSWORD not in caplog.text
+        req = urllib.request.Request(f"{am.url}/api/v2/alerts?filter=alert_id%3D%22auth-{unique}%22")  # noqa: S310
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{AM_USER}:{AM_PASSWORD}".encode()).decode())
+        with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310 - loopback test server
+            assert [a["labels"]["alert_id"] for a in json.loads(resp.read())] == [f"auth-{unique}"]
+    finally:
+        am.stop()
+
+
 # -- the parked-alerts table ---------------------------------------------------------------------------
 
 
@@ -389,7 +442,7 @@ def test_firing_set_rebuild_query_on_both_backends(ch: ClickHouse) -> None:
 
 
 def expected_alert_ids(expected: dict[str, str]) -> set[str]:
-    return {alert_id_for(kind, rid) for rid, kind in expected.items()}
+    return {alert_id_for(kind, result_key("dev-01", rid)) for rid, kind in expected.items()}  # mixed_batch's device
 
 
 def test_outage_drill_every_alert_arrives_and_restart_rebuilds_from_clickhouse(

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.localstack.process import StartupError
 from tests.conftest import unavailable
+from tests.drills.analyst import drill_hostile_analyst_queries
 from tests.drills.core import (
     DrillRow,
     Stack,
@@ -82,3 +83,15 @@ def test_secrets_never_logged(tmp_path: Path) -> None:
     check(row)
     assert row.extra["log_bytes"] > 1000  # the log was really written (debug level)
     assert row.extra["leaks"] == 0
+
+
+def test_hostile_analyst_queries(stack: Stack, tmp_path: Path) -> None:
+    """No hostile query escapes (the latency ratio is a figure of `make drills`, not asserted here)."""
+    row = drill_hostile_analyst_queries(stack, tmp_path, rounds=1, samples=10)
+    print(row)
+    assert row.extra["escapes"] == [], row
+    assert row.lost == 0 and row.stored == 20, row
+    assert row.inputs >= 44, row  # every kind tried at least once
+    assert set(row.extra["statuses"]) <= {200, 400, 413, 429}, row  # never a server error
+    assert all(400 in statuses or 429 in statuses for kind, statuses in row.extra["by_kind"].items()
+               if "file" in kind or "system" in kind), row

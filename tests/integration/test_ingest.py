@@ -80,6 +80,7 @@ def stack(broker: KafkaBroker, tmp_path_factory: pytest.TempPathFactory) -> Iter
     workdir = tmp_path_factory.mktemp("ingest")
     tokens_file = workdir / "devices.json"
     tokens = {dev: add_device(tokens_file, dev) for dev in ["dev-01", "dev-02", "dev-rate", "dev-gone", *FUZZ_DEVICES]}
+    tokens["dev-site"] = add_device(tokens_file, "dev-site", site="site-a")
     revoke_device(tokens_file, "dev-gone")
     topics = {k: f"ingest.{k}.{unique}" for k in ("results", "alerts", "deadletter")}
     db, app_id = f"ingest_{unique}", f"ingest-{unique}"
@@ -326,6 +327,116 @@ def test_openapi_docs_health_and_readiness(stack: Stack, client: Client) -> None
     ready = client.request("GET", "/readyz")
     assert ready.status == 200, ready
     assert ready.json["broker"] is True and ready.json["clickhouse"] is True
+
+
+def test_the_device_port_serves_only_its_own_paths(stack: Stack, client: Client) -> None:
+    """/v1/query moved to the query port; Faust's own pages (/router/ shows the cluster, /table/...
+    the table contents) are not served to anyone."""
+    body = orjson.dumps({"sql": "SELECT 1"})
+    assert client.request("POST", "/v1/query", body, {"Content-Type": "application/json"}).status == 404
+    for path in ("/router/", "/router", "/table/", "/table/early-meta/x/", "/", "/assignment/", "/graph/",
+                 "/performance/", "/stats/"):
+        ans = client.request("GET", path)
+        assert ans.status == 404, (path, ans)
+    assert client.request("GET", "/metrics").status == 200
+    assert "/v1/query" not in client.request("GET", "/openapi.json").json["paths"]
+
+
+def query_port(stack: Stack) -> Client:
+    return Client(stack.worker.query_port)
+
+
+def ask(c: Client, body: Any, token: str | None) -> Answer:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return c.request("POST", "/v1/query", body if isinstance(body, bytes) else orjson.dumps(body), headers)
+
+
+def test_the_query_port_wants_an_analyst_token_and_results_refuse_it(stack: Stack, client: Client) -> None:
+    analyst = stack.worker.analyst_token
+    assert analyst.startswith("fra_")
+    q = query_port(stack)
+    try:
+        for token in (None, stack.tokens["dev-01"], analyst + "x"):
+            ans = ask(q, {"sql": "SELECT 1"}, token)
+            assert ans.status == 401, (token and token[:4], ans)
+            assert ans.headers["www-authenticate"].startswith("Bearer")
+        ok = ask(q, {"sql": "SELECT 41 + 1 AS x"}, analyst)
+        assert ok.status == 200, ok
+        assert ok.json == {"columns": ["x"], "rows": [[42]], "truncated": False}
+        spec = q.request("GET", "/openapi.json").json
+        assert set(spec["paths"]) == {"/v1/query", "/openapi.json"}
+        for path in ("/v1/results", "/metrics", "/router/", "/table/early-meta/x/"):
+            assert q.request("GET", path).status == 404
+        # Item 7: never a 500 on malformed numbers, nesting or bodies.
+        for bad in (b'{"sql": "SELECT 1", "max_rows": Infinity}', b'{"sql": "SELECT 1", "max_rows": 1e400}',
+                    b"[" * 30_000 + b"]" * 30_000, b"[1]", b'{"sql": 5}'):
+            assert ask(q, bad, analyst).status == 400, bad[:40]
+        assert ask(q, b"[" * 100_000 + b"]" * 100_000, analyst).status == 413
+    finally:
+        q.close()
+    ans = client.post(result(rid("ana"), device_id="dev-01"), analyst)
+    assert ans.status == 401 and "analyst token" in ans.json["error"], ans
+
+
+def test_403_when_a_device_bound_to_a_site_claims_another(stack: Stack, client: Client) -> None:
+    here, there = result(rid("s-a"), device_id="dev-site", site_id="site-a"), result(rid("s-b"), device_id="dev-site",
+                                                                                     site_id="site-b")
+    ans = client.post([here, there], stack.tokens["dev-site"])
+    assert ans.status == 403, ans
+    assert "site-a" in ans.json["error"] and ans.json["detail"] == [{"index": 1, "site_id": "site-b"}]
+    assert client.post(there, stack.tokens["dev-site"]).status == 403
+    assert client.post(here, stack.tokens["dev-site"]).status == 202
+    stack.wait_count("result_id = %(r)s", 1, r=here["result_id"])
+    assert there["result_id"] not in topic_ids(stack.broker.bootstrap, stack.topics["results"])  # nothing published
+    # Unbound devices may name any site, as before.
+    assert client.post(result(rid("s-any"), device_id="dev-01", site_id="site-b"), stack.tokens["dev-01"]).status == 202
+
+
+def test_slow_analyst_queries_neither_hold_ingest_back_nor_queue_without_bound(stack: Stack, client: Client) -> None:
+    """Six slow queries at once (concurrency 1, queue 4): one runs, four wait, the sixth gets 429;
+    meanwhile /readyz answers and a posted result is written at once (they share nothing)."""
+    import concurrent.futures
+
+    analyst = stack.worker.analyst_token
+    tag = rid("for-slow")
+    for k in range(4):  # rows for the slow query to wait on (table functions like numbers() are refused)
+        assert client.post(result(f"{tag}-{k}", device_id="dev-01"), stack.tokens["dev-01"]).status == 202
+    stack.wait_count("result_id LIKE %(p)s", 4, p=f"{tag}-%")
+    slow = {"sql": "SELECT sum(sleepEachRow(0.5)) FROM (SELECT 1 FROM results FINAL WHERE result_id LIKE %(p)s)",
+            "params": {"p": f"{tag}-%"}}  # 2 s each, no CPU
+    answers: list[Answer] = []
+
+    def one() -> None:
+        c = query_port(stack)
+        try:
+            answers.append(ask(c, slow, analyst))
+        finally:
+            c.close()
+
+    stack.wait_drained()  # nothing of earlier tests still on its way to ClickHouse
+    written_before = stack.worker.metric("foodrisk_sink_rows_total", table="results")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(one) for _ in range(6)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        ready = client.request("GET", "/readyz")
+        ready_s = time.monotonic() - started
+        r = rid("while-slow")
+        assert client.post(result(r, device_id="dev-01"), stack.tokens["dev-01"]).status == 202
+        while stack.worker.metric("foodrisk_sink_rows_total", table="results") <= written_before:
+            assert time.monotonic() - started < 5, "the result waited for the analyst queries"
+            time.sleep(0.05)
+        stored_s = time.monotonic() - started
+        for f in futures:
+            f.result()
+    print(f"while 5 slow queries ran or waited: /readyz {ready_s * 1000:.0f} ms, result written {stored_s:.2f} s")
+    assert ready.status == 200 and ready_s < 2
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [200] * 5 + [429], answers
+    busy = next(a for a in answers if a.status == 429)
+    assert int(busy.headers["retry-after"]) >= 1
 
 
 # -- fuzz --------------------------------------------------------------------------------------------

@@ -211,11 +211,13 @@ def test_query_command_asks_the_worker_then_opens_chdb_itself(
     w = WorkerProcess(tmp_path / "worker", broker_url=broker.url, clickhouse_url=chdb_url, app_id=f"q-{unique}",
                       topics=topics, FOODRISK_CLICKHOUSE_DATABASE=db).start()
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("FOODRISK_")}
-    env.update(FOODRISK_CLICKHOUSE_URL=chdb_url, FOODRISK_CLICKHOUSE_DATABASE=db, FOODRISK_WEB_PORT=str(w.port))
+    # The worker's data dir: the command finds the local analyst token the worker wrote there.
+    env.update(FOODRISK_CLICKHOUSE_URL=chdb_url, FOODRISK_CLICKHOUSE_DATABASE=db,
+               FOODRISK_QUERY_PORT=str(w.query_port), FOODRISK_DATA_DIR=str(tmp_path / "worker"))
 
-    def query(*args: str) -> subprocess.CompletedProcess[str]:
+    def query(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pipeline.cli", "query", *args], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)
+                              text=True, env={**env, **more}, timeout=120, check=False)
 
     try:
         valid, _, _ = mixed_batch(f"q{unique}", 30)
@@ -231,6 +233,14 @@ def test_query_command_asks_the_worker_then_opens_chdb_itself(
         assert bound.returncode == 0 and bound.stdout.splitlines()[-1].strip() == "30", bound.stderr
         refused = query(f"DROP TABLE {db}.results")
         assert refused.returncode == 2 and "only SELECT" in refused.stderr
+        # Neither FOODRISK_ANALYST_TOKEN nor a local token file: one line saying what to do.
+        lost = query("SELECT 1", FOODRISK_DATA_DIR=str(tmp_path / "elsewhere"))
+        assert lost.returncode == 2, lost
+        assert lost.stderr.strip().count("\n") == 0 and "FOODRISK_ANALYST_TOKEN" in lost.stderr, lost.stderr
+        # The token in the environment works from anywhere.
+        token = w.analyst_token
+        anywhere = query("SELECT 7", FOODRISK_DATA_DIR=str(tmp_path / "elsewhere"), FOODRISK_ANALYST_TOKEN=token)
+        assert anywhere.returncode == 0 and anywhere.stdout.splitlines()[-1].strip() == "7", anywhere.stderr
     finally:
         w.stop()
     # No worker now: the command opens the chdb database itself.

@@ -21,6 +21,7 @@ from pipeline.localstack.process import free_port
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
+from schemas.result import result_key
 from sinks.alertmanager import Links
 from sinks.errors import WebhookSinkError
 from sinks.webhook import (
@@ -182,7 +183,7 @@ def test_worker_retries_the_webhook_sets_refused_alerts_aside_and_parks_what_ale
         produce(broker.bootstrap, topics["results"], valid)
         ids: dict[str, set[str]] = {}
         for rid, kind in expected.items():
-            ids.setdefault(kind, set()).add(alert_id_for(kind, rid))
+            ids.setdefault(kind, set()).add(alert_id_for(kind, result_key("dev-01", rid)))  # mixed_batch's device
         refused_ids = ids["contaminant_exceedance"]
         taken_ids = ids["banned_pesticide"] | ids["quick_test_positive"]
         every = taken_ids | refused_ids

@@ -1,4 +1,5 @@
-"""A real `foodrisk worker` process for the end-to-end tests, queried through its HTTP port."""
+"""A real `foodrisk worker` process for the end-to-end tests, queried through its query port with
+the analyst token it writes at start."""
 
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ def sample(text: str, name: str, **labels: str) -> float:
 class WorkerProcess:
     def __init__(self, workdir: Path, *, broker_url: str, clickhouse_url: str, app_id: str,
                  topics: dict[str, str], **env: str) -> None:
-        self.port = free_port()
+        self.port = free_port()  # the device port (Faust web): ingest, /metrics, /healthz, /readyz
+        self.query_port = free_port()  # the analyst query port
+        while self.query_port == self.port:
+            self.query_port = free_port()
         self.workdir = workdir
         e = dict(os.environ)
         e.update(
@@ -47,6 +51,7 @@ class WorkerProcess:
             FOODRISK_CLICKHOUSE_URL=clickhouse_url,
             FOODRISK_APP_ID=app_id,
             FOODRISK_WEB_PORT=str(self.port),
+            FOODRISK_QUERY_PORT=str(self.query_port),
             FOODRISK_DATA_DIR=str(workdir),
             FOODRISK_SINK_RETRY_CAP_S="2",
             FOODRISK_TOPIC_PARTITIONS="3",
@@ -63,7 +68,7 @@ class WorkerProcess:
             f"worker {app_id}",
             [sys.executable, "-m", "pipeline.cli", "worker"],
             log_path=workdir / "worker.log",
-            ready=lambda: port_open("127.0.0.1", self.port),
+            ready=lambda: port_open("127.0.0.1", self.port) and port_open("127.0.0.1", self.query_port),
             ready_timeout=90,
             env=e,
             cwd=Path(__file__).resolve().parents[2],
@@ -93,8 +98,14 @@ class WorkerProcess:
         except OSError:
             return 0.0
 
+    @property
+    def analyst_token(self) -> str:
+        """The local analyst token this worker wrote at start."""
+        return (self.workdir / "auth" / "local-analyst.token").read_text(encoding="utf-8").strip()
+
     def query(self, sql: str, **params: Any) -> list[list[Any]]:
-        _, rows, _ = ask_worker("127.0.0.1", self.port, sql, params=params or None, timeout_s=30)
+        _, rows, _ = ask_worker("127.0.0.1", self.query_port, sql, token=self.analyst_token,
+                                params=params or None, timeout_s=30)
         return rows
 
     def scalar(self, sql: str, **params: Any) -> Any:

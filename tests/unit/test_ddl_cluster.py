@@ -100,7 +100,10 @@ def test_every_table_becomes_replicated_local_plus_distributed(features: Feature
 
 def test_sharding_keys_keep_rows_that_collapse_together() -> None:
     by_name = _by_name(render_all("foodrisk", MODERN, cluster=CLUSTER))
+    # results is keyed by (result_id, device_id) but sharded by its prefix result_id, as before
+    # that key: a result's rows still land together, and a rebuild keeps every row on its shard
     assert by_name["`foodrisk`.`results`"].endswith("cityHash64(result_id))")
+    assert "ORDER BY (result_id, device_id)" in by_name["`foodrisk`.`results_local`"]
     assert by_name["`foodrisk`.`alerts`"].endswith("cityHash64(alert_id, status))")
     assert sharding_key("\nPARTITION BY x\nORDER BY (a, b)\nSETTINGS y = 1") == "cityHash64(a, b)"
     assert sharding_key("\nORDER BY tuple()") == "rand()"
@@ -157,6 +160,7 @@ class RecordingCluster:
         self.clusters = list(clusters)
         self.statements: list[str] = []
         self.versions: list[tuple[Any, ...]] = []
+        self.results_key = "result_id, device_id"
 
     database = "foodrisk"
     server_version = (25, 8, 0)
@@ -170,6 +174,9 @@ class RecordingCluster:
             if params:
                 return QueryResult(["count()"], [(self.clusters.count(params["name"]),)])
             return QueryResult(["cluster"], [(c,) for c in sorted(self.clusters)])
+        if "system.tables" in sql:  # migration 7 reads the sorting key of results_local
+            return QueryResult(["name", "sorting_key"],
+                               [("results_local", self.results_key), ("results_hourly_mv", "")])
         assert "schema_migrations" in sql
         return QueryResult(["version"], [(v,) for v in sorted({r[0] for r in self.versions})])
 
@@ -193,6 +200,20 @@ def test_migrate_on_a_cluster_runs_the_cluster_layout_once() -> None:
     before = len(ch.statements)
     assert migrate(ch, "foodrisk", cluster=ClusterLayout(CLUSTER)) == []
     assert ch.statements[before:] == ch.statements[:2]  # database and bookkeeping table, ON CLUSTER
+
+
+def test_migration_7_refuses_an_old_key_cluster_table_and_says_what_to_do() -> None:
+    ch = RecordingCluster(["foodrisk"])
+    ch.versions = [(v, "", None) for v in range(1, 7)]  # a cluster schema from before migration 7
+    ch.results_key = "result_id"
+    with pytest.raises(ClickHouseError) as err:
+        migrate(ch, "foodrisk", cluster=CLUSTER)
+    text = str(err.value)
+    assert "\n" not in text and "results_local is keyed by (result_id)" in text
+    assert "README" in text and "Results keyed by device" in text
+    assert 7 not in {v for v, _, _ in ch.versions}  # not recorded: the next run checks again
+    ch.results_key = "result_id, device_id"  # after the operator's rebuild
+    assert migrate(ch, "foodrisk", cluster=CLUSTER) == [7]
 
 
 def test_migrate_refuses_an_unknown_cluster_and_says_what_to_do() -> None:

@@ -514,6 +514,39 @@ def test_k8s_selectors_ports_and_probes_fit_together(monkeypatch: pytest.MonkeyP
     assert container["args"][0] in COMMANDS and container["image"] == "foodrisk"
 
 
+@pytest.mark.parametrize("name", list(STACKS))
+def test_the_query_port_stays_on_loopback_and_is_never_exposed(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Analyst queries never reach the port that faces instruments: every deploy file keeps
+    FOODRISK_QUERY_HOST on loopback, publishes, exposes or routes only the device port, and the
+    device port does not serve /v1/query."""
+    loopback = "127.0.0.1"
+    # compose: the workers' query host is loopback and only the device port is published.
+    services = stack(name)
+    for svc in WORKER_SERVICES:
+        settings = settings_from(env_of(services[svc]), monkeypatch)
+        assert settings.query_host == loopback, svc
+        assert settings.query_port not in published(services[svc]), svc
+        assert settings.query_port != settings.web_port
+    # Dockerfile: the query port is loopback and not EXPOSEd.
+    docker = settings_from(dockerfile_env(), monkeypatch)
+    assert docker.query_host == loopback
+    assert [int(p) for p in str(dockerfile_instruction("EXPOSE")).split()] == [docker.web_port]
+    # Kubernetes: loopback in the ConfigMap, not a container port, not a Service target.
+    k8s = settings_from({**one("ConfigMap")["data"], "FOODRISK_CLICKHOUSE_URL": secret_values()["clickhouse-url"]},
+                        monkeypatch)
+    assert k8s.query_host == loopback
+    (container,) = deployment()["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert k8s.query_port not in ports.values() and list(ports.values()) == [k8s.web_port]
+    for svc_doc in (d for d in k8s_docs(include_examples=True) if d["kind"] == "Service"):
+        for port in svc_doc["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            assert ports.get(target, target) == k8s.web_port, svc_doc["metadata"]["name"]
+    assert "/v1/query" not in web_routes(tmp_path)
+
+
 def secrets() -> dict[str, dict[str, str]]:
     """name -> stringData of the example Secrets."""
     return {d["metadata"]["name"]: d["stringData"] for d in k8s_docs(include_examples=True) if d["kind"] == "Secret"}

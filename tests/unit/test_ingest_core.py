@@ -16,7 +16,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.devices import RegistryError, TokenRegistry, add_device, load_entries, revoke_device
+from pipeline import devices
+from pipeline.devices import (
+    ANALYSTS,
+    DEVICES,
+    RegistryError,
+    TokenRegistry,
+    add_device,
+    add_token,
+    load_entries,
+    revoke_device,
+    token_hash,
+)
 from pipeline.importer import ColumnMapping, CsvImportError, IdSet, run_import
 from pipeline.ingest import RateLimiter, check_items, chunk_values, docs_page, openapi_document
 from pipeline.settings import Settings
@@ -96,7 +107,7 @@ def test_openapi_refs_resolve_and_docs_page_lists_fields() -> None:
 def test_registry_add_list_revoke_and_lookup(tmp_path: Path) -> None:
     path = tmp_path / "reg" / "devices.json"
     token = add_device(path, "lab-07", note="Tianhe")
-    assert re.fullmatch(r"frk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}", token)
+    assert re.fullmatch(r"frk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", token)  # a 64-bit id
     assert token not in path.read_text() and token.split("_", 2)[2] not in path.read_text()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with pytest.raises(RegistryError, match="--replace"):
@@ -104,7 +115,7 @@ def test_registry_add_list_revoke_and_lookup(tmp_path: Path) -> None:
     reg = TokenRegistry(path, check_every_s=0)
     assert reg.device_for(token) == "lab-07"
     for wrong in ("", "frk_", token[:-1] + ("A" if token[-1] != "A" else "B"), "Bearer " + token,
-                  "frk_00000000_" + token.split("_", 2)[2]):
+                  "frk_0000000000000000_" + token.split("_", 2)[2], "fra_" + token[4:]):
         assert reg.device_for(wrong) is None
     new = add_device(path, "lab-07", replace=True)
     assert reg.device_for(token) is None and reg.device_for(new) == "lab-07"
@@ -123,6 +134,65 @@ def test_registry_keeps_the_last_good_tokens_when_the_file_breaks(tmp_path: Path
     path.write_text("{not json")
     assert reg.device_for(token) == "d1"
     assert reg.error and "not a foodrisk registry" in reg.error
+
+
+def test_a_new_token_id_that_collides_is_drawn_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "devices.json"
+    first = add_device(path, "d1")
+    first_id = first.split("_")[1]
+    draws = iter([first_id, first_id, "0123456789abcdef"])
+    monkeypatch.setattr(devices, "new_token", lambda kind: f"{kind.prefix}{next(draws)}_{'s' * 43}")
+    second = add_device(path, "d2")
+    assert second.split("_")[1] == "0123456789abcdef"
+    reg = TokenRegistry(path, check_every_s=0)
+    assert (reg.device_for(first), reg.device_for(second)) == ("d1", "d2")
+
+
+def test_old_8_hex_tokens_still_work_even_when_their_ids_collide(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    old_a, old_b = "frk_9f2c01ab_" + "a" * 43, "frk_9f2c01ab_" + "b" * 43  # issued before, same 32-bit id
+    doc = {"version": 1, "devices": {
+        name: {"token_id": "9f2c01ab", "token_sha256": token_hash(tok), "created_at": "", "revoked_at": None}
+        for name, tok in (("old-a", old_a), ("old-b", old_b))}}
+    path.write_bytes(orjson.dumps(doc))
+    reg = TokenRegistry(path, check_every_s=0)
+    assert (reg.device_for(old_a), reg.device_for(old_b)) == ("old-a", "old-b")
+    assert reg.device_for("frk_9f2c01ab_" + "c" * 43) is None
+    new = add_device(path, "new")
+    assert len(new.split("_")[1]) == 16 and reg.device_for(new) == "new" and reg.device_for(old_a) == "old-a"
+
+
+def test_device_and_analyst_tokens_never_open_each_other(tmp_path: Path) -> None:
+    dev_path, ana_path = tmp_path / "devices.json", tmp_path / "analysts.json"
+    device = add_device(dev_path, "same-name")
+    analyst = add_token(ana_path, ANALYSTS, "same-name")
+    assert analyst.startswith("fra_") and device.startswith("frk_")
+    assert TokenRegistry(dev_path, kind=DEVICES, check_every_s=0).device_for(analyst) is None
+    assert TokenRegistry(ana_path, kind=ANALYSTS, check_every_s=0).device_for(device) is None
+    assert TokenRegistry(ana_path, kind=ANALYSTS, check_every_s=0).device_for(analyst) == "same-name"
+    # Each kind has its own collection: the analyst registry is no device registry.
+    with pytest.raises(RegistryError, match="not a foodrisk registry"):
+        load_entries(ana_path, DEVICES)
+
+
+def test_a_device_bound_to_a_site_keeps_the_binding_on_replace(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    add_device(path, "lab-07", site="gz-th-lab1")
+    token = add_device(path, "lab-07", replace=True)
+    entry = TokenRegistry(path, check_every_s=0).entry_for(token)
+    assert entry is not None and entry.site == "gz-th-lab1"
+    add_device(path, "lab-07", replace=True, site="gz-th-lab2")
+    assert load_entries(path)["lab-07"].site == "gz-th-lab2"
+    assert load_entries(path)["lab-07"].active
+
+
+def test_check_items_refuses_a_bound_device_naming_another_site() -> None:
+    here, there = result("r1", device_id="d1", site_id="site-a"), result("r2", device_id="d1", site_id="site-b")
+    out = check_items([here, there], device_id="d1", reference=REF, now=NOW, site_id="site-a")
+    assert out.off_site == [(1, "site-b")]
+    assert [rid for rid, _ in out.accepted] == ["r1"]
+    unbound = check_items([here, there], device_id="d1", reference=REF, now=NOW)  # unbound: any site, as before
+    assert unbound.off_site == [] and [rid for rid, _ in unbound.accepted] == ["r1", "r2"]
 
 
 # -- importer ---------------------------------------------------------------------------------------

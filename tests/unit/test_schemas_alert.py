@@ -22,7 +22,7 @@ from schemas.alert import (
     alert_id_for,
 )
 from schemas.reference import default_reference
-from schemas.result import Result
+from schemas.result import Result, result_key
 from schemas.rules import screen
 from schemas.verdict import VerdictKind
 from tests.unit.test_schemas_rules import make
@@ -44,7 +44,7 @@ def test_banned_pesticide_alert() -> None:
         Risk.serious,
         AlertStatus.firing,
     )
-    assert a.alert_id == alert_id_for(KIND_BANNED, r.result_id)
+    assert a.alert_id == alert_id_for(KIND_BANNED, result_key(r.device_id, r.result_id))
     assert a.evidence == (r.result_id,)
     assert a.starts_at == r.sampled_at and a.ends_at is None
     assert (a.commodity, a.analyte, a.district, a.site_id, a.site_type) == (
@@ -128,6 +128,28 @@ def test_same_cause_same_alert() -> None:
     r = make("carbofuran", "cowpea", value=0.03, loq=0.005)
     assert alert_of(r) == alert_of(r)
     assert alert_for_verdict(r, screen(r, REF)) == alert_of(r)  # default reference
+
+
+def test_single_result_alert_ids_differ_per_device() -> None:
+    # lab-B's banned finding and lab-A's finding under the same result_id are two alerts: one can
+    # never replace the other in the alerts table; the same device's resend keeps its id
+    b = make("carbofuran", "cowpea", value=0.5, loq=0.005)
+    a = b.model_copy(update={"device_id": "lab-A"})
+    assert b.device_id != "lab-A" and a.result_id == b.result_id
+    alert_a, alert_b = alert_of(a), alert_of(b)
+    assert alert_a is not None and alert_b is not None
+    assert alert_a.alert_id != alert_b.alert_id
+    again = alert_of(b.model_copy())
+    assert again is not None and again.alert_id == alert_b.alert_id
+
+
+def test_result_key_is_one_to_one_whatever_the_ids_hold() -> None:
+    # ids may hold any character, separators included: the length prefix keeps pairs apart
+    pairs = [("a", "b:c"), ("a:b", "c"), ("a\x1fb", "c"), ("a", "b\x1fc"), ("", "a:b"), ("é", "x"), ("ab", "x")]
+    keys = [result_key(d, r) for d, r in pairs]
+    assert len(set(keys)) == len(pairs)
+    assert result_key("lab-B", "lab-B-2026-000777") == "5:lab-B:lab-B-2026-000777"
+    assert result_key("é", "x") == "2:é:x"  # bytes, as ClickHouse's length() counts them
 
 
 def test_alert_id_for() -> None:
