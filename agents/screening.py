@@ -23,9 +23,9 @@ from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import BatchOutcome, Incoming, screen_batch
+from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
 from schemas.reference import Reference
 from sinks.ddl import RESULTS_COLUMNS
 from sinks.writer import ClickHouseWriter

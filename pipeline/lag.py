@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from pipeline.metrics import Metrics
+from agents.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipeline import metrics as metrics_mod
+from agents import metrics as metrics_mod
 from tests.grafana import (
     ALL,
     CLICKHOUSE_TYPE,
@@ -229,7 +229,7 @@ def test_promql_reads_only_metrics_the_worker_exports() -> None:
     for where, expr in exprs:
         names = promql_metric_names(expand_promql(expr))
         assert names, f"{where}: no metric found in {expr!r}"
-        assert names <= exported, f"{where}: {names - exported} not exported by pipeline.metrics.create"
+        assert names <= exported, f"{where}: {names - exported} not exported by agents.metrics.create"
         assert all(n == "up" or n == "ALERTS" or n.startswith("foodrisk_") for n in names), where
 
 
