@@ -47,6 +47,7 @@ import orjson
 from faust.types import TP, AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
+from agents.faust_internals import release_unacked
 from agents.firing import FiringAlerts
 from agents.metrics import Metrics
 from agents.records import as_row, naive_utc
@@ -462,9 +463,8 @@ def _agent(
         try:
             await deliver(items)
         except DeliveryInterrupted as exc:
-            unacked = app.consumer.unacked
-            for e in events:  # released, not acked: the offsets stay uncommitted (see DeliveryInterrupted)
-                unacked.discard(e.message)
+            # released, not acked: the offsets stay uncommitted (see DeliveryInterrupted)
+            release_unacked(app, (e.message for e in events))
             log.warning("%s; %d alert(s) not acknowledged: read and delivered again after the restart or rebalance",
                         exc, len(items))
             return False

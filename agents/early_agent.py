@@ -24,6 +24,7 @@ from mode import CrashingSupervisor
 from agents.early.common import EarlyParams, utc
 from agents.early.engine import SHARDED, TABLES, ShardedView, fold_into_shards, step
 from agents.early.offender import RedListEntry
+from agents.faust_internals import aiokafka_producer
 from agents.metrics import Metrics
 from agents.screened import Screened, decode_batch
 from agents.screening import publish
@@ -136,7 +137,7 @@ async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
     and Faust creates the changelog topics after the producer first read the broker's metadata: the
     first write of a fresh worker then crashed the agent ("'NoneType' object is not iterable")
     until the producer happened to refresh it."""
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+    producer = aiokafka_producer(app)
     for table in tables:
         await producer.partitions_for(table.changelog_topic.get_topic_name())
 

@@ -5,7 +5,7 @@ records to the producer, insert the result rows (retrying while ClickHouse is aw
 broker acknowledged every message and the insert returned, acknowledge the batch's events so that
 Faust may commit their offsets. The waiting runs in the background while the next batch is read
 and screened (at most ``batches_in_flight`` batches); the consumer commits an offset only when every
-offset before it was acknowledged too (pipeline/faust_config.py), whatever order batches finish in.
+offset before it was acknowledged too (agents/faust_internals.py), whatever order batches finish in.
 """
 
 from __future__ import annotations

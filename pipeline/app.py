@@ -17,8 +17,9 @@ from agents.archive import register_archivers
 from agents.delivery import DeliveryConfig, register_delivery
 from agents.early.common import EarlyParams
 from agents.early_agent import EarlyWarningConfig, install_early_warning, screened_topic_of
+from agents.faust_internals import configure_transport
 from agents.screening import ScreeningConfig, register_screening
-from pipeline.faust_config import configure_transport, faust_options
+from pipeline.faust_config import faust_options
 from pipeline.ingest import register_ingest_views
 from pipeline.lag import register_lag_monitor
 from pipeline.query_server import register_query_server
