@@ -104,7 +104,7 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 TIME_SERIES = {key for key, cols in EXPECTED_COLUMNS.items() if cols[0] == "time"}
 
-# SQL that Debian's ClickHouse 18.16 cannot run (STACK.md), which the boards must avoid.
+# SQL that Debian's ClickHouse 18.16 cannot run (docs/stack.md), which the boards must avoid.
 NOT_ON_18_16 = {
     r"toStartOfInterval|\$__timeInterval": "toStartOfInterval (and $__timeInterval, which expands to it)",
     r"\bOVER\s*\(": "window functions",
