@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run [DURATION=60]   the main job on the embedded broker + chdb (Ctrl-C ends it)"
 	@echo "make test                set up everything the tests need and run them"
-	@echo "make lint                ruff + mypy"
+	@echo "make lint                ruff + mypy + lint-imports (the floors)"
 	@echo "make bench               benchmarks (figures and ratios against baselines)"
 	@echo "make bench-import        foodrisk import of a generated 1M-row CSV (ROWS=n to change)"
 	@echo "make drills              reliability drills (crash, outage, hostile input) with a table of figures"
@@ -53,6 +53,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy pipeline schemas sinks agents tests
+	$(BIN)/lint-imports
 
 drills: $(STAMP) system-deps
 	$(BIN)/python -m tests.drills

@@ -10,9 +10,9 @@ from typing import Any
 from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
+from agents.metrics import Metrics, count_alert
 from agents.records import alert_values, as_row, deadletter_values
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import Metrics, count_alert
 from schemas.alert import Alert
 from sinks.ddl import ALERTS_COLUMNS, DEADLETTERS_COLUMNS
 from sinks.writer import ClickHouseWriter

@@ -47,13 +47,13 @@ import orjson
 from faust.types import TP, AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
+from agents.faust_internals import release_unacked
 from agents.firing import FiringAlerts
+from agents.metrics import Metrics
 from agents.records import as_row, naive_utc
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import Metrics
-from pipeline.settings import Settings
 from schemas.alert import Alert
-from sinks.alertmanager import AlertmanagerSink, Links, parse_urls, safe_url, severity_for, to_alertmanager
+from sinks.alertmanager import AlertmanagerSink, Links, safe_url, severity_for, to_alertmanager
 from sinks.ddl import PARKED_ALERTS_COLUMNS
 from sinks.errors import AlertmanagerSinkError, DeliverySinkError
 from sinks.retry import RetryPolicy, retry_async
@@ -73,6 +73,9 @@ MIN_ATTEMPT_WINDOW_S = 1.0  # a split batch still gets this long for its alerts
 
 @dataclass(frozen=True)
 class DeliveryConfig:
+    """What the delivery agents need, as plain values (the shell builds it from its settings:
+    ``pipeline.app.delivery_config``)."""
+
     alertmanager_urls: tuple[str, ...]
     webhook_url: str | None
     webhook_secret: bytes | None
@@ -332,7 +335,7 @@ class AlertmanagerDelivery(_Deliverer):
         if load is None:
             return True
         parts = ", ".join(str(int(p)) for p in sorted(load.partitions))
-        # Only ints and the database name (checked by Settings) are formatted in; `since` is bound.
+        # Only ints and the database name (validated by the shell's settings) are formatted in; `since` is bound.
         sql = (
             "SELECT alert_id, kind, classification, risk, status, summary_en, summary_zh, district, site_id, "  # noqa: S608
             "site_type, commodity, analyte, supplier_id, vendor_id, device_id, evidence, starts_at, ends_at, "
@@ -460,9 +463,8 @@ def _agent(
         try:
             await deliver(items)
         except DeliveryInterrupted as exc:
-            unacked = app.consumer.unacked
-            for e in events:  # released, not acked: the offsets stay uncommitted (see DeliveryInterrupted)
-                unacked.discard(e.message)
+            # released, not acked: the offsets stay uncommitted (see DeliveryInterrupted)
+            release_unacked(app, (e.message for e in events))
             log.warning("%s; %d alert(s) not acknowledged: read and delivered again after the restart or rebalance",
                         exc, len(items))
             return False
@@ -550,23 +552,3 @@ def register_delivery(
                     await close()
 
     return agents
-
-
-def delivery_config(settings: Settings) -> DeliveryConfig:
-    """The delivery settings as plain values (the shell reads Settings once)."""
-    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
-    return DeliveryConfig(
-        alertmanager_urls=parse_urls(settings.alertmanager_url) if settings.alertmanager_url else (),
-        webhook_url=settings.webhook_url,
-        webhook_secret=secret,
-        links=Links(grafana_url=settings.grafana_url, runbook_url=settings.runbook_url),
-        resend_s=settings.alertmanager_resend_s,
-        active_s=settings.alertmanager_active_s,
-        alertmanager_give_up_s=settings.alertmanager_give_up_s,
-        webhook_give_up_s=settings.webhook_give_up_s,
-        timeout_s=settings.delivery_timeout_s,
-        retry_cap_s=settings.sink_retry_cap_s,
-        max_rows=settings.sink_max_rows,
-        max_age_s=settings.sink_max_age_s,
-        database=settings.database,
-    )

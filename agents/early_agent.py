@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,14 +24,27 @@ from mode import CrashingSupervisor
 from agents.early.common import EarlyParams, utc
 from agents.early.engine import SHARDED, TABLES, ShardedView, fold_into_shards, step
 from agents.early.offender import RedListEntry
+from agents.faust_internals import aiokafka_producer
+from agents.metrics import Metrics
 from agents.screened import Screened, decode_batch
 from agents.screening import publish
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import Metrics
 from sinks.ddl import REDLIST_COLUMNS
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EarlyWarningConfig:
+    """What the early-warning agent needs, as plain values (the shell builds it from its settings:
+    ``pipeline.app.early_warning_config``)."""
+
+    screened_topic: str  # the internal one-partition topic of screened batches
+    params: EarlyParams  # the detectors' parameters
+    max_rows: int  # the batch size of the results stream; a batch of screened batches is 1/100 of it
+    max_age_s: float
+    shards: int = 16  # the sharded tables' count for new state (stored state keeps its own)
 
 
 def redlist_row(e: RedListEntry, version: int) -> tuple[Any, ...]:
@@ -123,7 +137,7 @@ async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
     and Faust creates the changelog topics after the producer first read the broker's metadata: the
     first write of a fresh worker then crashed the agent ("'NoneType' object is not iterable")
     until the producer happened to refresh it."""
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+    producer = aiokafka_producer(app)
     for table in tables:
         await producer.partitions_for(table.changelog_topic.get_topic_name())
 
@@ -141,55 +155,26 @@ def _layout(meta: Any, configured: int) -> int:
     return configured
 
 
-def params_from_settings(settings: Any, enzyme_prone: frozenset[str]) -> EarlyParams:
-    """The detectors' parameters from the ``ew_*`` settings (pipeline.settings.Settings)."""
-    return EarlyParams(
-        grace_s=int(settings.ew_grace_s),
-        surge_window_h=settings.ew_surge_window_h,
-        surge_step_h=settings.ew_surge_step_h,
-        surge_min_n=settings.ew_surge_min_n,
-        surge_min_positives=settings.ew_surge_min_positives,
-        surge_alpha=settings.ew_surge_alpha,
-        baseline_quick=settings.ew_baseline_quick,
-        baseline_lab=settings.ew_baseline_lab,
-        baseline_enzyme_prone=settings.ew_baseline_enzyme_prone,
-        enzyme_prone=enzyme_prone,
-        cusum_shift=settings.ew_cusum_shift,
-        cusum_h=settings.ew_cusum_h,
-        offender_n=settings.ew_offender_n,
-        offender_days=settings.ew_offender_days,
-        offender_clean_k=settings.ew_offender_clean_k,
-        cluster_window_h=settings.ew_cluster_window_h,
-        cluster_min_sites=settings.ew_cluster_min_sites,
-        unconfirmed_h=settings.ew_unconfirmed_h,
-        silent_min_h=settings.ew_silent_min_h,
-        silent_min_peer_results=settings.ew_silent_min_peer_results,
-        drift_alpha=settings.ew_drift_alpha,
-        drift_min_positives=settings.ew_drift_min_positives,
-    )
-
-
-def screened_topic_of(app: AppT, settings: Any) -> TopicT:
+def screened_topic_of(app: AppT, name: str) -> TopicT:
     """The internal topic of screened batches (the screening agent writes it, early warning reads it)."""
-    return app.topic(settings.screened_topic, key_serializer="raw", value_serializer="raw", partitions=1)
+    return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=1)
 
 
 def install_early_warning(
-    app: AppT, settings: Any, *, reference: Any, alerts_topic: TopicT, writer: ClickHouseWriter, metrics: Metrics
+    app: AppT, config: EarlyWarningConfig, *, alerts_topic: TopicT, writer: ClickHouseWriter, metrics: Metrics
 ) -> TopicT:
-    """Register the early-warning agent from the settings; returns the screened topic, which the
-    screening agent publishes to (``register_screening(..., screened_topic=...)``)."""
-    topic = screened_topic_of(app, settings)
-    prone = frozenset(f.code for f in reference.foods if f.enzyme_false_positive)
+    """Register the early-warning agent; returns the screened topic, which the screening agent
+    publishes to (``register_screening(..., screened_topic=...)``)."""
+    topic = screened_topic_of(app, config.screened_topic)
     register_early_warning(
         app,
         screened_topic=topic,
         alerts_topic=alerts_topic,
         writer=writer,
-        params=params_from_settings(settings, prone),
-        max_rows=settings.sink_max_rows,
-        max_age_s=settings.ew_batch_max_age_s,
+        params=config.params,
+        max_rows=config.max_rows,
+        max_age_s=config.max_age_s,
         metrics=metrics,
-        shards=settings.ew_table_shards,
+        shards=config.shards,
     )
     return topic

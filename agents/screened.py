@@ -22,7 +22,7 @@ from schemas.result import Result
 from schemas.verdict import Verdict
 
 NON_COMPLIANT = frozenset({"positive", "exceeds", "banned"})
-"""Verdicts that count as a finding against the food (DOMAIN.md 3)."""
+"""Verdicts that count as a finding against the food (docs/domain.md §3)."""
 
 
 class Screened(NamedTuple):

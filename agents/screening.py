@@ -5,7 +5,7 @@ records to the producer, insert the result rows (retrying while ClickHouse is aw
 broker acknowledged every message and the insert returned, acknowledge the batch's events so that
 Faust may commit their offsets. The waiting runs in the background while the next batch is read
 and screened (at most ``batches_in_flight`` batches); the consumer commits an offset only when every
-offset before it was acknowledged too (pipeline/faust_config.py), whatever order batches finish in.
+offset before it was acknowledged too (agents/faust_internals.py), whatever order batches finish in.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import BatchOutcome, Incoming, screen_batch
+from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
-from pipeline.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
 from schemas.reference import Reference
 from sinks.ddl import RESULTS_COLUMNS
 from sinks.writer import ClickHouseWriter

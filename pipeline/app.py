@@ -1,44 +1,38 @@
-"""The one Faust app: built from Settings, with its topics, agents, web views and the query port."""
+"""The one Faust app: built from Settings, with its topics, agents, web views and the query port.
+
+The shell reads Settings here, once, and hands each agent a small frozen config of plain values
+(``screening_config``, ``early_warning_config``, ``delivery_config``) and the metrics object: no
+agent imports ``pipeline``."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import faust
 from faust.types import TopicT
 from prometheus_client import CollectorRegistry
 
+from agents import metrics as metrics_mod
 from agents.archive import register_archivers
-from agents.delivery import delivery_config, register_delivery
-from agents.early_agent import install_early_warning, screened_topic_of
+from agents.delivery import DeliveryConfig, register_delivery
+from agents.early.common import EarlyParams
+from agents.early_agent import EarlyWarningConfig, install_early_warning, screened_topic_of
+from agents.faust_internals import configure_transport
 from agents.screening import ScreeningConfig, register_screening
-from pipeline import metrics as metrics_mod
-from pipeline.faust_config import configure_transport, faust_options
+from pipeline.faust_config import faust_options
+from pipeline.ingest import register_ingest_views
 from pipeline.lag import register_lag_monitor
+from pipeline.query_server import register_query_server
 from pipeline.refdata import configured_reference
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
+from pipeline.web import only_our_paths, register_views
 from schemas.reference import Reference, default_reference
+from sinks.alertmanager import Links, parse_urls
 from sinks.clickhouse import ClickHouse
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Everything a running worker holds (handed to web views and tests)."""
-
-    settings: Settings
-    app: faust.App
-    clickhouse: ClickHouse
-    writer: ClickHouseWriter
-    reference: Reference
-    registry: CollectorRegistry
-    metrics: metrics_mod.Metrics
-    results_topic: TopicT
-    alerts_topic: TopicT
-    deadletter_topic: TopicT
 
 
 def build_runtime(
@@ -50,8 +44,6 @@ def build_runtime(
 ) -> Runtime:
     """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
     reference = configured_reference(settings, reference or default_reference())
-    from pipeline.web import only_our_paths
-
     options = faust_options(settings, bootstrap)
     options["web_application_options"] = {"middlewares": [only_our_paths()]}  # the device port serves ours only
     app = faust.App(settings.app_id, **options)
@@ -76,10 +68,10 @@ def build_runtime(
     agents = settings.agent_set  # FOODRISK_AGENTS: every agent, or a chosen few (README "Scaling out")
     if "early" in agents:  # early warning (README "Early warning")
         screened_topic = install_early_warning(
-            app, settings, reference=reference, alerts_topic=alerts_topic, writer=writer, metrics=metrics
+            app, early_warning_config(settings, reference), alerts_topic=alerts_topic, writer=writer, metrics=metrics
         )
     else:
-        screened_topic = screened_topic_of(app, settings)
+        screened_topic = screened_topic_of(app, settings.screened_topic)
     if "screen" in agents:
         register_screening(
             app,
@@ -87,14 +79,7 @@ def build_runtime(
             alerts_topic=alerts_topic,
             deadletter_topic=deadletter_topic,
             writer=writer,
-            config=ScreeningConfig(
-                reference=reference,
-                watch_fraction=settings.watch_fraction,
-                max_rows=settings.sink_max_rows,
-                max_age_s=settings.sink_max_age_s,
-                max_batch_items=settings.max_batch_items,
-                batches_in_flight=settings.sink_batches_in_flight,
-            ),
+            config=screening_config(settings, reference),
             metrics=metrics,
             screened_topic=screened_topic,
         )
@@ -126,11 +111,78 @@ def build_runtime(
         alerts_topic=alerts_topic,
         deadletter_topic=deadletter_topic,
     )
-    from pipeline.ingest import register_ingest_views
-    from pipeline.query_server import register_query_server
-    from pipeline.web import register_views
-
     register_views(runtime)
     register_ingest_views(runtime)  # POST /v1/results, /openapi.json, /docs (README "Ingest")
     register_query_server(runtime)  # POST /v1/query on its own port (README "Analysts")
     return runtime
+
+
+# -- the agents' configs: Settings read once, handed on as plain values --------------------------
+
+
+def screening_config(settings: Settings, reference: Reference) -> ScreeningConfig:
+    return ScreeningConfig(
+        reference=reference,
+        watch_fraction=settings.watch_fraction,
+        max_rows=settings.sink_max_rows,
+        max_age_s=settings.sink_max_age_s,
+        max_batch_items=settings.max_batch_items,
+        batches_in_flight=settings.sink_batches_in_flight,
+    )
+
+
+def early_warning_config(settings: Settings, reference: Reference) -> EarlyWarningConfig:
+    """The early-warning agent's config from the ``ew_*`` settings; the enzyme-prone foods (quick
+    tests prone to false positives) come from the reference."""
+    prone = frozenset(f.code for f in reference.foods if f.enzyme_false_positive)
+    params = EarlyParams(
+        grace_s=int(settings.ew_grace_s),
+        surge_window_h=settings.ew_surge_window_h,
+        surge_step_h=settings.ew_surge_step_h,
+        surge_min_n=settings.ew_surge_min_n,
+        surge_min_positives=settings.ew_surge_min_positives,
+        surge_alpha=settings.ew_surge_alpha,
+        baseline_quick=settings.ew_baseline_quick,
+        baseline_lab=settings.ew_baseline_lab,
+        baseline_enzyme_prone=settings.ew_baseline_enzyme_prone,
+        enzyme_prone=prone,
+        cusum_shift=settings.ew_cusum_shift,
+        cusum_h=settings.ew_cusum_h,
+        offender_n=settings.ew_offender_n,
+        offender_days=settings.ew_offender_days,
+        offender_clean_k=settings.ew_offender_clean_k,
+        cluster_window_h=settings.ew_cluster_window_h,
+        cluster_min_sites=settings.ew_cluster_min_sites,
+        unconfirmed_h=settings.ew_unconfirmed_h,
+        silent_min_h=settings.ew_silent_min_h,
+        silent_min_peer_results=settings.ew_silent_min_peer_results,
+        drift_alpha=settings.ew_drift_alpha,
+        drift_min_positives=settings.ew_drift_min_positives,
+    )
+    return EarlyWarningConfig(
+        screened_topic=settings.screened_topic,
+        params=params,
+        max_rows=settings.sink_max_rows,
+        max_age_s=settings.ew_batch_max_age_s,
+        shards=settings.ew_table_shards,
+    )
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    """The delivery agents' config (Alertmanager, webhook)."""
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    return DeliveryConfig(
+        alertmanager_urls=parse_urls(settings.alertmanager_url) if settings.alertmanager_url else (),
+        webhook_url=settings.webhook_url,
+        webhook_secret=secret,
+        links=Links(grafana_url=settings.grafana_url, runbook_url=settings.runbook_url),
+        resend_s=settings.alertmanager_resend_s,
+        active_s=settings.alertmanager_active_s,
+        alertmanager_give_up_s=settings.alertmanager_give_up_s,
+        webhook_give_up_s=settings.webhook_give_up_s,
+        timeout_s=settings.delivery_timeout_s,
+        retry_cap_s=settings.sink_retry_cap_s,
+        max_rows=settings.sink_max_rows,
+        max_age_s=settings.sink_max_age_s,
+        database=settings.database,
+    )

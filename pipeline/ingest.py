@@ -38,7 +38,7 @@ from schemas.reference import Reference
 from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, Result, parse_result
 
 if TYPE_CHECKING:
-    from pipeline.app import Runtime
+    from pipeline.runtime import Runtime
     from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -418,7 +418,7 @@ def register_ingest_views(rt: Runtime) -> None:
     app, settings = rt.app, rt.settings
     registry = TokenRegistry(settings.ingest_tokens_path, kind=DEVICES)
     limiter = RateLimiter(settings.ingest_rate_per_s, settings.ingest_burst)
-    requests_total = rt.metrics.ingest_requests  # foodrisk_ingest_requests_total{status} (pipeline/metrics.py)
+    requests_total = rt.metrics.ingest_requests  # foodrisk_ingest_requests_total{status} (agents/metrics.py)
     results_total = rt.metrics.ingest_results  # foodrisk_ingest_results_total{outcome}
     openapi = openapi_document(settings)
     page = docs_page(settings)

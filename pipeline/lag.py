@@ -32,7 +32,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from pipeline.metrics import Metrics
+from agents.faust_internals import committed_offsets, in_flight_partitions
+from agents.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,7 @@ class LagReporter:
         lags: list[PartitionLag] = []
         if tps:
             end_offsets = await consumer.highwaters(*tps)
-            # Faust keeps the group's committed offsets here (set at assignment, updated on commit);
-            # there is no public accessor. A defaultdict: .get() does not insert.
-            committed: Mapping[Any, int | None] = getattr(consumer, "_committed_offset", {})
+            committed = committed_offsets(consumer)
             never = [tp for tp in tps if committed.get(tp) is None]
             earliest = await consumer.earliest_offsets(*never) if never else {}
             lags = partition_lags(end_offsets, committed, earliest)
@@ -147,9 +146,7 @@ class LagReporter:
     async def reread_stalled(self, consumer: Any, tps: list[Any], lags: list[PartitionLag]) -> None:
         if self._stall_s <= 0:
             return
-        # Faust's set of fetched-but-unacked messages (a WeakSet of Message; no public accessor).
-        unacked = getattr(consumer, "_unacked_messages", ())
-        in_flight = {(m.tp.topic, int(m.tp.partition)) for m in list(unacked) if not m.acked}
+        in_flight = in_flight_partitions(consumer)
         self._progress, stalled = stalled_partitions(lags, self._progress, in_flight, time.monotonic(),
                                                      self._stall_s)
         by_key = {(tp.topic, int(tp.partition)): tp for tp in tps}

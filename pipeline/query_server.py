@@ -43,7 +43,7 @@ from sinks.clickhouse import ClickHouse, QueryResult, connect_clickhouse
 from sinks.errors import ClickHouseUnavailable
 
 if TYPE_CHECKING:
-    from pipeline.app import Runtime
+    from pipeline.runtime import Runtime
     from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -196,7 +196,7 @@ class Settings(BaseSettings):
             raise ValueError("FOODRISK_ALERTMANAGER_ACTIVE_S must be at least FOODRISK_ALERTMANAGER_RESEND_S")
         return self
 
-    # -- observability (pipeline/metrics.py, pipeline/lag.py; README "Observability") ------------
+    # -- observability (agents/metrics.py, pipeline/lag.py; README "Observability") ------------
     metrics_lag_interval_s: float = Field(
         10.0, gt=0, le=600, description="how often each worker samples its consumer lag per partition"
     )

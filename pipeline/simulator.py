@@ -11,7 +11,7 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   e-commerce warehouses, two wholesale markets and three testing centres (the labs).
 * Quick tests: enzyme inhibition on vegetables (``ache_inhibition`` in %, positive at >= 50, a watch
   band of 40-50), colloidal-gold strips for single pesticides (qualitative) and XRF for heavy metals
-  (mg/kg). About 0.1-0.2% of quick tests are positive (DOMAIN.md 3: 0.03-0.3%).
+  (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%).
 * Lab results (LC-MS/MS, GC-MS/MS, ICP-MS, AAS, AFS): one line per analyte of a routine sample, most
   not detected (value 0.0 with ``lod`` set), a long right tail, 1-3% of lines non-compliant. One
   testing centre's MS instruments report in ug/kg.
@@ -179,7 +179,7 @@ VEGETABLES: Final = frozenset({"cowpea", "leek", "celery", "ginger", "radish", "
 BANNED_ON_VEGETABLES: Final = frozenset(
     {"carbofuran", "omethoate", "methamidophos", "phorate", "isofenphos_methyl", "isocarbophos", "chlorpyrifos"}
 )
-"""Pesticides whose mere detection (>= LOQ) on a vegetable is a violation (DOMAIN.md 2)."""
+"""Pesticides whose mere detection (>= LOQ) on a vegetable is a violation (docs/domain.md §2)."""
 
 _CATEGORY: Final[dict[str, str]] = {
     **dict.fromkeys(VEGETABLES, "veg"),
@@ -1201,7 +1201,7 @@ class _Incidents:
                 ("ache_inhibition", "enzyme_inhibition", round(rng.uniform(62.0, 93.0), 1), stalls[0]),
                 ("carbofuran", "colloidal_gold", "positive", stalls[1]),
             ]
-            if i == 2:  # a reading in the watch band (enzyme tests miss some: DOMAIN.md 3)
+            if i == 2:  # a reading in the watch band (enzyme tests miss some: docs/domain.md §3)
                 tests.append(("ache_inhibition", "enzyme_inhibition", round(rng.uniform(41.0, 48.0), 1), stalls[0]))
             for analyte, method, result, stall in tests:
                 tested = t + rng.randint(0, 6 * _MIN)

@@ -65,7 +65,7 @@ class Unit(StrEnum):
 
 
 class Confidence(StrEnum):
-    """How far a reference value can be trusted (DOMAIN.md marks)."""
+    """How far a reference value can be trusted (docs/domain.md marks)."""
 
     checked = "checked"  # seen in an official notice or standard text
     old = "old"  # checked against an older edition; re-check before calling it current

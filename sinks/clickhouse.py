@@ -78,7 +78,7 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class Features:
-    """What the server supports beyond the subset shared with Debian's 18.16 (see STACK.md).
+    """What the server supports beyond the subset shared with Debian's 18.16 (see docs/stack.md).
 
     Chosen by the server's version. The thresholds are conservative: a feature is used from the
     release where it stopped being experimental, and anything older is treated like 18.16.

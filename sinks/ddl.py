@@ -8,7 +8,7 @@ rebuild of ``results`` under a new sorting key) is a Python step that looks at w
 and picks up wherever a crash left it.
 
 The DDL keeps to what Debian's clickhouse-server 18.16 and modern ClickHouse (chdb 26.x) both
-run (STACK.md). Column types are written in their modern form and lowered by :func:`column_type`
+run (docs/stack.md). Column types are written in their modern form and lowered by :func:`column_type`
 for the server at hand (:class:`~sinks.clickhouse.Features`):
 
 - ``LowCardinality(T)`` becomes ``T`` below 20.1. On 18.16 it exists behind

@@ -9,7 +9,7 @@
   table (ReplacingMergeTree ORDER BY (alert_id, status)) then holds the last firing row and the
   resolved row side by side.
 
-Classification and risk per kind (DOMAIN.md 4; a RASFF-like classification kept apart from risk):
+Classification and risk per kind (docs/domain.md §4; a RASFF-like classification kept apart from risk):
 
 | kind | subject | classification | risk |
 |---|---|---|---|

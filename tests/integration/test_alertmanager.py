@@ -31,11 +31,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.delivery import AlertmanagerDelivery, DeliveryConfig, Item, Parked, parked_values
+from agents.metrics import create as create_metrics
 from agents.records import alert_values, as_row
 from pipeline.localstack.alertmanager import AlertmanagerMissing, AlertmanagerServer, find_alertmanager, find_amtool
 from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port
-from pipeline.metrics import create as create_metrics
 from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for

@@ -1,15 +1,28 @@
-"""The consumer commits only offsets whose messages were acknowledged (pipeline.faust_config)."""
+"""Faust's internals in one room (agents/faust_internals.py): the consumer commits only offsets whose
+messages were acknowledged, the bookkeeping helpers, the version pin, and no other module reaching in."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import tomllib
+import weakref
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.faust_config import configure_transport, faust_options, next_commit
+from agents.faust_internals import (
+    FAUST_PIN,
+    committed_offsets,
+    configure_transport,
+    in_flight_partitions,
+    next_commit,
+    release_unacked,
+)
+from pipeline.faust_config import faust_options
 from pipeline.settings import Settings
 
 
@@ -47,3 +60,54 @@ def test_the_worker_app_uses_the_strict_consumer(tmp_path: Path) -> None:
     c._gap = {}
     asyncio.run(c._add_gap(type("TP", (), {"topic": "t", "partition": 0})(), 3, 7))
     assert c._gap == {}  # offsets read past are logged, never taken as processed
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int, *, acked: bool = False) -> None:
+        self.tp = type("TP", (), {"topic": topic, "partition": partition})()
+        self.acked = acked
+
+
+def test_a_released_message_leaves_the_unacked_set_without_an_ack() -> None:
+    kept, released = _Message("a", 0), _Message("a", 1)
+    unacked: Any = weakref.WeakSet([kept, released])
+    app: Any = type("App", (), {"consumer": type("C", (), {"unacked": unacked})()})()
+    release_unacked(app, [released])
+    assert set(unacked) == {kept} and not released.acked
+
+
+def test_in_flight_partitions_and_committed_offsets_read_the_consumer() -> None:
+    msgs = [_Message("a", 0), _Message("a", 0, acked=True), _Message("b", 2)]
+    consumer: Any = type("C", (), {})()
+    assert in_flight_partitions(consumer) == set() and committed_offsets(consumer) == {}
+    consumer._unacked_messages = weakref.WeakSet(msgs)
+    consumer._committed_offset = {"tp": 7}
+    assert in_flight_partitions(consumer) == {("a", 0), ("b", 2)}
+    assert committed_offsets(consumer) == {"tp": 7}
+
+
+def test_the_pin_is_pyprojects_and_the_installed_faust_is_within_it() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert FAUST_PIN in pyproject["project"]["dependencies"]
+    low, high = re.fullmatch(r"faust-streaming>=([\d.]+),<([\d.]+)", FAUST_PIN).groups()  # type: ignore[union-attr]
+    installed = tuple(int(p) for p in metadata.version("faust-streaming").split(".")[:3])
+    assert tuple(int(p) for p in low.split(".")) <= installed < tuple(int(p) for p in high.split("."))
+
+
+PRIVATE_FAUST = re.compile(
+    r"[.\"']_(unacked_messages|committed_offset|ensure_producer|new_offset|add_gap|acked|acked_index|settings_extra)\b"
+    r"|consumer\.unacked\b|transport\.(Consumer|Producer)\b"
+)
+
+
+def test_no_other_module_reaches_into_faust() -> None:
+    root = Path(__file__).parents[2]
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("agents", "pipeline", "sinks", "schemas")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name != "faust_internals.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE_FAUST.search(line)
+    ]
+    assert offenders == []

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipeline import metrics as metrics_mod
+from agents import metrics as metrics_mod
 from tests.grafana import (
     ALL,
     CLICKHOUSE_TYPE,
@@ -104,7 +104,7 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 TIME_SERIES = {key for key, cols in EXPECTED_COLUMNS.items() if cols[0] == "time"}
 
-# SQL that Debian's ClickHouse 18.16 cannot run (STACK.md), which the boards must avoid.
+# SQL that Debian's ClickHouse 18.16 cannot run (docs/stack.md), which the boards must avoid.
 NOT_ON_18_16 = {
     r"toStartOfInterval|\$__timeInterval": "toStartOfInterval (and $__timeInterval, which expands to it)",
     r"\bOVER\s*\(": "window functions",
@@ -229,7 +229,7 @@ def test_promql_reads_only_metrics_the_worker_exports() -> None:
     for where, expr in exprs:
         names = promql_metric_names(expand_promql(expr))
         assert names, f"{where}: no metric found in {expr!r}"
-        assert names <= exported, f"{where}: {names - exported} not exported by pipeline.metrics.create"
+        assert names <= exported, f"{where}: {names - exported} not exported by agents.metrics.create"
         assert all(n == "up" or n == "ALERTS" or n.startswith("foodrisk_") for n in names), where
 
 

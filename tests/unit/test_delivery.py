@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.delivery import AlertmanagerDelivery, DeliveryConfig, DeliveryInterrupted, Item
+from agents.metrics import Metrics, create
 from agents.records import alert_values
-from pipeline.metrics import Metrics, create
 from schemas.alert import Alert
 from sinks.alertmanager import AlertmanagerSink, Links
 from sinks.clickhouse import Features, QueryResult

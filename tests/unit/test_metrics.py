@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from agents.metrics import DEADLETTER_REASONS, OTHER, Metrics, bounded, count_alert, create, observe_alert_latency
 from pipeline.lag import MAX_REREADS, LagReporter, PartitionLag, Progress, partition_lags, stalled_partitions
-from pipeline.metrics import DEADLETTER_REASONS, OTHER, Metrics, bounded, count_alert, create, observe_alert_latency
 from schemas.alert import Alert, AlertStatus, Classification, Risk
 
 

@@ -1,4 +1,4 @@
-"""Reference data: integrity, every DOMAIN.md value present with its mark, loader errors."""
+"""Reference data: integrity, every docs/domain.md value present with its mark, loader errors."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ REQUIRED_ANALYTES = {
     AnalyteType.screen: ["ache_inhibition"],
 }
 
-# DOMAIN.md §2, pesticide MRLs: (pesticide, food, mg/kg, mark)
+# docs/domain.md §2, pesticide MRLs: (pesticide, food, mg/kg, mark)
 DOMAIN_MRLS = [
     ("carbofuran", "cowpea", 0.02, Confidence.old),
     ("cyromazine", "cowpea", 0.5, Confidence.old),
@@ -114,7 +114,7 @@ DOMAIN_MRLS = [
     ("fenthion", "vegetables", 0.05, Confidence.unverified),
 ]
 
-# DOMAIN.md §2, GB 2762-2022 cells given explicitly: (analyte, food, mg/kg, mark)
+# docs/domain.md §2, GB 2762-2022 cells given explicitly: (analyte, food, mg/kg, mark)
 DOMAIN_CONTAMINANTS = [
     ("lead", "vegetables", 0.1, Confidence.old),
     ("cadmium", "vegetables", 0.05, Confidence.checked),
@@ -144,7 +144,7 @@ DOMAIN_CONTAMINANTS = [
     ("chromium", "fish", 2.0, Confidence.checked),
 ]
 
-# DOMAIN.md cells left unmarked for a vegetable sub-group: they equal the general value, inherited.
+# docs/domain.md cells left unmarked for a vegetable sub-group: they equal the general value, inherited.
 DOMAIN_INHERITED = [
     (analyte, group, value)
     for group in ("brassica_vegetables", "leafy_vegetables", "legume_vegetables")
@@ -152,7 +152,7 @@ DOMAIN_INHERITED = [
     if (analyte, group) not in {("cadmium", "leafy_vegetables"), ("cadmium", "legume_vegetables")}
 ]
 
-# DOMAIN.md §2 bans: (pesticide, scope, from, mark)
+# docs/domain.md §2 bans: (pesticide, scope, from, mark)
 DOMAIN_BANS = [
     ("methamidophos", ALL_FOODS, date(2007, 1, 1), Confidence.unverified),
     ("phorate", ALL_FOODS, date(2024, 9, 1), Confidence.checked),
@@ -268,7 +268,7 @@ def test_taxonomy_examples() -> None:
     assert REF.ancestors("no_such_food") == ()
 
 
-# --- every DOMAIN.md value, with its mark ------------------------------------------------------------
+# --- every docs/domain.md value, with its mark ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("analyte", "food", "value", "mark"), DOMAIN_MRLS)

@@ -1,4 +1,4 @@
-"""screen(): table-driven from every DOMAIN.md value, edge cases, and hypothesis properties."""
+"""screen(): table-driven from every docs/domain.md value, edge cases, and hypothesis properties."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def member(food: str) -> str:
     return {"legume_vegetables": "cowpea", "vegetables": "spinach"}.get(food, food)
 
 
-# --- every DOMAIN.md pesticide MRL ------------------------------------------------------------------------
+# --- every docs/domain.md pesticide MRL ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("analyte", "food", "limit", "mark"), DOMAIN_MRLS)
@@ -114,7 +114,7 @@ def test_no_limit_before_the_first_edition_here() -> None:
     assert v.verdict is V.no_limit and v.rule == Rule.no_limit
 
 
-# --- every DOMAIN.md contaminant limit ------------------------------------------------------------------
+# --- every docs/domain.md contaminant limit ------------------------------------------------------------------
 
 CONTAMINANT_CASES = [
     # (analyte, commodity, limit, food whose limit applies, mark)

@@ -279,7 +279,7 @@ def test_every_code_the_reference_promises_is_exercised(baseline: Run) -> None:
 def test_quick_test_positive_rate_is_realistic(baseline: Run) -> None:
     quick = [d for d in baseline.results if d["method"] in QUICK]
     positives = sum(map(quick_positive, quick))
-    assert 0.0003 <= positives / len(quick) <= 0.003  # DOMAIN.md 3: 0.03-0.3%
+    assert 0.0003 <= positives / len(quick) <= 0.003  # docs/domain.md §3: 0.03-0.3%
     enzyme = [d["value"] for d in quick if d["method"] == "enzyme_inhibition"]
     assert 0.002 < sum(40 <= v < 50 for v in enzyme) / len(enzyme) < 0.02  # a watch band
     assert sum(v <= 30 for v in enzyme) / len(enzyme) > 0.9  # mostly 0-30 %

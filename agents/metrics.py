@@ -8,7 +8,8 @@ Conventions (checked by ``promtool check metrics`` in tests/integration/test_pro
   status codes, topic-partitions of the worker's own topics; a dead-letter reason is the name of
   the first failing top-level field of the wire format, anything else is ``other``
   (:func:`bounded`);
-- one registry per worker (``pipeline.app.build_runtime``), fresh in tests.
+- one registry per worker (built by the shell, ``pipeline.app.build_runtime``, and handed to the
+  agents as an argument), fresh in tests.
 
 The README ("Observability") lists every metric; deploy/prometheus/ has the alert rules over them
 and deploy/grafana/ the Pipeline board.
