@@ -1,9 +1,10 @@
 """Pure conversions between stream messages and ClickHouse rows (no faust, no I/O).
 
-Rows are built as mappings and laid out in the column order the DDL exports, so a column added
-to a table is one change in ``sinks/ddl.py`` plus one key here. A ``results`` row, built once per
-result, is a tuple straight away (``result_row``): a column added there is one name in
-``RESULT_FIELDS`` plus its value at the same place in ``result_row``.
+Rows are built as mappings and laid out in the column order of the table's one definition
+(sinks/clickhouse/schema.py), so a column added to a table is one change there plus one key here.
+A ``results`` row, built once per result, is a tuple straight away (``result_row``, compiled from
+the table's column order and ``_RESULT_VALUES``): a column added there is one entry in
+``_RESULT_VALUES``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import linecache
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -22,6 +24,7 @@ from schemas.alert import Alert
 from schemas.codes import QUICK_METHODS
 from schemas.result import Result
 from schemas.verdict import Verdict
+from sinks.clickhouse.schema import RESULTS_COLUMNS
 
 DEADLETTER_SCHEMA_VERSION = 1
 MAX_PAYLOAD_CHARS = 65_536
@@ -50,99 +53,92 @@ def naive_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None, microsecond=0)
 
 
-RESULT_FIELDS: Final[tuple[str, ...]] = (
-    "result_id",
-    "schema_version",
-    "sample_id",
-    "device_id",
-    "site_id",
-    "site_type",
-    "district",
-    "site_name",
-    "vendor_id",
-    "supplier_id",
-    "origin",
-    "commodity",
-    "analyte",
-    "method",
-    "quick",
-    "value_mg_kg",
-    "percent",
-    "raw_value",
-    "raw_unit",
-    "qualitative",
-    "lod_mg_kg",
-    "loq_mg_kg",
-    "sampled_at",
-    "tested_at",
-    "confirms",
-    "verdict",
-    "limit_mg_kg",
-    "ratio",
-    "rule",
-    "edition",
-    "source",
-    "confidence",
-    "basis",
-    "src_topic",
-    "src_partition",
-    "src_offset",
-    "ingested_at",
-)
-"""The names of a ``results`` row's values, in the order ``result_row`` gives them."""
+RESULT_FIELDS: Final[tuple[str, ...]] = RESULTS_COLUMNS
+"""The names of a ``results`` row's values, in the order ``result_row`` gives them: the table's
+column order, from its one definition (``RESULTS`` in sinks/clickhouse/schema.py)."""
 
+# What goes in each ``results`` column: a Python expression over ``r``, ``site`` and ``v`` (the
+# __dict__ of the Result, its site and the Verdict; a plain dict lookup costs about half an
+# attribute access on a pydantic model), ``method`` and ``qualitative`` (read once), and the
+# builder's source arguments. Only the values are said here: their order is the table's, and a
+# column without a value here (or a value without a column) fails at import.
+_RESULT_VALUES: Final[Mapping[str, str]] = {
+    "result_id": 'r["result_id"]',
+    "schema_version": 'r["schema_version"]',
+    "sample_id": 'r["sample_id"]',
+    "device_id": 'r["device_id"]',
+    "site_id": 'site["id"]',
+    "site_type": 'str(site["type"])',
+    "district": 'site["district"]',
+    "site_name": 'site["name"] or ""',  # optional in the wire format, a plain String column
+    "vendor_id": 'r["vendor_id"]',
+    "supplier_id": 'r["supplier_id"]',
+    "origin": 'r["origin"]',
+    "commodity": 'r["commodity"]',
+    "analyte": 'r["analyte"]',
+    "method": "str(method)",
+    "quick": "1 if method in QUICK_METHODS else 0",
+    "value_mg_kg": 'r["value_mg_kg"]',
+    "percent": 'r["percent"]',
+    "raw_value": 'r["value"]',
+    "raw_unit": 'r["unit"] or ""',
+    "qualitative": "str(qualitative) if qualitative is not None else None",
+    "lod_mg_kg": 'r["lod_mg_kg"]',
+    "loq_mg_kg": 'r["loq_mg_kg"]',
+    "sampled_at": 'naive_utc(r["sampled_at"])',
+    "tested_at": 'naive_utc(r["tested_at"])',
+    "confirms": 'r["confirms"]',
+    "verdict": 'str(v["verdict"])',
+    "limit_mg_kg": 'v["limit_mg_kg"]',
+    "ratio": 'v["ratio"]',
+    "rule": 'v["rule"]',
+    "edition": 'v["edition"]',
+    "source": 'v["source"]',
+    "confidence": 'v["confidence"]',
+    "basis": 'v["basis"]',
+    "src_topic": "src_topic",
+    "src_partition": "src_partition",
+    "src_offset": "src_offset",
+    "ingested_at": "ingested_at",
+}
+
+ResultRowBuilder = Callable[[Result, Verdict, str, int, int, datetime], tuple[Any, ...]]
 RowLayout = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
+_RESULT_ROW_DOC = """The ``results`` row of a screened result, its values in ``RESULT_FIELDS`` order (the
+table's columns). ``ingested_at`` is naive UTC already (``naive_utc``; a batch converts it once for
+all its rows)."""
 
-def result_row(
-    result: Result, verdict: Verdict, src_topic: str, src_partition: int, src_offset: int, ingested_at: datetime
-) -> tuple[Any, ...]:
-    """The ``results`` row of a screened result, its values in ``RESULT_FIELDS`` order
-    (``result_row_layout`` puts them in a table's column order). ``ingested_at`` is naive UTC
-    already (``naive_utc``; a batch converts it once for all its rows)."""
-    # Field values straight from the models' __dict__ (a plain dict lookup, about half the cost
-    # of attribute access on a pydantic model); this runs once per result.
-    r, site, v = result.__dict__, result.site.__dict__, verdict.__dict__
-    method, qualitative = r["method"], r["qualitative"]
-    return (
-        r["result_id"],
-        r["schema_version"],
-        r["sample_id"],
-        r["device_id"],
-        site["id"],
-        str(site["type"]),
-        site["district"],
-        site["name"] or "",  # optional in the wire format, a plain String column
-        r["vendor_id"],
-        r["supplier_id"],
-        r["origin"],
-        r["commodity"],
-        r["analyte"],
-        str(method),
-        1 if method in QUICK_METHODS else 0,
-        r["value_mg_kg"],
-        r["percent"],
-        r["value"],
-        r["unit"] or "",
-        str(qualitative) if qualitative is not None else None,
-        r["lod_mg_kg"],
-        r["loq_mg_kg"],
-        naive_utc(r["sampled_at"]),
-        naive_utc(r["tested_at"]),
-        r["confirms"],
-        str(v["verdict"]),
-        v["limit_mg_kg"],
-        v["ratio"],
-        v["rule"],
-        v["edition"],
-        v["source"],
-        v["confidence"],
-        v["basis"],
-        src_topic,
-        src_partition,
-        src_offset,
-        ingested_at,
+
+def compile_row_builder(columns: Sequence[str], values: Mapping[str, str]) -> ResultRowBuilder:
+    """A ``result_row`` function returning one tuple literal with ``values[c]`` for each of
+    ``columns``, in that order: the speed of a hand-written tuple (it runs once per result), the
+    order of the table's one definition. Raises ValueError when the two name different columns.
+    """
+    missing = [c for c in columns if c not in values]
+    extra = [c for c in values if c not in columns]
+    if missing or extra or len(set(columns)) != len(columns):
+        raise ValueError(f"results row values do not match the table: missing {missing}, not columns {extra}")
+    items = "".join(f"        {values[c]},  # {c}\n" for c in columns)
+    source = (
+        "def result_row(result, verdict, src_topic, src_partition, src_offset, ingested_at):\n"
+        "    r, site, v = result.__dict__, result.site.__dict__, verdict.__dict__\n"
+        '    method, qualitative = r["method"], r["qualitative"]\n'
+        f"    return (\n{items}    )\n"
     )
+    filename = f"<agents.records result_row {hashlib.sha256(source.encode()).hexdigest()[:8]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # readable tracebacks
+    namespace: dict[str, Any] = {"naive_utc": naive_utc, "QUICK_METHODS": QUICK_METHODS}
+    # The source is made of this module's constant expressions and the table's column names (plain
+    # identifiers, only in comments), never of data: the way dataclasses and namedtuple build code.
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    builder: ResultRowBuilder = namespace["result_row"]
+    builder.__doc__ = _RESULT_ROW_DOC
+    builder.__module__ = __name__
+    return builder
+
+
+result_row: Final[ResultRowBuilder] = compile_row_builder(RESULT_FIELDS, _RESULT_VALUES)
 
 
 @functools.lru_cache(maxsize=32)
