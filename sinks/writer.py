@@ -4,6 +4,12 @@ A transient failure (server down, connection reset, timeout) is waited out with 
 backoff and no attempt limit: the stream stops pulling (backpressure) and no offset moves. A
 permanent failure (bad SQL, bad data) raises, the agent crashes, and the worker restarts from its
 last commit; the idempotent tables make that replay safe.
+
+Every attempt of one insert carries the same ``insert_deduplication_token`` (STYLE 4a): an insert
+that reached the server but whose answer was lost (a timeout, a reset connection) is resent and
+dropped there, not stored twice. The token is the caller's (e.g. ``table:topic/partition:first-last``)
+or one made per insert; servers without the setting (18.16) get the insert without it (the backends
+leave it out), and the ReplacingMergeTree tables keep such a replay harmless (STYLE 4b).
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from sinks.clickhouse import ClickHouse
+from sinks.clickhouse import DEDUP_TOKEN_SETTING, ClickHouse
 from sinks.errors import ClickHouseSinkError
 from sinks.retry import RetryPolicy, retry_async
 
@@ -54,15 +61,23 @@ class ClickHouseWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.ready = True
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    async def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, token: str | None = None
+    ) -> None:
+        """Insert ``rows`` into ``table``, retried while the server is away; every attempt carries
+        ``token`` (default: one made for this call) as the insert deduplication token."""
         if not rows:
             return
         loop = asyncio.get_running_loop()
         target = f"{self._database}.{table}"
         started = time.perf_counter()
+        settings = {DEDUP_TOKEN_SETTING: token if token is not None else f"{table}:{uuid.uuid4().hex}"}
+
+        def send() -> int:
+            return self._ch.insert(target, columns, rows, settings=settings)
 
         async def attempt() -> int:
-            return await loop.run_in_executor(self._executor, self._ch.insert, target, columns, rows)
+            return await loop.run_in_executor(self._executor, send)
 
         def on_retry(n: int, exc: Exception, delay: float) -> None:
             self.ready = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from sinks.ddl import (
 )
 from sinks.errors import ClickHouseError, ClickHouseUnavailable
 from sinks.retry import RetryPolicy, is_transient, retry_sync
+from sinks.writer import ClickHouseWriter
 
 pytestmark = pytest.mark.integration
 
@@ -296,6 +298,57 @@ def test_dedup_token_where_supported(ch: ClickHouse) -> None:
     # Modern engines drop the resent block; 18.16 has no such setting (the backend leaves it out)
     # and keeps both copies, which FINAL reads as one.
     assert raw == (5 if ch.features.insert_deduplication_token else 10)
+    assert ch.query("SELECT count() FROM results FINAL").scalar() == 5
+
+
+def test_writer_sends_a_token_a_replay_with_it_adds_no_row_another_token_does(ch: ClickHouse) -> None:
+    migrate(ch, ch.database)
+    if isinstance(ch, ChdbBackend):
+        assert ch.features.insert_deduplication_token  # chdb is modern: the token is sent and honoured
+    writer = ClickHouseWriter(ch, database=ch.database)
+    rows = [result_row(i) for i in range(5)]
+
+    async def go() -> None:
+        await writer.insert("results", RESULTS_COLUMNS, rows, token="results:foodrisk.results/0:0-4")
+        await writer.insert("results", RESULTS_COLUMNS, rows, token="results:foodrisk.results/0:0-4")  # replayed
+        assert ch.query("SELECT count() FROM results").scalar() == (5 if ch.features.insert_deduplication_token else 10)
+        await writer.insert("results", RESULTS_COLUMNS, rows, token="results:foodrisk.results/0:5-9")
+        await writer.insert("results", RESULTS_COLUMNS, rows)  # a token of its own
+
+    try:
+        asyncio.run(go())
+    finally:
+        writer.close()
+    assert ch.query("SELECT count() FROM results").scalar() == (15 if ch.features.insert_deduplication_token else 20)
+    assert ch.query("SELECT count() FROM results FINAL").scalar() == 5
+
+
+class _AnswerLostOnce:
+    """``ch`` whose first insert is stored but answered with a lost connection, as after a timeout."""
+
+    def __init__(self, ch: ClickHouse) -> None:
+        self.ch = ch
+        self.settings_seen: list[dict[str, Any]] = []
+
+    def insert(self, table: str, columns: Any, rows: Any, *, settings: Any = None) -> int:
+        self.settings_seen.append(dict(settings or {}))
+        sent = self.ch.insert(table, columns, rows, settings=settings)
+        if len(self.settings_seen) == 1:
+            raise ClickHouseUnavailable("connection reset after the insert was written")
+        return sent
+
+
+def test_writer_retry_of_an_insert_already_stored_adds_no_row(ch: ClickHouse) -> None:
+    migrate(ch, ch.database)
+    flaky = _AnswerLostOnce(ch)
+    writer = ClickHouseWriter(flaky, database=ch.database)  # type: ignore[arg-type]  # insert is all it uses
+    try:
+        asyncio.run(writer.insert("results", RESULTS_COLUMNS, [result_row(i) for i in range(5)]))
+    finally:
+        writer.close()
+    first, second = flaky.settings_seen
+    assert first == second and first["insert_deduplication_token"].startswith("results:")  # one token, every attempt
+    assert ch.query("SELECT count() FROM results").scalar() == (5 if ch.features.insert_deduplication_token else 10)
     assert ch.query("SELECT count() FROM results FINAL").scalar() == 5
 
 
