@@ -1,4 +1,4 @@
-"""ClickHouse access: one small interface (:class:`ClickHouse`) and two backends; this package's rooms:
+"""ClickHouse: one small interface (:class:`ClickHouse`), two backends, the schema and its migrations.
 
 - :class:`DriverBackend`: the native protocol through clickhouse-driver, for any real server
   (Debian's 18.16 in the tests, a modern server in production).
