@@ -6,8 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
+from agents.delivery.config import DeliveryConfig
 from agents.delivery.policy import (
     DeliveryInterrupted,
     Item,
@@ -28,28 +30,37 @@ from sinks.writer import ClickHouseWriter
 log = logging.getLogger(__name__)
 
 
-class Deliverer:
+Sink = TypeVar("Sink")
+
+
+class Deliverer(Generic[Sink]):
     """Shared by both targets: retries until the horizon, split on refusal, park what is left.
-    A target (``agents/delivery/targets.py``) says how to send and what to do after."""
+    A target (``agents/delivery/targets.py``) says how to send, its horizon and what to do after."""
 
     target: str
 
     def __init__(
         self,
+        sink: Sink,
         *,
         writer: ClickHouseWriter,
         metrics: Metrics,
-        retry_cap_s: float,
-        give_up_s: float,
-        clock: Callable[[], datetime],
+        config: DeliveryConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         interrupted: Callable[[], bool] = lambda: False,
     ) -> None:
+        self.sink = sink
+        self.config = config
         self._writer = writer
         self._metrics = metrics
-        self._cap = retry_cap_s
-        self._give_up_s = give_up_s
+        self._cap = config.retry_cap_s
+        self._give_up_s = self.give_up_s(config)
         self._clock = clock
         self._interrupted = interrupted
+
+    def give_up_s(self, config: DeliveryConfig) -> float:
+        """The target's give-up horizon (seconds from a batch's first attempt to parking)."""
+        raise NotImplementedError
 
     def check_interrupted(self) -> None:
         if self._interrupted():

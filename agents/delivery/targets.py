@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,39 +37,26 @@ from agents.delivery.config import (
 from agents.delivery.deliverer import Deliverer
 from agents.delivery.firing import FiringAlerts
 from agents.delivery.policy import Item, Parked, failure_reason, keep_firing
-from agents.metrics import Metrics
 from schemas.alert import Alert
 from sinks.alert_queries import alert_from_row, aware, latest_alerts_sql
 from sinks.alertmanager import AlertmanagerSink, to_alertmanager
 from sinks.errors import AlertmanagerSinkError, DeliverySinkError
 from sinks.webhook import WebhookSink, webhook_body
-from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)
 
 
-class AlertmanagerDelivery(Deliverer):
+class AlertmanagerDelivery(Deliverer[AlertmanagerSink]):
     target = TARGET_ALERTMANAGER
 
-    def __init__(
-        self,
-        sink: AlertmanagerSink,
-        *,
-        writer: ClickHouseWriter,
-        metrics: Metrics,
-        config: DeliveryConfig,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        interrupted: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(
-            writer=writer, metrics=metrics, retry_cap_s=config.retry_cap_s,
-            give_up_s=config.alertmanager_give_up_s, clock=clock, interrupted=interrupted,
-        )
-        self.sink = sink
-        self.config = config
-        self.firing = FiringAlerts(active_s=config.active_s)
+    def __init__(self, sink: AlertmanagerSink, **kw: Any) -> None:
+        super().__init__(sink, **kw)
+        self.firing = FiringAlerts(active_s=self.config.active_s)
         self._wake = asyncio.Event()
         self._repost_failing = False  # log a failing re-post once, not every period
+
+    def give_up_s(self, config: DeliveryConfig) -> float:
+        return config.alertmanager_give_up_s
 
     def payload(self, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
         now = self._clock()
@@ -174,25 +161,11 @@ class AlertmanagerDelivery(Deliverer):
             self._wake.clear()
 
 
-class WebhookDelivery(Deliverer):
+class WebhookDelivery(Deliverer[WebhookSink]):
     target = TARGET_WEBHOOK
 
-    def __init__(
-        self,
-        sink: WebhookSink,
-        *,
-        writer: ClickHouseWriter,
-        metrics: Metrics,
-        config: DeliveryConfig,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        interrupted: Callable[[], bool] = lambda: False,
-    ) -> None:
-        super().__init__(
-            writer=writer, metrics=metrics, retry_cap_s=config.retry_cap_s,
-            give_up_s=config.webhook_give_up_s, clock=clock, interrupted=interrupted,
-        )
-        self.sink = sink
-        self.config = config
+    def give_up_s(self, config: DeliveryConfig) -> float:
+        return config.webhook_give_up_s
 
     async def _send(self, items: Sequence[Item]) -> None:
         for start in range(0, len(items), WEBHOOK_MAX_ALERTS):
