@@ -28,8 +28,9 @@ from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.web import only_our_paths, register_views
 from schemas.reference import Reference, default_reference
-from sinks.alertmanager import Links, parse_urls
+from sinks.alertmanager import parse_urls
 from sinks.clickhouse import ClickHouse
+from sinks.presentation import Links
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger(__name__)

@@ -32,17 +32,9 @@ import aiohttp
 import orjson
 
 from schemas.alert import Alert
-from sinks.alertmanager import (
-    REJECTED_STATUSES,
-    Links,
-    alert_labels,
-    dashboard_link,
-    open_session,
-    runbook_link,
-    safe_url,
-    severity_for,
-)
 from sinks.errors import WebhookSinkError
+from sinks.http import REJECTED_STATUSES, HttpSink, safe_url
+from sinks.presentation import Links, alert_labels, dashboard_link, runbook_link, severity_for
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +123,7 @@ def webhook_body(alerts: Sequence[Alert], links: Links) -> tuple[str, bytes]:
     return delivery_id, body
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     """POSTs signed bodies to one URL. One :meth:`post` is one attempt; it raises
     :class:`~sinks.errors.WebhookSinkError` (``retriable`` False for HTTP 400, 413, 422: the body
     itself was refused). Retries are the caller's (``sinks.retry``)."""
@@ -139,15 +131,10 @@ class WebhookSink:
     def __init__(self, url: str, secret: bytes, *, timeout_s: float = 10.0) -> None:
         if not secret:
             raise ValueError("WebhookSink needs a non-empty secret")
+        super().__init__(timeout_s=timeout_s)
         self.url = url
         self.display_url = safe_url(url, keep_path=False)  # for logs and metrics: no token in the path
         self._secret = secret
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        self._session = open_session(self._session, self._timeout)
-        return self._session
 
     async def post(self, delivery_id: str, body: bytes, *, timestamp: int) -> None:
         """Sign ``body`` at ``timestamp`` (unix seconds: signed fresh at every attempt) and POST it."""
@@ -177,8 +164,3 @@ class WebhookSink:
             status=resp.status,
             retriable=not rejected,
         )
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None

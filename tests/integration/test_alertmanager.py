@@ -40,10 +40,11 @@ from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
 from schemas.result import result_key
-from sinks.alertmanager import AlertmanagerSink, Links, alert_labels, to_alertmanager
+from sinks.alertmanager import AlertmanagerSink, to_alertmanager
 from sinks.clickhouse import ClickHouse
 from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS, migrate
 from sinks.errors import AlertmanagerSinkError
+from sinks.presentation import Links, alert_labels
 from sinks.writer import ClickHouseWriter
 from tests.conftest import unavailable
 from tests.integration.factories import mixed_batch, produce

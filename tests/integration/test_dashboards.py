@@ -102,7 +102,7 @@ def _early_alerts(fleet: Fleet, now: datetime) -> list[Alert]:
 
 
 def _parked(alerts: list[Alert], now: datetime) -> list[tuple[object, ...]]:
-    """Two alerts the webhook never took (agents/delivery.py parks them so)."""
+    """Two alerts the webhook never took (agents/delivery/ parks them so)."""
     at = now.astimezone(UTC).replace(tzinfo=None)
     values = [
         {

@@ -22,8 +22,8 @@ from pipeline.settings import Settings
 from pipeline.topics import group_lag
 from schemas.alert import Alert, alert_id_for
 from schemas.result import result_key
-from sinks.alertmanager import Links
 from sinks.errors import WebhookSinkError
+from sinks.presentation import Links
 from sinks.webhook import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

@@ -15,18 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.firing import FiringAlerts
+from agents.delivery.firing import FiringAlerts
 from schemas.alert import Alert, AlertStatus, Classification, Risk
-from sinks.alertmanager import (
-    MAX_EVIDENCE_IDS,
-    SEVERITY,
-    Links,
-    alert_labels,
-    api_endpoint,
-    parse_urls,
-    severity_for,
-    to_alertmanager,
-)
+from sinks.alertmanager import api_endpoint, parse_urls, to_alertmanager
+from sinks.presentation import MAX_EVIDENCE_IDS, SEVERITY, Links, alert_labels, severity_for
 from sinks.webhook import InvalidSignature, sign, signature_header, verify_signature, webhook_body
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -371,7 +363,7 @@ def test_an_aborted_load_leaves_its_partitions_pending() -> None:
 
 
 def test_urls_in_logs_and_metrics_carry_no_credentials_or_tokens() -> None:
-    from sinks.alertmanager import safe_url
+    from sinks.http import safe_url
     from sinks.webhook import WebhookSink
 
     assert safe_url("http://admin:pw@am-1:9093/prefix?token=x#y") == "http://am-1:9093/prefix"

@@ -18,10 +18,11 @@ from agents.delivery import AlertmanagerDelivery, DeliveryConfig, DeliveryInterr
 from agents.metrics import Metrics, create
 from agents.records import alert_values
 from schemas.alert import Alert
-from sinks.alertmanager import AlertmanagerSink, Links
+from sinks.alertmanager import AlertmanagerSink
 from sinks.clickhouse import Features, QueryResult
 from sinks.ddl import ALERTS_COLUMNS, PARKED_ALERTS_COLUMNS
 from sinks.errors import AlertmanagerSinkError
+from sinks.presentation import Links
 from sinks.writer import ClickHouseWriter
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
