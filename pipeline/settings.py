@@ -254,7 +254,7 @@ class Settings(BaseSettings):
         "default FOODRISK_TOPIC_REPLICATION - 1 (at least 1)",
     )
 
-    # -- ingest (pipeline/ingest.py, pipeline/importer.py; README "Ingest") ------------------------
+    # -- ingest (pipeline/ingest/views.py, pipeline/ingest/importer.py; README "Ingest") -------
     ingest_tokens_file: Path | None = Field(
         None, description="device token registry (hashes only); default DATA_DIR/ingest/devices.json"
     )
