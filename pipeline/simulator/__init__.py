@@ -11,9 +11,9 @@
     publish.py    the shell: real time -> event time, batches published to the results topic
 """
 
-from pipeline.simulator.catalogue import BANNED_ON_VEGETABLES, DISTRICTS, VEGETABLES
+from pipeline.simulator.catalogue import DISTRICTS, VEGETABLES
 from pipeline.simulator.fleet import Fleet
-from pipeline.simulator.limits import sim_limit_mg_kg
+from pipeline.simulator.limits import BANNED_ON_VEGETABLES, sim_limit_mg_kg
 from pipeline.simulator.model import (
     CST,
     DEFAULT_RATE_PER_SIM_HOUR,

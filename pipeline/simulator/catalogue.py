@@ -25,12 +25,9 @@ DISTRICTS: Final[tuple[tuple[str, str, str, float], ...]] = (
     ("Zengcheng", "增城", "ZC", 1.5),
 )
 
+# The commodities sold at vegetable stalls (the reference files them under its "vegetables" group,
+# tests/unit/test_simulator_limits.py checks that).
 VEGETABLES: Final = frozenset({"cowpea", "leek", "celery", "ginger", "radish", "pepper", "chinese_cabbage", "spinach"})
-
-BANNED_ON_VEGETABLES: Final = frozenset(
-    {"carbofuran", "omethoate", "methamidophos", "phorate", "isofenphos_methyl", "isocarbophos", "chlorpyrifos"}
-)
-"""Pesticides whose mere detection (>= LOQ) on a vegetable is a violation (docs/domain.md §2)."""
 
 CATEGORY: Final[dict[str, str]] = {
     **dict.fromkeys(VEGETABLES, "veg"),

@@ -13,7 +13,8 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   band of 40-50), colloidal-gold strips for single pesticides (qualitative) and XRF for heavy metals
   (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%).
 * Lab results (LC-MS/MS, GC-MS/MS, ICP-MS, AAS, AFS): one line per analyte of a routine sample, most
-  not detected (value 0.0 with ``lod`` set), a long right tail, 1-3% of lines non-compliant. One
+  not detected (value 0.0 with ``lod`` set), a long right tail, 1-3% of lines non-compliant against
+  the limits and bans of the screening reference in force at the fleet's start (``limits.py``). One
   testing centre's MS instruments report in ug/kg.
 * About 70% of quick-test positives are followed, 2-10 simulated hours later, by a lab result on the
   same sample with ``confirms`` set (tag ``"confirmation"``); the rest are never confirmed.
@@ -41,7 +42,6 @@ from typing import Any
 import orjson
 
 from pipeline.simulator.catalogue import (
-    BANNED_ON_VEGETABLES,
     CATEGORY,
     CONFIRM_DELAY_S,
     CONFIRM_SHARE,
@@ -77,7 +77,7 @@ from pipeline.simulator.catalogue import (
     ZH_NAME,
 )
 from pipeline.simulator.incidents import Incidents
-from pipeline.simulator.limits import sim_limit_mg_kg
+from pipeline.simulator.limits import SimLimits
 from pipeline.simulator.model import (
     CST,
     HOUR,
@@ -103,6 +103,7 @@ from pipeline.simulator.readings import (
     sig,
 )
 from pipeline.simulator.world import Device, Sample, Site, Supplier, World
+from schemas.reference import default_reference
 
 Item = tuple[int, int, SimMessage]
 
@@ -117,6 +118,7 @@ class Fleet:
         world = World(random.Random(f"foodrisk-fleet:{seed}:world"))  # noqa: S311 - same
         self._world = world
         self._invalid = config.invalid_fraction
+        self._limits = SimLimits(default_reference(), config.start)  # the reference as of the start
         self._start_ts = math.ceil(config.start.timestamp())
         self._n = 0  # creation counter: breaks event-time ties deterministically
         self._pending: list[Item] = []  # future messages (confirmations, incidents), a heap
@@ -295,7 +297,7 @@ class Fleet:
             commodity, analyte = self._xrf[bisect_right(self._xrf_cum, rng.random() * self._xrf_cum[-1])]
             sample = self._sample(rng, device.site, commodity)
             wire = self._wire(device, sample, analyte, "xrf", sampled, ts)
-            limit = sim_limit_mg_kg(analyte, commodity) or 1.0
+            limit = self._limits.limit_mg_kg(analyte, commodity) or 1.0
             lod = XRF_LOD[analyte]
             p_detect = 0.6 if commodity == "rice" and analyte == "cadmium" else XRF_P_DETECT
             value = quantity(
@@ -379,9 +381,8 @@ class Fleet:
             wire["loq"] = loq
         return wire
 
-    @staticmethod
-    def _lod_loq(analyte: str, commodity: str, method: str) -> tuple[float, float, float]:
-        limit = sim_limit_mg_kg(analyte, commodity) or 1.0
+    def _lod_loq(self, analyte: str, commodity: str, method: str) -> tuple[float, float, float]:
+        limit = self._limits.limit_mg_kg(analyte, commodity) or 1.0
         if analyte in METALS:
             lod, loq = METAL_LOD_LOQ[(analyte, method)]
         else:
@@ -403,7 +404,7 @@ class Fleet:
             limit, lod, loq = self._lod_loq(analyte, commodity, device.info.methods[0])
             if analyte in METALS:
                 p_exceed, p_detect, banned = LAB_METAL_P_EXCEED, LAB_METAL_P_DETECT, False
-            elif commodity in VEGETABLES and analyte in BANNED_ON_VEGETABLES:
+            elif self._limits.banned(analyte, commodity):
                 p_exceed, p_detect, banned = LAB_P_BANNED_DETECT, LAB_P_BANNED_TRACE, True
             else:
                 p_exceed, p_detect, banned = LAB_P_EXCEED, LAB_P_DETECT, False
@@ -441,7 +442,7 @@ class Fleet:
             centre = self._centre_near(rng, positive["site"]["district"])
         device = self._instrument(rng, centre, analyte)
         limit, lod, loq = self._lod_loq(analyte, commodity, device.info.methods[0])
-        banned = commodity in VEGETABLES and analyte in BANNED_ON_VEGETABLES
+        banned = self._limits.banned(analyte, commodity)
         if value_mg_kg is None:
             confirmed = rng.random() < p_confirmed
             value_mg_kg = quantity(
