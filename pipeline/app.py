@@ -20,9 +20,9 @@ from agents.early_agent import EarlyWarningConfig, install_early_warning, screen
 from agents.faust_internals import configure_transport
 from agents.screening import ScreeningConfig, register_screening
 from pipeline.faust_config import faust_options
-from pipeline.ingest import register_ingest_views
+from pipeline.ingest.views import register_ingest_views
 from pipeline.lag import register_lag_monitor
-from pipeline.query_server import register_query_server
+from pipeline.query.server import register_query_server
 from pipeline.refdata import configured_reference
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings

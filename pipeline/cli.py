@@ -202,7 +202,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.simulate_cmd import run_fleet
+    from pipeline.simulator.publish import run_fleet
     from pipeline.topics import ensure_topics
 
     if settings.embedded:
@@ -236,8 +236,9 @@ def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.analyst import analyst_token, no_token_hint, query_address
-    from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, guard_select, render
+    from pipeline.query.client import WorkerUnreachable, analyst_token, ask_worker, no_token_hint, query_address
+    from pipeline.query.guard import QueryRejected, guard_select
+    from pipeline.query.render import render
     from sinks.errors import ClickHouseError
 
     params: dict[str, str] = {}
@@ -276,7 +277,7 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def _query_directly(
     settings: Settings, sql: str, params: dict[str, str], max_rows: int
 ) -> tuple[list[str], list[list[object]], bool]:
-    from pipeline.query import QueryRejected, guard_select
+    from pipeline.query.guard import QueryRejected, guard_select
     from sinks.clickhouse import connect_clickhouse
 
     # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
@@ -325,20 +326,17 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.devices import main_devices
-
+    from pipeline.ingest.tokens import main_devices
     return main_devices(args, settings)
 
 
 def _cmd_analysts(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.devices import main_analysts
-
+    from pipeline.ingest.tokens import main_analysts
     return main_analysts(args, settings)
 
 
 def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.importer import main_import
-
+    from pipeline.ingest.importer import main_import
     return main_import(args, settings)
 
 

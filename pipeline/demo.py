@@ -20,11 +20,12 @@ from typing import Any, TextIO
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.analyst import analyst_token, no_token_hint
 from pipeline.localstack.process import ChildProcess, free_port, port_open
-from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker, render
+from pipeline.query.client import WorkerUnreachable, analyst_token, ask_worker, no_token_hint
+from pipeline.query.guard import QueryRejected
+from pipeline.query.render import render
 from pipeline.settings import Settings, kafka_python_security_options
-from pipeline.simulate_cmd import FleetProgress, run_fleet
+from pipeline.simulator.publish import FleetProgress, run_fleet
 from pipeline.topics import ensure_topics, group_lag
 from pipeline.worker import broker_for
 from sinks.clickhouse import redact_url

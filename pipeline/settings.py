@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         None, ge=0, le=100, description="start of the enzyme-inhibition watch band in %; default reference (40)"
     )
 
-    # -- alert delivery (agents/delivery.py; README "Alert delivery") ---------------------------
+    # -- alert delivery (agents/delivery/; README "Alert delivery") ---------------------------
     alertmanager_url: str | None = Field(
         None, description="one or more Alertmanager base URLs, comma separated (an HA pair: each gets every alert)"
     )
@@ -254,7 +254,7 @@ class Settings(BaseSettings):
         "default FOODRISK_TOPIC_REPLICATION - 1 (at least 1)",
     )
 
-    # -- ingest (pipeline/ingest.py, pipeline/importer.py; README "Ingest") ------------------------
+    # -- ingest (pipeline/ingest/views.py, pipeline/ingest/importer.py; README "Ingest") -------
     ingest_tokens_file: Path | None = Field(
         None, description="device token registry (hashes only); default DATA_DIR/ingest/devices.json"
     )

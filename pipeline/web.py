@@ -1,7 +1,7 @@
 """The device port (Faust's web server): /metrics, /healthz, /readyz here; /v1/results, /openapi.json
-and /docs in pipeline.ingest. Nothing else is served there: Faust's own pages are switched off
+and /docs in pipeline/ingest/views.py. Nothing else is served there: Faust's own pages are switched off
 (pipeline.faust_config) and any other path answers 404 (``only_our_paths``). Analyst queries have
-their own port and credential (pipeline.query_server)."""
+their own port and credential (pipeline/query/server.py)."""
 
 from __future__ import annotations
 

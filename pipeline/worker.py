@@ -57,8 +57,7 @@ def tune_gc() -> None:
 def issue_local_analyst_token(settings: Settings) -> None:
     """A fresh analyst token for this host's `foodrisk query`, `redlist` and `run`, registered as
     `local` (the previous one stops working) and written to DATA_DIR/auth/local-analyst.token (0600)."""
-    from pipeline.devices import RegistryError, write_local_analyst_token
-
+    from pipeline.ingest.tokens import RegistryError, write_local_analyst_token
     try:
         write_local_analyst_token(settings.analyst_tokens_path, settings.local_analyst_token_path)
     except (OSError, RegistryError) as exc:

@@ -25,7 +25,7 @@ from agents.screening import SCREENED_PER_MESSAGE
 from pipeline.localstack.clickhouse_server import ClickHouseServer
 from pipeline.localstack.kafka import KafkaBroker
 from pipeline.localstack.process import free_port
-from pipeline.query import WorkerUnreachable
+from pipeline.query.client import WorkerUnreachable
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from schemas.reference import default_reference

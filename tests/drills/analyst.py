@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.devices import add_device
+from pipeline.ingest.tokens import add_device
 from tests.drills.core import DrillRow, Run, Stack
 from tests.integration.factories import result
 from tests.integration.workers import WorkerProcess, metrics_text, sample

@@ -31,10 +31,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from pipeline.devices import add_device
-from pipeline.ingest import openapi_document
+from pipeline.ingest.openapi import openapi_document
+from pipeline.ingest.tokens import add_device
 from pipeline.localstack.process import http_ok
-from pipeline.query_server import query_openapi_document
+from pipeline.query.server import query_openapi_document
 from pipeline.settings import Settings
 from tests.integration.workers import WorkerProcess
 

@@ -1,7 +1,7 @@
 """Every ClickHouse panel of the Grafana boards runs on both ClickHouse backends with demo data.
 
 Demo data goes in through the real tables: six simulated hours of the Guangzhou fleet
-(pipeline/simulator.py, incidents included) screened by the screening agent's pure batch step and
+(pipeline/simulator/, incidents included) screened by the screening agent's pure batch step and
 inserted into `results`, `alerts` and `deadletters` (so `results_hourly` fills through its
 materialized view), plus the early-warning alerts the boards show (supplier cluster, repeat
 offender listed and delisted, silent and drifting device). Each panel's SQL is expanded as Grafana

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.devices import add_device, revoke_device
+from pipeline.ingest.tokens import add_device, revoke_device
 from pipeline.localstack.kafka import KafkaBroker
 from pipeline.settings import Settings
 from pipeline.topics import group_lag

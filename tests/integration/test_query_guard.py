@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from pipeline.demo import SUMMARY_QUERIES
-from pipeline.query import QueryLimits, QueryRejected, function_allowed, guard_select
+from pipeline.query.functions import function_allowed
+from pipeline.query.guard import QueryLimits, QueryRejected, guard_select
 from sinks.clickhouse import ChdbBackend, ClickHouse, QueryResult
 from sinks.ddl import ALERTS_COLUMNS, RESULTS_COLUMNS, migrate
 from sinks.errors import ClickHouseError

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.localstack.process import ChildProcess, free_port, port_open
-from pipeline.query import QueryRejected, WorkerUnreachable, ask_worker
+from pipeline.query.client import WorkerUnreachable, ask_worker
+from pipeline.query.guard import QueryRejected
 
 
 def metrics_text(port: int, *, timeout_s: float = 15) -> str:

@@ -577,8 +577,7 @@ def test_k8s_config_and_secret_references_resolve() -> None:
 
 
 def test_ingest_token_registry_is_shared_by_the_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipeline.devices import load_entries
-
+    from pipeline.ingest.tokens import load_entries
     # compose: one named volume holds the registry for every worker (tokens work on any of them).
     services = stack("default")
     volumes = []

@@ -16,8 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import devices
-from pipeline.devices import (
+from pipeline.ingest import tokens
+from pipeline.ingest.csv_mapping import ColumnMapping, CsvImportError
+from pipeline.ingest.importer import IdSet, run_import
+from pipeline.ingest.openapi import docs_page, openapi_document
+from pipeline.ingest.tokens import (
     ANALYSTS,
     DEVICES,
     RegistryError,
@@ -28,8 +31,7 @@ from pipeline.devices import (
     revoke_device,
     token_hash,
 )
-from pipeline.importer import ColumnMapping, CsvImportError, IdSet, run_import
-from pipeline.ingest import RateLimiter, check_items, chunk_values, docs_page, openapi_document
+from pipeline.ingest.views import RateLimiter, check_items, chunk_values
 from pipeline.settings import Settings
 from schemas.reference import default_reference
 from schemas.result import parse_result
@@ -141,7 +143,7 @@ def test_a_new_token_id_that_collides_is_drawn_again(tmp_path: Path, monkeypatch
     first = add_device(path, "d1")
     first_id = first.split("_")[1]
     draws = iter([first_id, first_id, "0123456789abcdef"])
-    monkeypatch.setattr(devices, "new_token", lambda kind: f"{kind.prefix}{next(draws)}_{'s' * 43}")
+    monkeypatch.setattr(tokens, "new_token", lambda kind: f"{kind.prefix}{next(draws)}_{'s' * 43}")
     second = add_device(path, "d2")
     assert second.split("_")[1] == "0123456789abcdef"
     reg = TokenRegistry(path, check_every_s=0)

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from pipeline.demo import SUMMARY_QUERIES
-from pipeline.query import QueryLimits, QueryRejected, function_allowed, guard_select, render
+from pipeline.query.functions import function_allowed
+from pipeline.query.guard import QueryLimits, QueryRejected, guard_select
+from pipeline.query.render import render
 
 
 def body(sql: str, params: dict[str, Any] | None = None, **kw: Any) -> str:

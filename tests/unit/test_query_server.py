@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.devices import ANALYSTS, TokenRegistry, add_device, add_token
-from pipeline.query_server import (
+from pipeline.ingest.tokens import ANALYSTS, TokenRegistry, add_device, add_token
+from pipeline.query.server import (
     HTTP_LOG,
     MAX_BODY_BYTES,
     RUNNER_OPTIONS,
@@ -253,7 +253,7 @@ def test_the_worker_writes_a_private_local_analyst_token_each_start(tmp_path: Pa
     import os
     import stat
 
-    from pipeline.analyst import analyst_token
+    from pipeline.query.client import analyst_token
     from pipeline.worker import issue_local_analyst_token
 
     settings = Settings(data_dir=tmp_path)

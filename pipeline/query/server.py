@@ -4,7 +4,7 @@ server, apart from the device port (Faust's web server), with analyst bearer tok
 - Address: FOODRISK_QUERY_HOST / FOODRISK_QUERY_PORT (default 127.0.0.1:6067; port 0 takes a free
   port). The bound port is written to DATA_DIR/run/query.port.
 - Credential: an analyst token (``fra_...``, `foodrisk analysts add NAME`; the worker also writes a
-  local one at start, see pipeline.devices). A device token is refused here.
+  local one at start, see pipeline/ingest/tokens.py). A device token is refused here.
 - Apart from ingest: queries run on their own ClickHouse connection (chdb: a second session on the
   same path; a server: a second connection), in their own threads, never on the writer's thread.
   At most FOODRISK_QUERY_CONCURRENCY run and FOODRISK_QUERY_QUEUE wait; past that, 429 with
@@ -37,8 +37,9 @@ import orjson
 from aiohttp import web
 from mode import Service
 
-from pipeline.devices import ANALYSTS, DEVICES, TokenRegistry
-from pipeline.query import DEFAULT_MAX_ROWS, QueryLimits, QueryRejected, guard_select, jsonable
+from pipeline.ingest.tokens import ANALYSTS, DEVICES, TokenRegistry
+from pipeline.query.guard import DEFAULT_MAX_ROWS, QueryLimits, QueryRejected, guard_select
+from pipeline.query.render import jsonable
 from sinks.clickhouse import ClickHouse, QueryResult, connect_clickhouse
 from sinks.errors import ClickHouseUnavailable
 
@@ -316,7 +317,7 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
 
 # aiohttp logs a malformed request with the offending header line (a bearer token among them):
 # the process-wide redaction of sinks/redact.py masks it, as on the device port.
-HTTP_LOG = logging.getLogger("pipeline.query_server.http")
+HTTP_LOG = logging.getLogger("pipeline.query.server.http")
 # How the query port's server runs: no access log, and aiohttp's own errors through HTTP_LOG.
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"access_log": None, "logger": HTTP_LOG}
 

@@ -1,0 +1,67 @@
+"""Client side of the query port: where a worker's query port is, which analyst token to send, and
+the request itself (used by `foodrisk query`, `foodrisk redlist` and `foodrisk run`)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+
+from pipeline.ingest.tokens import read_analyst_token
+from pipeline.query.guard import DEFAULT_MAX_ROWS, QueryRejected
+from pipeline.settings import Settings
+
+_ANY_ADDRESS = {"0.0.0.0", "::", ""}  # noqa: S104 - recognized, not bound
+
+
+def query_address(settings: Settings) -> tuple[str, int] | None:
+    """(host, port) of the worker's query port: FOODRISK_QUERY_HOST/PORT, or with port 0 the port
+    the worker wrote to DATA_DIR/run/query.port; None when that file is absent (no worker)."""
+    host = "127.0.0.1" if settings.query_host in _ANY_ADDRESS else settings.query_host
+    if settings.query_port:
+        return host, settings.query_port
+    try:
+        return host, int(settings.query_port_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def analyst_token(settings: Settings) -> str | None:
+    """FOODRISK_ANALYST_TOKEN, else the token the local worker wrote, else None."""
+    env = settings.analyst_token.get_secret_value() if settings.analyst_token is not None else None
+    return read_analyst_token(env, settings.local_analyst_token_path)
+
+
+def no_token_hint(settings: Settings) -> str:
+    return (f"no analyst token: set FOODRISK_ANALYST_TOKEN (from `foodrisk analysts add NAME`), or run this "
+            f"with the worker's FOODRISK_DATA_DIR (it writes {settings.local_analyst_token_path} at start)")
+
+
+class WorkerUnreachable(ConnectionError):
+    """No worker answers on the configured query port."""
+
+
+def ask_worker(
+    host: str, port: int, sql: str, *, token: str, params: dict[str, Any] | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS, timeout_s: float = 60.0,
+) -> tuple[list[str], list[list[Any]], bool]:
+    """Run a read-only query through a running worker's query port (columns, rows, truncated),
+    with an analyst ``token``."""
+    import urllib.error
+    import urllib.request
+
+    body = orjson.dumps({"sql": sql, "params": params or {}, "max_rows": max_rows})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    req = urllib.request.Request(f"http://{host}:{port}/v1/query", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - as above
+            data = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        with contextlib.suppress(orjson.JSONDecodeError):
+            detail = str(orjson.loads(detail).get("error", detail))
+        raise QueryRejected(detail) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise WorkerUnreachable(f"no worker at http://{host}:{port} ({exc})") from exc
+    return list(data["columns"]), list(data["rows"]), bool(data.get("truncated"))
