@@ -116,19 +116,19 @@ class Fleet:
         seed = config.seed
         self._rng = random.Random(f"foodrisk-fleet:{seed}:traffic")  # noqa: S311 - simulation, not security
         world = World(random.Random(f"foodrisk-fleet:{seed}:world"))  # noqa: S311 - same
-        self._world = world
+        self.world = world
         self._invalid = config.invalid_fraction
         self._limits = SimLimits(default_reference(), config.start)  # the reference as of the start
-        self._start_ts = math.ceil(config.start.timestamp())
+        self.start_ts = math.ceil(config.start.timestamp())
         self._n = 0  # creation counter: breaks event-time ties deterministically
         self._pending: list[Item] = []  # future messages (confirmations, incidents), a heap
         self._incidents: list[IncidentInfo] = []
-        self._faulty: tuple[Device, int, int] | None = None
+        self.faulty: tuple[Device, int, int] | None = None
 
         quick = [d for d in world.devices if d.kind in (QUICK_PESTICIDE, QUICK_XRF)]
         self._quick = quick
         self._quick_cum = cumulative([d.weight for d in quick])
-        self._centres = world.centres
+        self.centres = world.centres
         self._lab_device: dict[tuple[str, str], Device] = {}
         for device in world.devices:
             if device.kind.startswith("lab_"):
@@ -154,7 +154,7 @@ class Fleet:
 
         if config.incidents:
             Incidents(self, random.Random(f"foodrisk-fleet:{seed}:incidents")).inject()  # noqa: S311 - same
-        self._next_arrival = self._draw_next(float(self._start_ts))
+        self._next_arrival = self._draw_next(float(self.start_ts))
 
     # ---- public ------------------------------------------------------------------------------
 
@@ -164,11 +164,15 @@ class Fleet:
 
     def devices(self) -> list[DeviceInfo]:
         """Every device: quick-test devices in markets, lab instruments in testing centres."""
-        return [d.info for d in self._world.devices]
+        return [d.info for d in self.world.devices]
 
     def incidents(self) -> list[IncidentInfo]:
         """The injected incidents (empty with ``incidents=False``)."""
         return list(self._incidents)
+
+    def record_incident(self, info: IncidentInfo) -> None:
+        """Note an injected incident (called by :class:`~pipeline.simulator.incidents.Incidents`)."""
+        self._incidents.append(info)
 
     def next_batch(self, until: datetime) -> list[SimMessage]:
         """Every message not handed out yet whose event time is before ``until``, in event-time order."""
@@ -232,12 +236,12 @@ class Fleet:
         n = self._n = self._n + 1
         out.append((ts, n, SimMessage(device.key, value, datetime.fromtimestamp(ts, CST), tag)))
 
-    def _schedule(self, ts: int, device: Device, wire: dict[str, Any], tag: str | None) -> None:
+    def schedule(self, ts: int, device: Device, wire: dict[str, Any], tag: str | None) -> None:
         self._n += 1
         msg = SimMessage(device.key, orjson.dumps(wire), dt(ts), tag)
         heapq.heappush(self._pending, (ts, self._n, msg))
 
-    def _sample(
+    def draw_sample(
         self,
         rng: random.Random,
         site: Site,
@@ -254,7 +258,7 @@ class Fleet:
             supplier = suppliers[int(rng.random() * len(suppliers))]
         return Sample(f"{site.id}-SMP{site.sample_seq:07d}", vendor_id, supplier, commodity)
 
-    def _wire(
+    def make_wire(
         self, device: Device, sample: Sample, analyte: str, method: str, sampled: int, tested: int
     ) -> dict[str, Any]:
         device.seq += 1
@@ -295,8 +299,8 @@ class Fleet:
         tag: str | None = None
         if device.kind == QUICK_XRF:
             commodity, analyte = self._xrf[bisect_right(self._xrf_cum, rng.random() * self._xrf_cum[-1])]
-            sample = self._sample(rng, device.site, commodity)
-            wire = self._wire(device, sample, analyte, "xrf", sampled, ts)
+            sample = self.draw_sample(rng, device.site, commodity)
+            wire = self.make_wire(device, sample, analyte, "xrf", sampled, ts)
             limit = self._limits.limit_mg_kg(analyte, commodity) or 1.0
             lod = XRF_LOD[analyte]
             p_detect = 0.6 if commodity == "rice" and analyte == "cadmium" else XRF_P_DETECT
@@ -310,9 +314,9 @@ class Fleet:
         elif rng.random() < ENZYME_SHARE:
             analyte = "ache_inhibition"
             commodity = self._enz_commodities[bisect_right(self._enz_cum, rng.random() * self._enz_cum[-1])]
-            sample = self._sample(rng, device.site, commodity)
-            wire = self._wire(device, sample, analyte, "enzyme_inhibition", sampled, ts)
-            faulty = self._faulty
+            sample = self.draw_sample(rng, device.site, commodity)
+            wire = self.make_wire(device, sample, analyte, "enzyme_inhibition", sampled, ts)
+            faulty = self.faulty
             if faulty is not None and device is faulty[0] and faulty[1] <= ts < faulty[2]:
                 value = drifted_inhibition(rng, ts - faulty[1])
                 tag = TAG_FAULTY_DEVICE
@@ -323,8 +327,8 @@ class Fleet:
             positive = value >= 50.0
         else:
             commodity, analyte = self._gold[bisect_right(self._gold_cum, rng.random() * self._gold_cum[-1])]
-            sample = self._sample(rng, device.site, commodity)
-            wire = self._wire(device, sample, analyte, "colloidal_gold", sampled, ts)
+            sample = self.draw_sample(rng, device.site, commodity)
+            wire = self.make_wire(device, sample, analyte, "colloidal_gold", sampled, ts)
             u = rng.random()
             qualitative = (
                 "positive"
@@ -338,15 +342,15 @@ class Fleet:
         if self._finish(rng, out, ts, device, wire, tag) and positive and rng.random() < CONFIRM_SHARE:
             delay = rng.randint(*CONFIRM_DELAY_S)
             p_confirmed = 0.0 if tag == TAG_FAULTY_DEVICE else None
-            self._confirmation(rng, wire, sample, sampled, ts + delay, tag or TAG_CONFIRMATION, p_confirmed)
+            self.confirmation(rng, wire, sample, sampled, ts + delay, tag or TAG_CONFIRMATION, p_confirmed)
 
-    def _centre_near(self, rng: random.Random, district: str) -> Site:
-        for centre in self._centres:
+    def centre_near(self, rng: random.Random, district: str) -> Site:
+        for centre in self.centres:
             if centre.district == district:
                 return centre
-        return rng.choice(self._centres)
+        return rng.choice(self.centres)
 
-    def _instrument(self, rng: random.Random, centre: Site, analyte: str) -> Device:
+    def instrument(self, rng: random.Random, centre: Site, analyte: str) -> Device:
         if analyte not in METALS:
             method = "lc_msms" if analyte in LC_ANALYTES else "gc_msms"
         elif analyte in ("lead", "cadmium") and (centre.id, "aas") in self._lab_device and rng.random() < 0.3:
@@ -357,7 +361,7 @@ class Fleet:
             method = "icp_ms"
         return self._lab_device[(centre.id, method)]
 
-    def _lab_wire(
+    def lab_wire(
         self,
         device: Device,
         sample: Sample,
@@ -368,7 +372,7 @@ class Fleet:
         lod: float,
         loq: float,
     ) -> dict[str, Any]:
-        wire = self._wire(device, sample, analyte, device.info.methods[0], sampled, tested)
+        wire = self.make_wire(device, sample, analyte, device.info.methods[0], sampled, tested)
         if device.ugkg:
             wire["value"] = sig(value * 1000.0)
             wire["unit"] = "ug/kg"
@@ -396,11 +400,11 @@ class Fleet:
         panels = self._panels(commodity)
         panel = panels[0][0] if len(panels) == 1 or rng.random() >= LAB_VEG_METAL_SHARE else panels[1][0]
         analytes = rng.sample(panel, min(len(panel), rng.randint(2, 5)))
-        centre = rng.choice(self._centres)
-        sample = self._sample(rng, site, commodity)
+        centre = rng.choice(self.centres)
+        sample = self.draw_sample(rng, site, commodity)
         sampled = ts - rng.randint(3 * HOUR, 30 * HOUR)
         for analyte in analytes:
-            device = self._instrument(rng, centre, analyte)
+            device = self.instrument(rng, centre, analyte)
             limit, lod, loq = self._lod_loq(analyte, commodity, device.info.methods[0])
             if analyte in METALS:
                 p_exceed, p_detect, banned = LAB_METAL_P_EXCEED, LAB_METAL_P_DETECT, False
@@ -409,10 +413,10 @@ class Fleet:
             else:
                 p_exceed, p_detect, banned = LAB_P_EXCEED, LAB_P_DETECT, False
             value = quantity(rng, limit=limit, lod=lod, loq=loq, p_exceed=p_exceed, p_detect=p_detect, banned=banned)
-            wire = self._lab_wire(device, sample, analyte, sampled, ts, value, lod, loq)
+            wire = self.lab_wire(device, sample, analyte, sampled, ts, value, lod, loq)
             self._finish(rng, out, ts, device, wire, None)
 
-    def _confirmation(
+    def confirmation(
         self,
         rng: random.Random,
         positive: dict[str, Any],
@@ -439,8 +443,8 @@ class Fleet:
             if p_confirmed is None:
                 p_confirmed = 0.5 if method == "colloidal_gold" else 0.6
         if centre is None:
-            centre = self._centre_near(rng, positive["site"]["district"])
-        device = self._instrument(rng, centre, analyte)
+            centre = self.centre_near(rng, positive["site"]["district"])
+        device = self.instrument(rng, centre, analyte)
         limit, lod, loq = self._lod_loq(analyte, commodity, device.info.methods[0])
         banned = self._limits.banned(analyte, commodity)
         if value_mg_kg is None:
@@ -454,7 +458,7 @@ class Fleet:
                 p_detect=0.0 if confirmed else 0.25,
                 banned=banned,
             )
-        wire = self._lab_wire(device, sample, analyte, sampled, tested, value_mg_kg, lod, loq)
+        wire = self.lab_wire(device, sample, analyte, sampled, tested, value_mg_kg, lod, loq)
         wire["confirms"] = positive["result_id"]
-        self._schedule(tested, device, wire, tag)
+        self.schedule(tested, device, wire, tag)
         return wire

@@ -7,7 +7,7 @@ ordinary traffic is the same with incidents on or off.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pipeline.simulator.catalogue import CONFIRM_DELAY_S, CONFIRM_SHARE, ENZYME_COMMODITIES, QUICK_PESTICIDE
 from pipeline.simulator.model import (
@@ -20,19 +20,40 @@ from pipeline.simulator.model import (
     IncidentInfo,
 )
 from pipeline.simulator.readings import drifted_inhibition, dt
-from pipeline.simulator.world import Device, Sample, Site, Supplier
+from pipeline.simulator.world import Device, Sample, Site, Supplier, World
 
-if TYPE_CHECKING:
-    from pipeline.simulator.fleet import Fleet
+
+class FleetPort(Protocol):
+    """What the incidents use of the fleet they are injected into (``Fleet`` has it; naming the
+    protocol here, not importing ``Fleet``, keeps the imports one way: fleet -> incidents)."""
+
+    start_ts: int
+    world: World
+    centres: list[Site]
+    faulty: tuple[Device, int, int] | None
+
+    def record_incident(self, info: IncidentInfo) -> None: ...
+    def schedule(self, ts: int, device: Device, wire: dict[str, Any], tag: str | None) -> None: ...
+    def draw_sample(self, rng: random.Random, site: Site, commodity: str, vendor_id: str | None = None,
+                    supplier: Supplier | None = None) -> Sample: ...
+    def make_wire(self, device: Device, sample: Sample, analyte: str, method: str, sampled: int,
+                  tested: int) -> dict[str, Any]: ...
+    def centre_near(self, rng: random.Random, district: str) -> Site: ...
+    def instrument(self, rng: random.Random, centre: Site, analyte: str) -> Device: ...
+    def lab_wire(self, device: Device, sample: Sample, analyte: str, sampled: int, tested: int, value: float,
+                 lod: float, loq: float) -> dict[str, Any]: ...
+    def confirmation(self, rng: random.Random, positive: dict[str, Any], sample: Sample, sampled: int, tested: int,
+                     tag: str, p_confirmed: float | None = None, value_mg_kg: float | None = None,
+                     centre: Site | None = None, analyte: str | None = None) -> dict[str, Any]: ...
 
 class Incidents:
     """Builds the injected incidents into the fleet's pending queue (own RNG, so traffic is unchanged)."""
 
-    def __init__(self, fleet: Fleet, rng: random.Random) -> None:
+    def __init__(self, fleet: FleetPort, rng: random.Random) -> None:
         self._fleet = fleet
         self._rng = rng
-        self._start = fleet._start_ts
-        world = fleet._world
+        self._start = fleet.start_ts
+        world = fleet.world
         self._markets = [s for s in world.sites if s.type == "farmers_market"]
         self._pesticide: dict[str, list[Device]] = {}
         for device in world.devices:
@@ -72,7 +93,7 @@ class Incidents:
             vendor_id=vendor_id,
             messages=len(times),
         )
-        self._fleet._incidents.append(info)
+        self._fleet.record_incident(info)
 
     def _quick(
         self,
@@ -86,13 +107,13 @@ class Incidents:
         result: float | str,
     ) -> dict[str, Any]:
         fleet = self._fleet
-        wire = fleet._wire(device, sample, analyte, method, sampled, tested)
+        wire = fleet.make_wire(device, sample, analyte, method, sampled, tested)
         if isinstance(result, str):
             wire["qualitative"] = result
         else:
             wire["value"] = result
             wire["unit"] = "%"
-        fleet._schedule(tested, device, wire, tag)
+        fleet.schedule(tested, device, wire, tag)
         return wire
 
     def _cowpea_carbofuran(self) -> None:
@@ -106,7 +127,7 @@ class Incidents:
         districts = rng.sample(sorted(by_district), 7)
         markets = [rng.choice(by_district[d]) for d in districts]
         times: list[int] = []
-        centres = fleet._centres
+        centres = fleet.centres
         n_positive = 0
         for i, market in enumerate(markets):
             self._used.add(market.id)
@@ -126,7 +147,7 @@ class Incidents:
             for analyte, method, result, stall in tests:
                 tested = t + rng.randint(0, 6 * MIN)
                 sampled = tested - rng.randint(8 * MIN, 15 * MIN)
-                sample = fleet._sample(rng, market, "cowpea", vendor_id=stall, supplier=supplier)
+                sample = fleet.draw_sample(rng, market, "cowpea", vendor_id=stall, supplier=supplier)
                 wire = self._quick(device, sample, analyte, method, sampled, tested, tag, result)
                 times.append(tested)
                 if result in ("positive",) or (isinstance(result, float) and result >= 50.0):
@@ -135,7 +156,7 @@ class Incidents:
                         continue  # never confirmed: for the unconfirmed-positive detector
                     lab_t = tested + rng.randint(25 * MIN, 50 * MIN)
                     value = round(rng.uniform(0.05, 0.4), 3)
-                    fleet._confirmation(
+                    fleet.confirmation(
                         rng,
                         wire,
                         sample,
@@ -165,21 +186,21 @@ class Incidents:
         self._used.add(site.id)
         device = self._pesticide[site.id][0]
         w0, w1 = start + 15 * MIN, start + 3 * HOUR
-        fleet._faulty = (device, w0, w1)  # baseline readings on it drift too
+        fleet.faulty = (device, w0, w1)  # baseline readings on it drift too
         times: list[int] = []
         t = w0 + rng.randint(MIN, 5 * MIN)
         commodities = [c for c, _ in ENZYME_COMMODITIES]
         weights = [w for _, w in ENZYME_COMMODITIES]
         while t < w1:
             commodity = rng.choices(commodities, weights=weights)[0]
-            sample = fleet._sample(rng, site, commodity)
+            sample = fleet.draw_sample(rng, site, commodity)
             sampled = t - rng.randint(5 * MIN, 15 * MIN)
             value = drifted_inhibition(rng, t - w0)
             wire = self._quick(device, sample, "ache_inhibition", "enzyme_inhibition", sampled, t, tag, value)
             times.append(t)
             if value >= 50.0 and rng.random() < CONFIRM_SHARE:
                 lab_t = t + rng.randint(*CONFIRM_DELAY_S)
-                fleet._confirmation(rng, wire, sample, sampled, lab_t, tag, p_confirmed=0.0)
+                fleet.confirmation(rng, wire, sample, sampled, lab_t, tag, p_confirmed=0.0)
                 times.append(lab_t)
             t += rng.randint(150, 330)
         self._info(
@@ -201,24 +222,24 @@ class Incidents:
         stall = rng.choice(site.stalls["veg"])
         supplier = site.suppliers["leek"][0]
         device = rng.choice(self._pesticide[site.id])
-        centre = fleet._centre_near(rng, site.district)
+        centre = fleet.centre_near(rng, site.district)
         times: list[int] = []
         for day in range(6):
             t = start + day * DAY + 30 * MIN + rng.randint(0, 20 * MIN)
-            sample = fleet._sample(rng, site, "leek", vendor_id=stall)
+            sample = fleet.draw_sample(rng, site, "leek", vendor_id=stall)
             sampled = t - rng.randint(8 * MIN, 15 * MIN)
             if day % 2 == 0:  # a phorate strip positive, confirmed by GC-MS/MS (banned pesticide)
                 wire = self._quick(device, sample, "phorate", "colloidal_gold", sampled, t, tag, "positive")
                 lab_t = t + (rng.randint(40 * MIN, 55 * MIN) if day == 0 else rng.randint(3 * HOUR, 6 * HOUR))
                 value = round(rng.uniform(0.02, 0.09), 3)
-                fleet._confirmation(rng, wire, sample, sampled, lab_t, tag, value_mg_kg=value, centre=centre)
+                fleet.confirmation(rng, wire, sample, sampled, lab_t, tag, value_mg_kg=value, centre=centre)
                 times += [t, lab_t]
             else:  # a routine lab sample of the stall's leek with procymidone over its 0.2 mg/kg MRL
-                lab_device = fleet._instrument(rng, centre, "procymidone")
+                lab_device = fleet.instrument(rng, centre, "procymidone")
                 lab_t = t + rng.randint(4 * HOUR, 6 * HOUR)
                 value = round(rng.uniform(0.3, 0.9), 3)
-                wire = fleet._lab_wire(lab_device, sample, "procymidone", sampled, lab_t, value, 0.003, 0.01)
-                fleet._schedule(lab_t, lab_device, wire, tag)
+                wire = fleet.lab_wire(lab_device, sample, "procymidone", sampled, lab_t, value, 0.003, 0.01)
+                fleet.schedule(lab_t, lab_device, wire, tag)
                 times.append(lab_t)
         self._info(
             tag,

@@ -16,14 +16,17 @@ What it shows:
    last commit of their partition are written again by its owner after the rebalance
    (at-least-once); the ReplacingMergeTree keeps one per result_id, which FINAL shows.
 
-   Which rows are written twice follows from the commit rule: a new owner starts each partition at
-   the group's committed offset, and a commit only moves forward over acknowledged offsets. So every
-   row written twice has ``src_offset`` at or past its partition's committed offset as read right
-   after the kill, and there are at most as many as messages past those offsets then. This holds
-   for the survivors' partitions too: the group rebalances eagerly (every partition is revoked and
-   assigned again), so a survivor re-reads its own partitions from their last commit. (A bound of
-   "the victim's share of the second batch" missed those and failed once under load: 808 rows
-   written twice where it allowed 600.)
+   Which rows are written again follows from the commit rule: a new owner starts each partition at
+   the group's committed offset, and a commit only moves forward over acknowledged offsets. So
+   every row written more than once is a message that was not committed at the kill: its
+   ``src_offset`` lies between its partition's committed offset, read right after the kill, and the
+   partition's end then (nothing is produced after the kill). That holds on the survivors'
+   partitions too (the group rebalances eagerly, so a survivor re-reads its own partitions from their
+   last commit). HOW MANY extra copies there are is not bounded by the rule: each re-read of an
+   uncommitted range (a rebalance while the takeover settles, a stalled partition read again after
+   FOODRISK_CONSUMER_STALL_S) writes it once more. Measured: 808 extra copies of 600 uncommitted
+   messages on Tansu, 702 of 600 on Kafka under load (some written three times), 0-37 on a quiet
+   machine. The test asserts where the copies are, and reports how many.
 """
 
 from __future__ import annotations
@@ -201,9 +204,11 @@ def test_three_workers_share_six_partitions_and_survive_a_kill(
         "GROUP BY src_partition, src_offset, result_id HAVING count() > 1"
     )
     replayed = sum(int(extra) for _, _, extra in twice)
-    early = [(p, o) for p, o, _ in twice if o < committed_at_kill[p]]
-    assert not early, f"rows written twice below their partition's commit at the kill: {early[:10]}"
-    assert 0 <= replayed <= sum(uncommitted.values()), (replayed, uncommitted)
+    outside = [(p, o) for p, o, _ in twice if not committed_at_kill[p] <= o < ends[p]]
+    assert not outside, (
+        f"rows written twice that were not uncommitted messages at the kill (partition, offset): {outside[:10]}; "
+        f"committed {committed_at_kill}, ends {ends}"
+    )
     from_victim = sum(1 for p, _, _ in twice if p in victim_parts)
     assert survivors[0].scalar(f"SELECT sum(tests) FROM {db}.results_hourly_v") == total  # the hourly view too
     assert group_members(broker.bootstrap, group) == WORKERS - 1
@@ -211,7 +216,7 @@ def test_three_workers_share_six_partitions_and_survive_a_kill(
         print(
             f"\nscale-out: {len(first)} results over 3 workers in {first_s:.1f}s, consumed {counts}; "
             f"kill -9 of a worker owning {sorted(victim_parts)}: partitions moved in {takeover_s:.1f}s, "
-            f"{total} results stored once (FINAL), {replayed} rows written twice before merge "
+            f"{total} results stored once (FINAL), {replayed} extra copies before merge (of {len(twice)} messages) "
             f"({from_victim} on the victim's partitions; {sum(uncommitted.values())} messages were uncommitted "
             f"at the kill: {uncommitted})"
         )
