@@ -30,6 +30,7 @@ from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokenizer_core import Token, TokenType
 
 from pipeline.query.functions import FUNCTIONS_AS_IDENTIFIERS, function_allowed
+from sinks.clickhouse.sql import CONTROL_ESCAPES
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_SECONDS = 30
@@ -84,19 +85,7 @@ class QueryLimits:
 # missing on 18.16), and strings and quoted identifiers are written with backslash escapes,
 # which every ClickHouse version reads the same way (18.16 knows no doubled-quote escapes).
 
-_SQL_ESCAPES = str.maketrans(
-    {
-        "\\": "\\\\",
-        "\b": "\\b",
-        "\f": "\\f",
-        "\r": "\\r",
-        "\n": "\\n",
-        "\t": "\\t",
-        "\0": "\\0",
-        "\a": "\\a",
-        "\v": "\\v",
-    }
-)
+_SQL_ESCAPES = str.maketrans(CONTROL_ESCAPES)
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

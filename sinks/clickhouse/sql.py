@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-_ESCAPES = {
+CONTROL_ESCAPES = {  # the backslash escapes every ClickHouse version reads the same way (not quotes)
     "\\": "\\\\",
-    "'": "\\'",
     "\b": "\\b",
     "\f": "\\f",
     "\r": "\\r",
@@ -23,7 +22,7 @@ _ESCAPES = {
     "\a": "\\a",
     "\v": "\\v",
 }
-_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+_ESCAPE_TABLE = str.maketrans({**CONTROL_ESCAPES, "'": "\\'"})
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
