@@ -72,6 +72,7 @@ class Progress(NamedTuple):
     committed: int
     since: float  # when the committed offset last moved (or was first seen)
     rereads: int = 0  # times read again from this committed offset
+    clear_at: float = float("-inf")  # when it was last seen with nothing waiting (no lag)
 
 
 def stalled_partitions(
@@ -83,18 +84,25 @@ def stalled_partitions(
 ) -> tuple[dict[tuple[str, int], Progress], list[PartitionLag]]:
     """The progress record after this sample, and the partitions to read again. Pure.
 
-    A partition is stalled when it has lag, its committed offset has not moved for ``stall_s``,
-    none of its messages is in flight, and its topic has nothing in flight at all or has moved on
-    another partition within ``stall_s`` (an agent blocked on an outage holds messages in flight
-    and moves nothing: it is waiting, not stuck). A stalled partition's clock restarts; it is read
-    again at most ``MAX_REREADS`` times from one committed offset (then its lag shows it).
+    A partition is stalled when it has had lag for ``stall_s`` and its committed offset has not
+    moved in that time (the clock starts when work arrives: a partition idle for an hour that just
+    received messages is not stalled), none of its messages is in flight, and its topic has
+    nothing in flight at all or has moved on another partition within ``stall_s`` (an agent blocked
+    on an outage holds messages in flight and moves nothing: it is waiting, not stuck). A stalled
+    partition's clock restarts; it is read again at most ``MAX_REREADS`` times from one committed
+    offset (then its lag shows it).
     """
     lags = list(lags)
     new: dict[tuple[str, int], Progress] = {}
     for p in lags:
         key = (p.topic, p.partition)
         old = progress.get(key)
-        new[key] = old if old is not None and old.committed == p.committed else Progress(p.committed, now)
+        if old is None or old.committed != p.committed:
+            new[key] = Progress(p.committed, now, 0, now if p.lag <= 0 else float("-inf"))
+        elif p.lag <= 0:
+            new[key] = old._replace(clear_at=now)
+        else:
+            new[key] = old
     busy = {topic for topic, _ in in_flight}
     before = dict(new)  # a partition read again below does not count as moving for its neighbours
     stalled: list[PartitionLag] = []
@@ -102,12 +110,13 @@ def stalled_partitions(
         return new, stalled
     for p in lags:
         key = (p.topic, p.partition)
-        if p.lag <= 0 or now - new[key].since < stall_s or key in in_flight:
+        waiting_since = max(new[key].since, new[key].clear_at)
+        if p.lag <= 0 or now - waiting_since < stall_s or key in in_flight:
             continue
         moving = any(k[0] == p.topic and k != key and now - v.since < stall_s for k, v in before.items())
         if (p.topic not in busy or moving) and new[key].rereads < MAX_REREADS:
             stalled.append(p)
-            new[key] = Progress(p.committed, now, new[key].rereads + 1)
+            new[key] = Progress(p.committed, now, new[key].rereads + 1, new[key].clear_at)
     return new, stalled
 
 

@@ -112,3 +112,21 @@ def test_an_agent_waiting_out_an_outage_is_not_stalled() -> None:
     progress, _ = stalled_partitions([held, queued], {}, {("r", 0)}, now=0.0, stall_s=30)
     _, stalled = stalled_partitions([held, queued], progress, {("r", 0)}, now=300.0, stall_s=30)
     assert stalled == []
+
+
+def test_a_partition_that_just_received_work_is_not_stalled() -> None:
+    """The stall clock starts when messages arrive, not when the commit last moved: a partition idle
+    (no lag) for longer than the stall time that then receives a backlog is working, not stuck. (A
+    scale-out run read two partitions again 1 s after their first messages arrived, their commit
+    having sat at 0 for the 10 s the group took to form.)"""
+    idle = PartitionLag("r", 4, 0, 0, 0)
+    progress, stalled = stalled_partitions([idle], {}, set(), now=0.0, stall_s=10)
+    progress, stalled = stalled_partitions([idle], progress, set(), now=9.0, stall_s=10)
+    assert stalled == []
+    arrived = PartitionLag("r", 4, 100, 0, 100)
+    progress, stalled = stalled_partitions([arrived], progress, set(), now=10.5, stall_s=10)
+    assert stalled == []  # 1.5 s of waiting work, though the commit has not moved for 10.5 s
+    progress, stalled = stalled_partitions([arrived], progress, set(), now=18.0, stall_s=10)
+    assert stalled == []
+    progress, stalled = stalled_partitions([arrived], progress, set(), now=19.5, stall_s=10)
+    assert stalled == [arrived]  # 10.5 s with work waiting and nothing moving: read it again
