@@ -14,6 +14,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.ingest.tokens import bearer_token
 from sinks.redact import redact
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ async def _broker_reachable(urls: Any, timeout_s: float = 1.0) -> bool:
 
 
 def _bearer_matches(request: Request, expected: bytes) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"), expected)
+    given = bearer_token(request.headers)
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected)
 
 
 DEVICE_PORT_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/results", "/openapi.json", "/docs"})

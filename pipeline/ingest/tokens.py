@@ -36,7 +36,7 @@ import secrets
 import string
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +108,14 @@ def token_id_of(token: str, kind: TokenKind = DEVICES) -> str | None:
     if not sep or not secret or len(tid) not in (_ID_HEX, _LEGACY_ID_HEX) or not set(tid) <= _HEX:
         return None
     return tid
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, else None (every port's one parser)."""
+    scheme, _, token = headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def token_hash(token: str) -> str:

@@ -31,7 +31,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from pipeline.ingest.openapi import ErrorResponse, IngestResponse, ItemError, RejectedItem, docs_page, openapi_document
-from pipeline.ingest.tokens import DEVICES, TokenEntry, TokenRegistry
+from pipeline.ingest.tokens import DEVICES, TokenEntry, TokenRegistry, bearer_token
 from schemas.reference import Reference
 from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, parse_result
 
@@ -191,14 +191,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
         parts.append(chunk)
 
 
-def _bearer(request: Request) -> str | None:
-    value = request.headers.get("Authorization", "")
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def register_ingest_views(rt: Runtime) -> None:
     """Add /v1/results, /openapi.json and /docs to the worker's web server."""
     app, settings = rt.app, rt.settings
@@ -210,7 +202,7 @@ def register_ingest_views(rt: Runtime) -> None:
     page = docs_page(settings)
 
     def authenticate(request: Request) -> TokenEntry:
-        token = _bearer(request)
+        token = bearer_token(request.headers)
         if token is None:
             raise _Refused(401, "missing bearer token: send `Authorization: Bearer TOKEN` "
                            "(a device token from `foodrisk devices add DEVICE_ID`)")

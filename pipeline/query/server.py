@@ -37,7 +37,7 @@ import orjson
 from aiohttp import web
 from mode import Service
 
-from pipeline.ingest.tokens import ANALYSTS, DEVICES, TokenRegistry
+from pipeline.ingest.tokens import ANALYSTS, DEVICES, TokenRegistry, bearer_token
 from pipeline.query.guard import DEFAULT_MAX_ROWS, QueryLimits, QueryRejected, guard_select
 from pipeline.query.render import jsonable
 from sinks.clickhouse import ClickHouse, QueryResult, connect_clickhouse
@@ -125,13 +125,6 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise Refused(413, f"request body is over the limit of {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
-
-
-def bearer_token(request: web.Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 # -- running queries apart from the writer ------------------------------------------------------------
@@ -260,7 +253,7 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
     limits = query_limits(settings)
 
     def authenticate(request: web.Request) -> str:
-        token = bearer_token(request)
+        token = bearer_token(request.headers)
         if token is None:
             raise Refused(401, "missing bearer token: send `Authorization: Bearer TOKEN` with an analyst token "
                           "(`foodrisk analysts add NAME`)")

@@ -31,9 +31,10 @@ from sinks.clickhouse.base import (
     parse_version,
 )
 from sinks.clickhouse.chdb import ChdbBackend
-from sinks.clickhouse.connect import connect_clickhouse, redact_url
+from sinks.clickhouse.connect import connect_clickhouse
 from sinks.clickhouse.driver import DriverBackend
 from sinks.clickhouse.sql import bind, literal, quote_identifier, quote_string, quote_table
+from sinks.redact import redact_url
 
 __all__ = [
     "DEDUP_TOKEN_SETTING",

@@ -9,12 +9,7 @@ from sinks.clickhouse.base import DEFAULT_DATABASE, ClickHouse
 from sinks.clickhouse.chdb import ChdbBackend
 from sinks.clickhouse.driver import DriverBackend
 from sinks.clickhouse.sql import IDENTIFIER
-from sinks.redact import redact
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (sinks/redact.py)."""
-    return redact(url)
+from sinks.redact import redact_url
 
 
 def connect_clickhouse(url: str, *, database: str | None = None, **opts: Any) -> ClickHouse:
