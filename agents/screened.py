@@ -22,6 +22,7 @@ from schemas.result import Result
 from schemas.verdict import Verdict
 
 NON_COMPLIANT = frozenset({"positive", "exceeds", "banned"})
+NOT_JUDGED = frozenset({"no_limit", "unclassified", "inconclusive"})  # verdicts of severity -1
 """Verdicts that count as a finding against the food (docs/domain.md §3)."""
 
 
@@ -53,8 +54,8 @@ class Screened(NamedTuple):
 
     @property
     def judged(self) -> bool:
-        """A verdict about the food (``no_limit`` says the reference data could not judge it)."""
-        return self.verdict != "no_limit"
+        """A verdict about the food (``no_limit``, ``unclassified`` and ``inconclusive`` are not)."""
+        return self.verdict not in NOT_JUDGED
 
 
 _FIELD_COUNT: Final = len(Screened._fields)

@@ -16,13 +16,18 @@ class VerdictKind(StrEnum):
     positive = "positive"  # a quick test over its cut-off: not a legal finding, needs a lab test
     exceeds = "exceeds"  # a confirmatory result over the limit
     banned = "banned"  # a confirmatory detection of a pesticide banned for that food on the sample date
-    no_limit = "no_limit"  # nothing in the reference data to judge it by (a reference gap, or an invalid test)
+    no_limit = "no_limit"  # a known food and analyte with no limit, ban or cut-off in force (or an invalid test)
+    unclassified = "unclassified"  # a food or analyte label the reference data does not know: a data-steward matter
+    inconclusive = "inconclusive"  # the method cannot show compliance (its LOQ or LOD is above the limit)
 
 
-# Severity order compliant < watch < positive < exceeds < banned. no_limit is -1: it is not a
-# finding about the food, it says the reference data (or the test) could not judge it.
+# Severity order compliant < watch < positive < exceeds < banned. no_limit, unclassified and
+# inconclusive are -1: none is a finding about the food; each says why the food was not judged
+# (nothing in force, a label nobody knows, a method unfit for the limit). None of them is compliant.
 SEVERITY: Final[dict[VerdictKind, int]] = {
     VerdictKind.no_limit: -1,
+    VerdictKind.unclassified: -1,
+    VerdictKind.inconclusive: -1,
     VerdictKind.compliant: 0,
     VerdictKind.watch: 1,
     VerdictKind.positive: 2,
@@ -50,6 +55,10 @@ class Rule(StrEnum):
     invalid_test = "invalid_test"  # the device reported the test itself invalid
     unit_mismatch = "unit_mismatch"  # % for a method that does not report % (or mg/kg for enzyme)
     no_limit = "no_limit"  # no limit, ban or cut-off found
+    unknown_food = "unknown_food"  # the commodity label is not in the food classification
+    unknown_analyte = "unknown_analyte"  # the analyte label is not in the reference data
+    loq_above_limit = "loq_above_limit"  # not quantified by a method whose LOQ (or LOD) is above the limit
+    ban_trace = "ban_trace"  # a banned substance detected between LOD and LOQ: follow up, not a legal finding
 
 
 class Verdict(BaseModel):
