@@ -22,6 +22,7 @@ from schemas.reference.model import (
     LimitKind,
     QuickCutoff,
     Reference,
+    ResidueComponent,
     snake,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "QuickCutoff",
     "Reference",
     "ReferenceDataError",
+    "ResidueComponent",
     "default_reference",
     "load_reference",
     "snake",
