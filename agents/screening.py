@@ -27,6 +27,7 @@ from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_l
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
 from schemas.reference import Reference
+from schemas.sums import SumBook
 from sinks.ddl import RESULTS_COLUMNS
 from sinks.writer import ClickHouseWriter
 
@@ -88,6 +89,7 @@ def register_screening(
     async def screen_results(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
         in_flight: deque[asyncio.Task[None]] = deque()
+        sums = SumBook()  # parts of residue sums of this worker's partitions (schemas/sums.py)
         try:
             async for events in event_batches(s, config.max_rows, config.max_age_s):
                 items = [incoming(e) for e in events]
@@ -100,6 +102,7 @@ def register_screening(
                     watch_fraction=config.watch_fraction,
                     max_batch_items=config.max_batch_items,
                     now=screened_at,
+                    sums=sums,
                 )
                 # The batch's messages go to the producer now, in batch order (alerts first: they are
                 # what someone waits for); waiting for the broker and ClickHouse, and the acks, run in
