@@ -47,12 +47,12 @@ def gaps_query(database: str, since: datetime | None) -> tuple[str, dict[str, st
         where += " AND sampled_at >= toDateTime(%(since)s, 'UTC')"
         params["since"] = since.strftime("%Y-%m-%d %H:%M:%S")
     # FINAL: a result stored twice (a resend, a replay) is one result.
-    sql = (
-        "SELECT field, label, count() AS results, min(sampled_at) AS first_seen, max(sampled_at) AS last_seen, "
+    sql = (  # a quoted identifier and fixed text; the date is a bound parameter
+        "SELECT field, label, count() AS results, min(sampled_at) AS first_seen, max(sampled_at) AS last_seen, "  # noqa: S608
         "uniqExact(site_id) AS sites, uniqExact(device_id) AS devices "
         "FROM (SELECT if(rule = 'unknown_analyte', 'analyte', 'commodity') AS field, "
         "if(rule = 'unknown_analyte', analyte, commodity) AS label, sampled_at, site_id, device_id "
-        f"FROM {table} FINAL WHERE {where}) "  # noqa: S608 - a quoted identifier, fixed text
+        f"FROM {table} FINAL WHERE {where}) "
         "GROUP BY field, label ORDER BY results DESC, last_seen DESC, field, label"
     )
     return sql, params
@@ -69,16 +69,16 @@ def run_gaps(args: argparse.Namespace, settings: Settings, select: Select, out: 
         message = (f"No unknown labels seen{since}: every commodity and analyte screened is in the reference data "
                    "(no result is unclassified).")
         if args.format == "table":
-            print(message, file=out)  # noqa: T201
+            print(message, file=out)
         else:  # csv keeps its header, json lines stay empty; the message goes beside the data
             if args.format == "csv":
-                print(render(cols, rows, "csv"), file=out)  # noqa: T201
+                print(render(cols, rows, "csv"), file=out)
             print(message, file=sys.stderr)  # noqa: T201
         return 0
-    print(render(cols, rows, args.format), file=out)  # noqa: T201
+    print(render(cols, rows, args.format), file=out)
     if args.format == "table":
         n = sum(int(str(r[2])) for r in rows)
-        print(f"\n{len(rows)} unknown label(s), {n} unclassified result(s){since}. Add each as an alias of a food "  # noqa: T201
+        print(f"\n{len(rows)} unknown label(s), {n} unclassified result(s){since}. Add each as an alias of a food "
               "(schemas/reference/foods.csv) or an analyte, or add the food; then `make reference`.", file=out)
     if truncated:
         print(f"(first {MAX_ROWS} labels shown)", file=sys.stderr)  # noqa: T201

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def unclassified(i: int, field: str, label: str, *, site: str, device: str, minutes: int, **over: Any) -> tuple[Any, ...]:
+def unclassified(
+    i: int, field: str, label: str, *, site: str, device: str, minutes: int, **over: Any
+) -> tuple[Any, ...]:
     labels = {"commodity": label} if field == "commodity" else {"analyte": label}
     return result_row(
         i, verdict="unclassified", rule="unknown_food" if field == "commodity" else "unknown_analyte",
