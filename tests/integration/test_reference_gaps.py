@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def unclassified(
     i: int, field: str, label: str, *, site: str, device: str, minutes: int, **over: Any
 ) -> tuple[Any, ...]:
-    labels = {"commodity": label} if field == "commodity" else {"analyte": label}
+    labels: dict[str, Any] = {"commodity": label} if field == "commodity" else {"analyte": label}
     return result_row(
         i, verdict="unclassified", rule="unknown_food" if field == "commodity" else "unknown_analyte",
         limit_mg_kg=None, confidence=None, edition=None, basis="not in the reference data", site_id=site,
