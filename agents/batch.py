@@ -10,7 +10,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from agents.records import broker_time, deadletter_envelope, naive_utc, result_row, result_row_layout
-from agents.screened import Screened, screened_record
+from agents.screened import Screened, gap_field, screened_record
 from schemas.alert import Alert, alert_for_verdict
 from schemas.codes import Method
 from schemas.reference import Reference
@@ -26,6 +26,9 @@ DEFAULT_MAX_BATCH_ITEMS = 1000
 _VERDICT_METHOD: Final[Mapping[VerdictKind, Mapping[Method, tuple[str, str]]]] = {
     kind: {method: (str(kind), str(method)) for method in Method} for kind in VerdictKind
 }
+
+
+_UNCLASSIFIED: Final = VerdictKind.unclassified
 
 
 class Incoming(NamedTuple):
@@ -53,6 +56,7 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (verdict, method) per accepted result
     screened: list[Screened] = field(default_factory=list)  # compact records for the early-warning agent
+    unclassified: dict[str, int] = field(default_factory=dict)  # field (commodity, analyte) -> unclassified results
 
 
 def screen_batch(
@@ -142,6 +146,9 @@ def screen_batch(
             add_row(row if layout is None else layout(row))
             add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
             add_screened(screened_record(result, verdict))
+            if verdict.verdict is _UNCLASSIFIED:
+                f = gap_field(verdict.rule)
+                out.unclassified[f] = out.unclassified.get(f, 0) + 1
             alert = alert_for_verdict(result, verdict)
             if alert is not None:
                 out.alerts.append(alert)

@@ -23,7 +23,7 @@ from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import BatchOutcome, Incoming, screen_batch
-from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
+from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, count_unclassified, observe_alert_latency
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
 from schemas.reference import Reference
@@ -138,6 +138,7 @@ def register_screening(
             metrics.deadlettered.labels(bounded(d.reason, DEADLETTER_REASONS)).inc()
         for verdict, method in outcome.verdicts:
             metrics.verdicts.labels(verdict, method).inc()
+        count_unclassified(metrics, outcome.unclassified)
         for a, source_ts in zip(outcome.alerts, outcome.alert_sources, strict=True):  # counted when archived
             observe_alert_latency(metrics, a, source_timestamp=source_ts, now=alerts_published_at)
         now = time.time()

@@ -13,6 +13,11 @@ Single-result alerts (``alert_for_verdict``):
 | positive (or banned/exceeds from a quick test) | quick | quick_test_positive | follow_up | undecided |
 | anything else | | no alert | | |
 
+A finding judged against a limit whose ``confidence`` is ``unverified`` (nobody checked it against the
+standard's text) or ``old`` (from an earlier edition) says so at the end of both summaries
+(:data:`CONFIDENCE_NOTE`), and the delivered alert carries the label ``limit_confidence``
+(sinks/presentation.py); ``details.confidence`` keeps the value for the alerts table.
+
 Risk for an exceedance: twice the limit or more is ``serious``. A limit carries a safety margin,
 so a small excess is a violation whose risk is not yet established (``potentially_serious``);
 two-fold is where enforcement notices start treating it as serious. Quick tests are never legal
@@ -34,6 +39,7 @@ from schemas.verdict import Rule, Verdict, VerdictKind
 
 __all__ = [
     "ALERT_SCHEMA_VERSION",
+    "CONFIDENCE_NOTE",
     "KIND_BANNED",
     "KIND_CONTAMINANT",
     "KIND_MRL",
@@ -145,6 +151,19 @@ def _reading(result: Result) -> tuple[str, str]:
     return f"read {qualitative}", f"判读{zh}"
 
 
+CONFIDENCE_NOTE: Final[dict[str, tuple[str, str]]] = {
+    "unverified": (
+        "Limit unverified: it was not checked against the standard's text; confirm the limit before acting.",
+        "限量未经核实：未对照标准原文核对，处置前请先确认限量。",
+    ),
+    "old": (
+        "Limit from an older edition: confirm it is still in force before acting.",
+        "限量出自旧版标准：处置前请确认其仍然有效。",
+    ),
+}
+"""The sentence (en, zh) a single-result alert ends with when its limit's confidence is not ``checked``."""
+
+
 _ALERTING: Final = frozenset({VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned})
 """The verdicts that raise an alert on their own (the module table); any other raises none."""
 
@@ -211,6 +230,10 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         if result.method is Method.enzyme_inhibition and food is not None and food.enzyme_false_positive:
             en += f" {food_en} is known to give enzyme-inhibition false positives."
             zh += f"{food_zh}易出现酶抑制法假阳性。"
+
+    note = CONFIDENCE_NOTE.get(verdict.confidence or "")
+    if note is not None:
+        en, zh = f"{en} {note[0]}", f"{zh}{note[1]}"
 
     details: dict[str, Detail] = {
         "result_id": result.result_id,
