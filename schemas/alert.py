@@ -41,6 +41,7 @@ __all__ = [
     "ALERT_SCHEMA_VERSION",
     "CONFIDENCE_NOTE",
     "KIND_BANNED",
+    "KIND_BANNED_TRACE",
     "KIND_CONTAMINANT",
     "KIND_MRL",
     "KIND_QUICK_POSITIVE",
@@ -60,8 +61,9 @@ KIND_BANNED: Final = "banned_pesticide"
 KIND_MRL: Final = "mrl_exceedance"
 KIND_CONTAMINANT: Final = "contaminant_exceedance"
 KIND_QUICK_POSITIVE: Final = "quick_test_positive"
+KIND_BANNED_TRACE: Final = "banned_trace"  # a banned substance detected below the LOQ: follow up
 # The kinds one screened result raises on its own (the early-warning agent adds pattern kinds).
-SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE)
+SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE, KIND_BANNED_TRACE)
 
 _ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:foodrisk:alert")
 
@@ -165,6 +167,7 @@ CONFIDENCE_NOTE: Final[dict[str, tuple[str, str]]] = {
 
 
 _ALERTING: Final = frozenset({VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned})
+_BAN_TRACE: Final = Rule.ban_trace.value
 """The verdicts that raise an alert on their own (the module table); any other raises none."""
 
 
@@ -174,11 +177,13 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
     ``reference`` supplies the English and Chinese names (default: the packaged data).
     """
     kind_of = verdict.verdict
-    if kind_of not in _ALERTING:
+    if kind_of not in _ALERTING and verdict.rule != _BAN_TRACE:
         return None  # most results: nothing to look up or write
     ref = reference if reference is not None else default_reference()
     quick = result.method in QUICK_METHODS
-    if quick:
+    if verdict.rule == _BAN_TRACE:
+        kind, classification, risk = KIND_BANNED_TRACE, Classification.follow_up, Risk.undecided
+    elif quick:
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
     elif kind_of is VerdictKind.banned:
         kind, classification, risk = KIND_BANNED, Classification.alert, Risk.serious
@@ -212,6 +217,16 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
             f"{where_en}. Basis: {verdict.edition}."
         )
         zh = f"{food_zh}检出禁用农药{an_zh}：{read_zh}（{method_zh}）；{where_zh}。依据：{verdict.edition}。"
+    elif kind == KIND_BANNED_TRACE:
+        en = (
+            f"Banned pesticide {an_en} detected below the method's LOQ in {food_en}: {read_en} "
+            f"({result.method}). Not a legal finding: follow up with a re-test by a method of lower LOQ "
+            f"or a new sample; {where_en}. Basis: {verdict.edition}."
+        )
+        zh = (
+            f"{food_zh}检出禁用农药{an_zh}，低于方法定量限：{read_zh}（{method_zh}）。非法定结论："
+            f"请以更低定量限的方法复检或重新抽样；{where_zh}。依据：{verdict.edition}。"
+        )
     elif kind in (KIND_MRL, KIND_CONTAMINANT):
         en = (
             f"{an_en} in {food_en} at {read_en} exceeds the limit {limit} "

@@ -234,3 +234,15 @@ def test_parts_below_their_loq_add_nothing() -> None:
     ref = with_rice_limit()
     rows = run(ref, [sample_batch(("carbofuran", 0.095), ("3-hydroxycarbofuran", 0.008))], SumBook())
     assert rows[0]["verdict"] == "watch"  # 0.008 is under its LOQ of 0.01: the sum stays 0.095
+
+
+def test_a_banned_trace_raises_a_follow_up_alert_not_a_banned_one() -> None:
+    from schemas.alert import KIND_BANNED_TRACE, alert_for_verdict
+
+    r = lab("methamidophos", "rice", 0.003, lod=0.001, loq=0.005)
+    alert = alert_for_verdict(r, screen(r, REF))
+    assert alert is not None and alert.kind == KIND_BANNED_TRACE
+    assert alert.classification == "follow_up" and "Not a legal finding" in alert.summary_en
+    quantified = lab("methamidophos", "rice", 0.006, lod=0.001, loq=0.005)
+    banned = alert_for_verdict(quantified, screen(quantified, REF))
+    assert banned is not None and banned.kind == "banned_pesticide"
