@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
+    from pipeline.reference_cmd import add_parser as add_reference_parser
+
+    add_reference_parser(sub, EPILOG)
+
     sub.add_parser(
         "check",
         help="check the settings and that the broker and ClickHouse answer",
@@ -340,6 +344,11 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return main_import(args, settings)
 
 
+def _cmd_reference(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.reference_cmd import main_reference
+    return main_reference(args)
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topics import admin_client
     from pipeline.worker import broker_for, open_clickhouse
@@ -369,6 +378,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "devices": _cmd_devices,
     "analysts": _cmd_analysts,
     "import": _cmd_import,
+    "reference": _cmd_reference,
 }
 
 

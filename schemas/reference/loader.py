@@ -458,3 +458,18 @@ def load_reference(directory: Path | None = None) -> Reference:
         cutoffs=cutoffs,
         source=str(directory),
     )
+
+
+def load_names(directory: Path | None = None) -> Reference:
+    """Only the food classification and the analytes of ``directory`` (no limits, bans or cut-offs):
+    what a standard's table is resolved against when the limit files are being rebuilt."""
+    directory = DATA_DIR if directory is None else Path(directory)
+    return Reference(
+        foods=_load_foods(directory),
+        analytes=_load_analytes(directory),
+        editions=(),
+        limits=(),
+        bans=(),
+        cutoffs=(),
+        source=str(directory),
+    )
