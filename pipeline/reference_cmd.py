@@ -41,6 +41,7 @@ from schemas.reference.importer import (
     Problem,
     ProblemKind,
     carried_forward,
+    csv_line,
     parse_table,
     render_limits,
 )
@@ -411,7 +412,7 @@ def _write_editions(original: Path, target: Path, editions: Sequence[Edition]) -
             ed.source,
             str(ed.confidence),
         ]
-        out.append(",".join(f'"{c}"' if "," in c or '"' in c else c for c in cells))
+        out.append(csv_line(cells))
     target.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 

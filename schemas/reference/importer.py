@@ -399,10 +399,11 @@ def limit_line(limit: Limit) -> str:
         limit.source,
         str(limit.confidence),
     ]
-    return _csv_line(cells)
+    return csv_line(cells)
 
 
-def _csv_line(cells: Iterable[str]) -> str:
+def csv_line(cells: Iterable[str]) -> str:
+    """One CSV record (quoted only where needed), as the reference files are written."""
     out: list[str] = []
     for cell in cells:
         if any(ch in cell for ch in ',"\n\r') or cell != cell.strip():
@@ -448,6 +449,7 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "carried_forward",
+    "csv_line",
     "format_limit",
     "limit_line",
     "parse_table",
