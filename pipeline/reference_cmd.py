@@ -355,7 +355,7 @@ def _replace_edition(
             and ed.effective_from < start
             and (ed.effective_to is None or ed.effective_to > start)
         ):
-            ed = replace(ed, effective_to=start)
+            ed = replace(ed, effective_to=start, source=f"{ed.source}; ended {start} by the import of {spec.edition}")
             closed.append(ed.edition)
         editions.append(ed)
     if own is not None and (own.standard, own.kind, own.effective_from, own.effective_to) == (

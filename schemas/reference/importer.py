@@ -158,7 +158,9 @@ class FoodIndex:
             return None, f"food path {path!r} has an empty segment"
         candidates = self.named(segments[-1])
         if not candidates:
-            return None, f"no food is named {segments[-1]!r}"
+            missing = [s for s in segments[:-1] if not self.named(s)]
+            also = f" (nor {', '.join(repr(s) for s in missing)})" if missing else ""
+            return None, f"no food is named {segments[-1]!r}{also}"
         fitting = [c for c in candidates if self._ancestors_fit(c, segments[:-1])]
         if len(fitting) == 1:
             return fitting[0], ""
