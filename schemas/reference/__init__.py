@@ -14,6 +14,9 @@ from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
     CHINA_TZ,
+    GB2762,
+    GB2763,
+    STANDARDS,
     Analyte,
     Ban,
     Commodity,
@@ -23,6 +26,7 @@ from schemas.reference.model import (
     QuickCutoff,
     Reference,
     snake,
+    up,
 )
 
 __all__ = [
@@ -30,6 +34,9 @@ __all__ = [
     "ANY_ANALYTE",
     "CHINA_TZ",
     "DATA_DIR",
+    "GB2762",
+    "GB2763",
+    "STANDARDS",
     "Analyte",
     "Ban",
     "Commodity",
@@ -42,6 +49,7 @@ __all__ = [
     "default_reference",
     "load_reference",
     "snake",
+    "up",
 ]
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 
-from schemas.codes import QUICK_METHODS, Confidence, Method
-from schemas.reference import ALL_FOODS, CHINA_TZ, default_reference
+from schemas.codes import QUICK_METHODS, AnalyteType, Confidence, Method
+from schemas.reference import ALL_FOODS, CHINA_TZ, GB2762, GB2763, default_reference, up
 from schemas.result import Result, parse_result
 from schemas.rules import screen, screen_naive
 from schemas.verdict import SEVERITY, Rule, Verdict, VerdictKind, severity
@@ -125,7 +125,7 @@ CONTAMINANT_CASES = [
     ("lead", "cowpea", 0.2, "legume_vegetables", Confidence.old),
     ("cadmium", "pepper", 0.05, "vegetables", Confidence.checked),
     ("cadmium", "cabbage", 0.05, "vegetables", Confidence.checked),
-    ("cadmium", "celery", 0.2, "leafy_vegetables", Confidence.old),
+    ("cadmium", "celery", 0.2, "celery", Confidence.unverified),  # GB 2762: a stem vegetable, own line
     ("cadmium", "cowpea", 0.1, "legume_vegetables", Confidence.old),
     ("mercury", "spinach", 0.01, "vegetables", Confidence.checked),
     ("mercury", "cabbage", 0.01, "vegetables", Confidence.checked),
@@ -254,10 +254,10 @@ def test_vegetable_ban_does_not_cover_other_foods_until_all_foods_ban() -> None:
 
 
 def test_all_foods_ban_covers_unknown_food() -> None:
-    v = both(make("methamidophos", "okra", value=0.01))
+    v = both(make("methamidophos", "dragon_pear", value=0.01))
     assert v.verdict is V.banned
-    assert both(make("carbofuran", "okra", value=0.01, day=date(2026, 1, 1))).verdict is V.no_limit
-    not_detected = both(make("methamidophos", "okra", value=0.001, loq=0.002))
+    assert both(make("carbofuran", "dragon_pear", value=0.01, day=date(2026, 1, 1))).verdict is V.no_limit
+    not_detected = both(make("methamidophos", "dragon_pear", value=0.001, loq=0.002))
     assert (not_detected.verdict, not_detected.rule) == (V.compliant, Rule.ban)
     assert not_detected.basis.startswith("not detected")
 
@@ -439,7 +439,7 @@ def test_micrograms_and_milligrams_give_the_same_verdict(
     assert screen(in_ug, REF) == screen(in_mg, REF)
 
 
-_CHILDREN = [f for f in REF.foods if f.parent is not None]
+_CHILDREN = [f for f in REF.foods if f.parent is not None or f.gb2762_parent is not None]
 
 
 @settings(deadline=None, max_examples=300)
@@ -459,8 +459,13 @@ def test_food_without_own_limit_gets_its_groups(
     ]
     assume(not own)
     assume(all(b.scope != food.code for b in REF.bans))
+    # contaminant limits come from the food's GB 2762 group, MRLs from its GB 2763 group (parent)
+    contaminant = REF.analyte(analyte).type is AnalyteType.contaminant  # type: ignore[union-attr]  # exists
+    group = up(food, GB2762 if contaminant else GB2763)
+    if group is None:
+        reject()
     on_food = screen(make(analyte, food.code, value=value, when=when, method=method), REF)
-    on_group = screen(make(analyte, food.parent, value=value, when=when, method=method), REF)
+    on_group = screen(make(analyte, group, value=value, when=when, method=method), REF)
     fields = ("verdict", "limit_mg_kg", "ratio", "rule", "edition", "confidence", "limit_food")
     assert on_food.model_dump(include=set(fields)) == on_group.model_dump(include=set(fields))
 
