@@ -289,6 +289,7 @@ INHERITED = [
     ("cadmium", "香菇", 0.5, "shiitake"),
     ("cadmium", "金针菇", 0.2, "fresh_edible_fungi_gb2762"),
     ("lead", "苹果", 0.1, "fruit"),
+    ("lead", "甘蔗", 0.1, "fruit"),  # a sugar crop in GB 2763, fresh fruit in GB 2762
     ("lead", "草莓", 0.2, "berries_small_fruit"),
     ("lead", "葡萄", 0.2, "berries_small_fruit"),
     ("lead", "茶叶", 5.0, "tea"),
