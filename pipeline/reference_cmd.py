@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from schemas.codes import Confidence
-from schemas.reference import DATA_DIR, Edition, Limit, LimitKind, Reference, ReferenceDataError, load_reference
+from schemas.reference import (
+    DATA_DIR,
+    GB2762,
+    GB2763,
+    Edition,
+    Limit,
+    LimitKind,
+    Reference,
+    ReferenceDataError,
+    load_reference,
+)
 from schemas.reference.importer import (
     UNKNOWN_KINDS,
     EditionSpec,
@@ -171,7 +181,7 @@ def read_build_list(sources: Path) -> list[BuildEntry]:
 def build(sources: Path = SOURCES_DIR, names_dir: Path = DATA_DIR) -> BuildResult:
     """Parse every table of the build list against the foods and analytes of ``names_dir``."""
     names = load_names(names_dir)
-    foods = FoodIndex(names)
+    foods = {standard: FoodIndex(names, standard=standard) for standard in (GB2763, GB2762)}
     parsed: dict[tuple[str, str], ImportResult] = {}  # (table, edition) -> result
     reports: list[TableReport] = []
     by_kind: dict[LimitKind, list[Limit]] = {kind: [] for kind in LimitKind}
@@ -189,7 +199,8 @@ def build(sources: Path = SOURCES_DIR, names_dir: Path = DATA_DIR) -> BuildResul
             reports.append(TableReport(entry.table, _sha256(data), entry.spec.edition, base.rows_read, len(rows)))
         else:
             result = parse_table(
-                data.decode("utf-8"), file=f"sources/{entry.table}", reference=names, spec=entry.spec, foods=foods
+                data.decode("utf-8"), file=f"sources/{entry.table}", reference=names, spec=entry.spec,
+                foods=foods[GB2762 if entry.spec.kind is LimitKind.contaminant else GB2763],
             )
             parsed[(entry.table, entry.spec.edition)] = result
             rows = [row.limit for row in result.limits]

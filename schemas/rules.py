@@ -13,7 +13,8 @@ Order of the rules (first match wins):
 3. Confirmatory methods:
    - a pesticide banned for the food on the sample date, detected (>= LOQ, or > 0 without LOQ, or a
      qualitative positive) -> ``banned`` (takes precedence over the limit);
-   - the limit in force on ``sampled_at`` for the most specific food level -> ``exceeds`` when over
+   - the limit in force on ``sampled_at`` for the most specific food level (pesticide MRLs and bans
+     along GB 2763's food groups, contaminant limits along GB 2762's) -> ``exceeds`` when over
      it, ``watch`` when >= watch_fraction of it, else ``compliant``. A total (mercury, arsenic)
      with no limit of its own, judged against its species' limit (methylmercury, inorganic
      arsenic), is at most ``watch`` (rule ``speciated``: over that limit means "speciate", since the
@@ -32,7 +33,19 @@ from datetime import date
 from typing import Any, Final, NamedTuple
 
 from schemas.codes import QUICK_METHODS, Method, Qualitative
-from schemas.reference.model import ALL_FOODS, ANY_ANALYTE, CHINA_TZ, Ban, Limit, QuickCutoff, Reference
+from schemas.reference.model import (
+    ALL_FOODS,
+    ANY_ANALYTE,
+    CHINA_TZ,
+    GB2762,
+    GB2763,
+    Ban,
+    Limit,
+    LimitKind,
+    QuickCutoff,
+    Reference,
+    up,
+)
 from schemas.result import Result
 from schemas.verdict import Rule, Verdict, VerdictKind
 
@@ -404,12 +417,15 @@ def _naive_in_force(start: date, end: date | None, day: date) -> bool:
     return start <= day and (end is None or day < end)
 
 
-def _naive_ancestors(reference: Reference, food: str) -> list[str]:
+def _naive_ancestors(reference: Reference, food: str, standard: str) -> list[str]:
     out = [food]
     node = reference.commodity(food)
-    while node is not None and node.parent is not None and node.parent not in out:
-        out.append(node.parent)
-        node = reference.commodity(node.parent)
+    while node is not None:
+        group = up(node, standard)
+        if group is None or group in out:
+            break
+        out.append(group)
+        node = reference.commodity(group)
     return out
 
 
@@ -427,7 +443,8 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
             break
     analyte = reading.analyte
     day = result.sampled_at.astimezone(CHINA_TZ).date()
-    ancestors = _naive_ancestors(reference, result.commodity)
+    ancestors = _naive_ancestors(reference, result.commodity, GB2763)  # MRLs and bans
+    ancestors_gb2762 = _naive_ancestors(reference, result.commodity, GB2762)  # contaminant limits
     known = reference.commodity(result.commodity) is not None
     analyte_row = reference.analyte(analyte)
     species = analyte_row.speciated_as if analyte_row is not None else None
@@ -441,11 +458,12 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
             rank = 1
         else:
             continue
-        if not known or lim.food not in ancestors:
+        chain = ancestors_gb2762 if lim.kind is LimitKind.contaminant else ancestors
+        if not known or lim.food not in chain:
             continue
         if not _naive_in_force(lim.effective_from, lim.effective_to, day):
             continue
-        key = (ancestors.index(lim.food), rank)
+        key = (chain.index(lim.food), rank)
         if best is None or key < best:
             best, hit = key, (lim, rank == 1)
 

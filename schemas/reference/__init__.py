@@ -14,6 +14,9 @@ from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
     CHINA_TZ,
+    GB2762,
+    GB2763,
+    STANDARDS,
     Analyte,
     Ban,
     Commodity,
@@ -24,6 +27,7 @@ from schemas.reference.model import (
     Reference,
     ResidueComponent,
     snake,
+    up,
 )
 
 __all__ = [
@@ -31,6 +35,9 @@ __all__ = [
     "ANY_ANALYTE",
     "CHINA_TZ",
     "DATA_DIR",
+    "GB2762",
+    "GB2763",
+    "STANDARDS",
     "Analyte",
     "Ban",
     "Commodity",
@@ -44,6 +51,7 @@ __all__ = [
     "default_reference",
     "load_reference",
     "snake",
+    "up",
 ]
 
 

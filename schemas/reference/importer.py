@@ -37,7 +37,7 @@ from enum import StrEnum
 from typing import Final
 
 from schemas.codes import AnalyteType, Confidence
-from schemas.reference.model import Analyte, Limit, LimitKind, Reference
+from schemas.reference.model import GB2762, GB2763, Analyte, Limit, LimitKind, Reference
 
 PATH_SEPARATORS: Final = re.compile(r"[:：]")
 TEMPORARY_MARK: Final = "*"
@@ -140,8 +140,9 @@ class EditionSpec:
 class FoodIndex:
     """Food names (Chinese name and aliases, also codes) -> candidate foods, for path resolution."""
 
-    def __init__(self, reference: Reference) -> None:
+    def __init__(self, reference: Reference, *, standard: str = GB2763) -> None:
         self._reference = reference
+        self._standard = standard  # whose grouping the paths follow (GB 2762 tables: gb2762_parent)
         self._by_name: dict[str, list[str]] = {}
         for food in reference.foods:
             for spelling in {food.code, food.name_zh, *food.aliases}:
@@ -170,7 +171,7 @@ class FoodIndex:
 
     def _ancestors_fit(self, code: str, upper: Sequence[str]) -> bool:
         """Each upper segment (outermost first) names an ancestor of ``code``, in order."""
-        chain = list(reversed(self._reference.ancestors(code)[1:]))  # root first
+        chain = list(reversed(self._reference.ancestors(code, standard=self._standard)[1:]))  # root first
         pos = 0
         for segment in upper:
             names = set(self.named(segment))
@@ -195,7 +196,8 @@ def parse_table(
     foods: FoodIndex | None = None,
 ) -> ImportResult:
     """Parse one table. Rows with a problem are left out and reported; exact repeats are kept once."""
-    foods = FoodIndex(reference) if foods is None else foods
+    standard = GB2762 if spec.kind is LimitKind.contaminant else GB2763
+    foods = FoodIndex(reference, standard=standard) if foods is None else foods
     want = AnalyteType.pesticide if spec.kind is LimitKind.mrl else AnalyteType.contaminant
     problems: list[Problem] = []
     merged: list[Problem] = []

@@ -19,6 +19,8 @@ from schemas.codes import QUICK_METHODS, AnalyteType, Confidence, Method
 from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
+    GB2762,
+    GB2763,
     Analyte,
     Ban,
     Commodity,
@@ -29,6 +31,7 @@ from schemas.reference.model import (
     Reference,
     ResidueComponent,
     snake,
+    up,
 )
 
 DATA_DIR = Path(__file__).resolve().parent
@@ -42,7 +45,18 @@ BANS_FILE = "bans.csv"
 CUTOFFS_FILE = "quick_cutoffs.csv"
 RESIDUES_FILE = "residues.csv"
 
-FOOD_COLUMNS = ("code", "parent", "is_group", "name_en", "name_zh", "aliases", "enzyme_false_positive", "note")
+FOOD_COLUMNS = (
+    "code",
+    "parent",
+    "gb2762_parent",
+    "is_group",
+    "name_en",
+    "name_zh",
+    "aliases",
+    "enzyme_false_positive",
+    "note",
+)
+FOOD_OPTIONAL = ("gb2762_parent",)  # a file written before the column existed reads as all empty
 ANALYTE_COLUMNS = ("code", "type", "name_en", "name_zh", "aliases", "speciated_as", "note")
 EDITION_COLUMNS = ("edition", "standard", "kind", "effective_from", "effective_to", "source", "confidence")
 LIMIT_COLUMNS = (
@@ -154,8 +168,11 @@ class _Row:
         return start, end
 
 
-def _rows(directory: Path, name: str, columns: Sequence[str]) -> Iterator[_Row]:
+def _rows(directory: Path, name: str, columns: Sequence[str], optional: Sequence[str] = ()) -> Iterator[_Row]:
+    """The records of ``name``; its header is ``columns``, or ``columns`` without the ``optional``
+    ones (those then read as empty)."""
     path = directory / name
+    short = tuple(c for c in columns if c not in optional)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -163,18 +180,20 @@ def _rows(directory: Path, name: str, columns: Sequence[str]) -> Iterator[_Row]:
     except UnicodeDecodeError as exc:
         raise ReferenceDataError(name, 0, f"not UTF-8: {exc}") from None
     header: list[str] | None = None
+    missing: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         cells = next(csv.reader([raw]))
         if header is None:
             header = [c.strip() for c in cells]
-            if tuple(header) != tuple(columns):
+            if tuple(header) not in (tuple(columns), short):
                 raise ReferenceDataError(name, number, f"header must be {','.join(columns)}")
+            missing = dict.fromkeys((c for c in columns if c not in header), "")
             continue
         if len(cells) != len(header):
             raise ReferenceDataError(name, number, f"{len(cells)} cells, the header has {len(header)}")
-        yield _Row(name, number, {k: v.strip() for k, v in zip(header, cells, strict=True)})
+        yield _Row(name, number, {**missing, **{k: v.strip() for k, v in zip(header, cells, strict=True)}})
     if header is None:
         raise ReferenceDataError(name, 0, "no header row")
 
@@ -200,7 +219,7 @@ def _check_aliases(kind: str, records: Sequence[tuple[_Row, str, tuple[str, ...]
 def _load_foods(directory: Path) -> list[Commodity]:
     rows: list[tuple[_Row, Commodity]] = []
     seen: dict[str, int] = {}
-    for row in _rows(directory, FOODS_FILE, FOOD_COLUMNS):
+    for row in _rows(directory, FOODS_FILE, FOOD_COLUMNS, FOOD_OPTIONAL):
         code = row.code("code")
         if code == ALL_FOODS:
             raise row.fail(f"{ALL_FOODS!r} is reserved for ban scopes")
@@ -210,6 +229,7 @@ def _load_foods(directory: Path) -> list[Commodity]:
         food = Commodity(
             code=code,
             parent=row.code("parent", required=False) or None,
+            gb2762_parent=row.code("gb2762_parent", required=False) or None,
             is_group=row.flag("is_group"),
             name_en=row.text("name_en"),
             name_zh=row.text("name_zh"),
@@ -222,13 +242,20 @@ def _load_foods(directory: Path) -> list[Commodity]:
     for row, food in rows:
         if food.parent is not None and food.parent not in by_code:
             raise row.fail(f"parent {food.parent!r} of {food.code} is not a food in {FOODS_FILE}")
-        path = [food.code]
-        cur = food.parent
-        while cur is not None:
-            if cur in path:
-                raise row.fail(f"parent cycle: {' -> '.join([*path, cur])}")
-            path.append(cur)
-            cur = by_code[cur].parent
+        if food.gb2762_parent is not None:
+            if food.gb2762_parent not in by_code:
+                raise row.fail(f"gb2762_parent {food.gb2762_parent!r} of {food.code} is not a food in {FOODS_FILE}")
+            if food.gb2762_parent == food.parent:
+                raise row.fail(f"gb2762_parent of {food.code} equals its parent; leave it empty")
+    for row, food in rows:
+        for standard in (GB2763, GB2762):
+            path = [food.code]
+            cur = up(food, standard)
+            while cur is not None:
+                if cur in path:
+                    raise row.fail(f"{standard} parent cycle: {' -> '.join([*path, cur])}")
+                path.append(cur)
+                cur = up(by_code[cur], standard)
     _check_aliases("food", [(row, f.code, (f.code, f.name_en, f.name_zh, *f.aliases)) for row, f in rows])
     return [f for _, f in rows]
 

@@ -19,6 +19,9 @@ from schemas.codes import AnalyteType, Confidence, Method
 CHINA_TZ: Final = ZoneInfo("Asia/Shanghai")
 ALL_FOODS: Final = "all"  # the ban scope that covers every food, known to the taxonomy or not
 ANY_ANALYTE: Final = "*"  # a quick-test cut-off row that applies to every analyte of its method
+GB2763: Final = "GB 2763"  # pesticide MRLs and bans: a food's groups are its ``parent`` chain
+GB2762: Final = "GB 2762"  # contaminant limits: a food's groups follow ``gb2762_parent`` where set
+STANDARDS: Final = (GB2763, GB2762)
 
 _NON_CODE = re.compile(r"[^0-9a-z\u00b5\u03bc\u3400-\u9fff]+")
 
@@ -43,12 +46,19 @@ class LimitKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Commodity:
-    """A food or a food group in the taxonomy (one parent; the roots have none)."""
+    """A food or a food group in the taxonomy (one parent; the roots have none).
+
+    ``parent`` places it in the GB 2763 classification (Appendix A). ``gb2762_parent`` is set only
+    where GB 2762 files it under another group (celery: a leafy vegetable in GB 2763, a stem
+    vegetable in GB 2762); contaminant limits are looked up along that chain, everything else
+    along ``parent``.
+    """
 
     code: str
     name_en: str
     name_zh: str
     parent: str | None = None
+    gb2762_parent: str | None = None
     is_group: bool = False
     aliases: tuple[str, ...] = ()
     enzyme_false_positive: bool = False  # known to give enzyme-inhibition false positives
@@ -194,6 +204,7 @@ class Reference:
         "_alias_food",
         "_analytes",
         "_ancestors",
+        "_ancestors_gb2762",
         "_ban_chain",
         "_bans_all_foods",
         "_cutoffs",
@@ -236,7 +247,8 @@ class Reference:
         self.source = source
         self._foods: dict[str, Commodity] = {f.code: f for f in self.foods}
         self._analytes: dict[str, Analyte] = {a.code: a for a in self.analytes}
-        self._ancestors = {f.code: self._walk_up(f.code) for f in self.foods}
+        self._ancestors = {f.code: self._walk_up(f.code, GB2763) for f in self.foods}
+        self._ancestors_gb2762 = {f.code: self._walk_up(f.code, GB2762) for f in self.foods}
         self._alias_food = _alias_map((f.code, f.name_en, f.name_zh, f.aliases) for f in self.foods)
         self._alias_analyte = _alias_map((a.code, a.name_en, a.name_zh, a.aliases) for a in self.analytes)
         self._limit_chain = self._build_limit_chain()
@@ -274,9 +286,15 @@ class Reference:
     def analyte(self, code: str) -> Analyte | None:
         return self._analytes.get(code)
 
-    def ancestors(self, code: str) -> tuple[str, ...]:
-        """The food itself, then its parent, up to the root; ``()`` for a food not in the taxonomy."""
-        return self._ancestors.get(code, ())
+    def ancestors(self, code: str, *, standard: str = GB2763) -> tuple[str, ...]:
+        """The food itself, then its groups up to the root, as ``standard`` groups them
+        (GB 2763: ``parent``; GB 2762: ``gb2762_parent`` where set, else ``parent``);
+        ``()`` for a food not in the taxonomy."""
+        if standard == GB2763:
+            return self._ancestors.get(code, ())
+        if standard == GB2762:
+            return self._ancestors_gb2762.get(code, ())
+        raise ValueError(f"standard must be one of {', '.join(STANDARDS)}, not {standard!r}")
 
     def normalise_commodity(self, name: str) -> str:
         """A code, English or Chinese name, or alias -> the code; anything else -> ``snake(name)``."""
@@ -370,13 +388,13 @@ class Reference:
         )
 
     # --- construction ----------------------------------------------------------------------------
-    def _walk_up(self, code: str) -> tuple[str, ...]:
+    def _walk_up(self, code: str, standard: str) -> tuple[str, ...]:
         out: list[str] = []
         cur: str | None = code
         while cur is not None and cur not in out:
             out.append(cur)
             node = self._foods.get(cur)
-            cur = node.parent if node is not None else None
+            cur = None if node is None else up(node, standard)
         return tuple(out)
 
     def _build_limit_chain(self) -> dict[tuple[str, str], tuple[tuple[Limit, bool], ...]]:
@@ -388,7 +406,9 @@ class Reference:
         chains: dict[tuple[str, str], tuple[tuple[Limit, bool], ...]] = {}
         for analyte in self.analytes:
             species = analyte.speciated_as
-            for food, ancestors in self._ancestors.items():
+            # contaminant limits hang on GB 2762's groups, pesticide MRLs on GB 2763's
+            tree = self._ancestors_gb2762 if analyte.type is AnalyteType.contaminant else self._ancestors
+            for food, ancestors in tree.items():
                 chain: list[tuple[Limit, bool]] = []
                 for level in ancestors:
                     chain.extend((r, False) for r in by_key.get((analyte.code, level), ()))
@@ -419,6 +439,13 @@ class Reference:
 
 
 _NO_ANALYTE: Final = Analyte(code="", type=AnalyteType.pesticide, name_en="", name_zh="")
+
+
+def up(food: Commodity, standard: str) -> str | None:
+    """The group ``standard`` files ``food`` under (GB 2762: ``gb2762_parent`` if set, else ``parent``)."""
+    if standard == GB2762 and food.gb2762_parent is not None:
+        return food.gb2762_parent
+    return food.parent
 
 
 def _alias_map(entries: Iterable[tuple[str, str, str, tuple[str, ...]]]) -> dict[str, str]:

@@ -261,9 +261,15 @@ def test_editions() -> None:
 
 
 def test_taxonomy_examples() -> None:
-    assert REF.ancestors("cowpea") == ("cowpea", "legume_vegetables", "vegetables")
+    assert REF.ancestors("cowpea") == ("cowpea", "edible_podded_legumes", "legume_vegetables", "vegetables")
     assert REF.ancestors("predatory_fish") == ("predatory_fish", "fish", "aquatic_products")
-    assert REF.ancestors("banana") == ("banana", "tropical_fruit", "fruit")
+    assert REF.ancestors("banana") == (
+        "banana",
+        "tropical_large_fruit",
+        "tropical_inedible_peel",
+        "tropical_fruit",
+        "fruit",
+    )
     assert REF.ancestors("offal") == ("offal",)  # not under meat: must not inherit meat's limits
     assert REF.ancestors("no_such_food") == ()
 
@@ -349,7 +355,9 @@ def test_with_cutoff_is_configuration() -> None:
         ("香蕉", "banana"),
         ("大米", "rice"),
         ("Pak Choi", "pak_choi"),
-        ("菜心", "菜心"),
+        ("菜心", "choy_sum"),
+        ("Dragon Pear", "dragon_pear"),  # unknown: the snake-cased name
+        ("龙梨", "龙梨"),
     ],
 )
 def test_normalise_commodity(name: str, code: str) -> None:
@@ -420,17 +428,17 @@ def test_copy_loads(data_copy: Path) -> None:
 
 
 BAD_APPENDS = [
-    ("foods.csv", "cowpea,legume_vegetables,no,Cowpea,豇豆2,,no,", "duplicate food"),
-    ("foods.csv", "okra,no_such_group,no,Okra,秋葵,,no,", "parent 'no_such_group'"),
-    ("foods.csv", "okra,vegetables,maybe,Okra,秋葵,,no,", "is_group must be yes or no"),
-    ("foods.csv", "okra,vegetables,no,Okra,,,no,", "name_zh is empty"),
-    ("foods.csv", "Okra,vegetables,no,Okra,秋葵,,no,", "not a snake_case code"),
-    ("foods.csv", "okra,vegetables,no,Okra,豇豆,,no,", "already names cowpea"),
-    ("foods.csv", "okra,vegetables,no,Okra", "4 cells"),
+    ("foods.csv", "cowpea,legume_vegetables,,no,Cowpea,豇豆2,,no,", "duplicate food"),
+    ("foods.csv", "dragon_pear,no_such_group,,no,Dragon pear,龙梨,,no,", "parent 'no_such_group'"),
+    ("foods.csv", "dragon_pear,fruit,,maybe,Dragon pear,龙梨,,no,", "is_group must be yes or no"),
+    ("foods.csv", "dragon_pear,fruit,,no,Dragon pear,,,no,", "name_zh is empty"),
+    ("foods.csv", "Dragon_pear,fruit,,no,Dragon pear,龙梨,,no,", "not a snake_case code"),
+    ("foods.csv", "dragon_pear,fruit,,no,Dragon pear,豇豆,,no,", "already names cowpea"),
+    ("foods.csv", "dragon_pear,fruit,,no,Dragon pear,龙梨,,no", "8 cells"),
     ("analytes.csv", "lead,contaminant,Lead,铅2,,,", "duplicate analyte"),
     ("analytes.csv", "zinc,metal,Zinc,锌,,,", "type 'metal'"),
-    ("analytes.csv", "zinc,contaminant,Zinc,锌,,nickel,", "speciated_as 'nickel'"),
-    ("pesticide_mrls.csv", "carbofuran,okra,0.02,GB 2763-2026,2026-03-01,,x,checked", "food 'okra'"),
+    ("analytes.csv", "zinc,contaminant,Zinc,锌,,cobalt,", "speciated_as 'cobalt'"),
+    ("pesticide_mrls.csv", "carbofuran,dragon_pear,0.02,GB 2763-2026,2026-03-01,,x,checked", "food 'dragon_pear'"),
     ("pesticide_mrls.csv", "spinosad,cowpea,0.02,GB 2763-2026,2026-03-01,,x,checked", "analyte 'spinosad'"),
     ("pesticide_mrls.csv", "lead,cowpea,0.02,GB 2763-2026,2026-03-01,,x,checked", "holds pesticide limits"),
     ("pesticide_mrls.csv", "carbofuran,leek,0,GB 2763-2026,2026-03-01,,x,checked", "must be > 0"),
@@ -447,7 +455,7 @@ BAD_APPENDS = [
     ("pesticide_mrls.csv", "carbofuran,leek,0.1,GB 2763-2026,2020-03-01,,x,checked", "outside edition"),
     ("pesticide_mrls.csv", "carbofuran,cowpea,0.1,GB 2763-2026,2026-04-01,,x,checked", "duplicate"),
     ("contaminant_limits.csv", "lead,cowpea,0.2,GB 2763-2026,2026-03-01,,x,checked", "not contaminant"),
-    ("bans.csv", "carbofuran,okra,2026-06-01,,x,y,checked", "scope 'okra'"),
+    ("bans.csv", "carbofuran,dragon_pear,2026-06-01,,x,y,checked", "scope 'dragon_pear'"),
     ("bans.csv", "lead,all,2026-06-01,,x,y,checked", "not a pesticide"),
     ("bans.csv", "carbofuran,leek,2026-07-01,,x,y,checked", "already banned"),
     ("quick_cutoffs.csv", "xrf,lead,mg/kg,1,2,KJ,x,checked", "above positive_at"),
@@ -468,7 +476,8 @@ def test_broken_file_names_file_line_reason(data_copy: Path, name: str, line: st
 
 
 def test_parent_cycle_is_reported(data_copy: Path) -> None:
-    line = _replace(data_copy, "foods.csv", "vegetables,,yes,", "vegetables,cowpea,yes,")
+    old, new = "vegetables,,,yes,Vegetables (fresh)", "vegetables,cowpea,,yes,Vegetables (fresh)"
+    line = _replace(data_copy, "foods.csv", old, new)
     with pytest.raises(ReferenceDataError, match="parent cycle") as info:
         load_reference(data_copy)
     assert (info.value.file, info.value.line) == ("foods.csv", line)
@@ -490,7 +499,7 @@ def test_missing_file(data_copy: Path) -> None:
 def test_comments_and_blank_lines_keep_line_numbers(data_copy: Path) -> None:
     _append(data_copy, "bans.csv", "")
     _append(data_copy, "bans.csv", "# a comment, with commas")
-    number = _append(data_copy, "bans.csv", "carbofuran,okra,2026-06-01,,x,y,checked")
+    number = _append(data_copy, "bans.csv", "carbofuran,dragon_pear,2026-06-01,,x,y,checked")
     with pytest.raises(ReferenceDataError) as info:
         load_reference(data_copy)
     assert info.value.line == number

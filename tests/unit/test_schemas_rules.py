@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given, reject, settings
 from hypothesis import strategies as st
 
-from schemas.codes import QUICK_METHODS, Confidence, Method
-from schemas.reference import ALL_FOODS, CHINA_TZ, default_reference
+from schemas.codes import QUICK_METHODS, AnalyteType, Confidence, Method
+from schemas.reference import ALL_FOODS, CHINA_TZ, GB2762, GB2763, default_reference, up
 from schemas.result import MAX_PERCENT, MAX_PLAUSIBLE_MG_KG, Result, parse_result
 from schemas.rules import screen, screen_naive
 from schemas.verdict import SEVERITY, Rule, Verdict, VerdictKind, severity
@@ -136,7 +136,7 @@ CONTAMINANT_CASES = [
     ("lead", "cowpea", 0.2, "legume_vegetables", Confidence.old),
     ("cadmium", "pepper", 0.05, "vegetables", Confidence.checked),
     ("cadmium", "cabbage", 0.05, "vegetables", Confidence.checked),
-    ("cadmium", "celery", 0.2, "leafy_vegetables", Confidence.old),
+    ("cadmium", "celery", 0.2, "celery", Confidence.unverified),  # GB 2762: a stem vegetable, own line
     ("cadmium", "cowpea", 0.1, "legume_vegetables", Confidence.old),
     ("mercury", "spinach", 0.01, "vegetables", Confidence.checked),
     ("mercury", "cabbage", 0.01, "vegetables", Confidence.checked),
@@ -254,8 +254,8 @@ def test_loq_in_micrograms() -> None:
     ],
 )
 def test_ban_applies_from_its_effective_date(when: datetime, verdict: VerdictKind) -> None:
-    # rice lies outside the 2002 scopes (vegetables, fruit, tea, herbal crops): only the 2024 ban reaches it
-    assert both(make("phorate", "rice", value=0.05, when=when)).verdict is verdict
+    # brown rice lies outside the 2002 scopes (vegetables, fruit, tea, herbal crops): only the 2024 ban reaches it
+    assert both(make("phorate", "brown_rice", value=0.05, when=when)).verdict is verdict
 
 
 def test_the_2002_scopes_ban_phorate_on_vegetables_long_before_2024() -> None:
@@ -266,21 +266,21 @@ def test_the_2002_scopes_ban_phorate_on_vegetables_long_before_2024() -> None:
 def test_group_ban_does_not_cover_other_foods_until_all_foods_ban() -> None:
     # carbofuran: vegetables, fruit, tea and herbal crops from 2002 (announcement 199), every food from 2026-06-01
     assert both(make("carbofuran", "banana", value=0.01, day=date(2026, 5, 31))).verdict is V.banned
-    assert both(make("carbofuran", "rice", value=0.01, day=date(2026, 5, 31))).verdict is V.compliant
-    assert both(make("carbofuran", "rice", value=0.01, day=date(2026, 6, 1))).verdict is V.banned
+    assert both(make("carbofuran", "brown_rice", value=0.01, day=date(2026, 5, 31))).verdict is V.compliant
+    assert both(make("carbofuran", "brown_rice", value=0.01, day=date(2026, 6, 1))).verdict is V.banned
     # chlorpyrifos is banned on vegetables only: on banana its MRL applies
     assert both(make("chlorpyrifos", "banana", value=0.01, day=date(2026, 6, 1))).verdict is V.compliant
     assert both(make("chlorpyrifos", "celery", value=0.01, day=date(2016, 12, 31))).verdict is V.banned
 
 
 def test_all_foods_ban_covers_unknown_food() -> None:
-    v = both(make("methamidophos", "okra", value=0.01))
+    v = both(make("methamidophos", "dragon_pear", value=0.01))
     assert v.verdict is V.banned
-    assert both(make("carbofuran", "okra", value=0.01, day=date(2026, 1, 1))).verdict is V.unclassified
-    trace = both(make("methamidophos", "okra", value=0.001, loq=0.002))
+    assert both(make("carbofuran", "dragon_pear", value=0.01, day=date(2026, 1, 1))).verdict is V.unclassified
+    trace = both(make("methamidophos", "dragon_pear", value=0.001, loq=0.002))
     assert (trace.verdict, trace.rule) == (V.watch, Rule.ban_trace)
     # not detected on a food nobody classified: not a finding, so the unknown label shows
-    below_lod = both(make("methamidophos", "okra", value=0.0005, lod=0.001, loq=0.002))
+    below_lod = both(make("methamidophos", "dragon_pear", value=0.0005, lod=0.001, loq=0.002))
     assert (below_lod.verdict, below_lod.rule) == (V.unclassified, Rule.unknown_food)
     not_detected = both(make("methamidophos", "pork", value=0.0005, lod=0.001, loq=0.002))
     assert (not_detected.verdict, not_detected.rule) == (V.compliant, Rule.ban)
@@ -357,7 +357,7 @@ def test_percent_from_a_lab_or_xrf() -> None:
 def test_strip_read_outs_carry_the_limit_for_context() -> None:
     v = both(make("carbofuran", "cowpea", qualitative="positive", method="colloidal_gold"))
     assert (v.verdict, v.limit_mg_kg, v.ratio) == (V.positive, 0.02, None)
-    neg = both(make("spinosad", "okra", qualitative="negative", method="colloidal_gold"))
+    neg = both(make("spinosad", "dragon_pear", qualitative="negative", method="colloidal_gold"))
     assert (neg.verdict, neg.limit_mg_kg, neg.rule) == (V.unclassified, None, Rule.unknown_food)
 
 
@@ -404,7 +404,7 @@ def test_severity_order() -> None:
 
 # --- properties -------------------------------------------------------------------------------------------
 
-FOODS = [f.code for f in REF.foods] + ["okra"]
+FOODS = [f.code for f in REF.foods] + ["dragon_pear"]
 ANALYTES = [a.code for a in REF.analytes] + ["spinosad"]
 _BOUNDARIES = sorted(
     {china(d, 0) for d in [b.effective_from for b in REF.bans] + [lim.effective_from for lim in REF.limits]}
@@ -478,7 +478,7 @@ def test_micrograms_and_milligrams_give_the_same_verdict(
     assert screen(in_ug, REF) == screen(in_mg, REF)
 
 
-_CHILDREN = [f for f in REF.foods if f.parent is not None]
+_CHILDREN = [f for f in REF.foods if f.parent is not None or f.gb2762_parent is not None]
 
 
 @settings(deadline=None, max_examples=300)
@@ -498,8 +498,13 @@ def test_food_without_own_limit_gets_its_groups(
     ]
     assume(not own)
     assume(all(b.scope != food.code for b in REF.bans))
+    # contaminant limits come from the food's GB 2762 group, MRLs from its GB 2763 group (parent)
+    contaminant = REF.analyte(analyte).type is AnalyteType.contaminant  # type: ignore[union-attr]  # exists
+    group = up(food, GB2762 if contaminant else GB2763)
+    if group is None:
+        reject()
     on_food = screen(make(analyte, food.code, value=value, when=when, method=method), REF)
-    on_group = screen(make(analyte, food.parent, value=value, when=when, method=method), REF)
+    on_group = screen(make(analyte, group, value=value, when=when, method=method), REF)
     fields = ("verdict", "limit_mg_kg", "ratio", "rule", "edition", "confidence", "limit_food")
     assert on_food.model_dump(include=set(fields)) == on_group.model_dump(include=set(fields))
 
