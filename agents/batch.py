@@ -71,6 +71,7 @@ def screen_batch(
     out = BatchOutcome()
     layout = result_row_layout(columns)  # None: rows are built in the columns' order already
     ingested_at = naive_utc(now)  # the same for every row of the batch
+    edition = reference.edition  # stored with every verdict (results.reference_edition)
     add_row, add_verdict, add_screened = out.result_rows.append, out.verdicts.append, out.screened.append
     for msg in items:
         received = broker_time(msg.timestamp, now)
@@ -126,7 +127,7 @@ def screen_batch(
                 dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], i)
                 continue
             verdict = screen(result, reference, watch_fraction=watch_fraction)
-            row = result_row(result, verdict, topic, partition, offset, ingested_at)
+            row = result_row(result, verdict, topic, partition, offset, ingested_at, edition)
             add_row(row if layout is None else layout(row))
             add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
             add_screened(screened_record(result, verdict))

@@ -3,13 +3,14 @@ limits (GB 2762), bans and quick-test cut-offs; loaded and validated once at sta
 
     ref = default_reference()               # the packaged CSV files, cached
     ref = load_reference(Path("my/ref"))    # another directory with the same files
+    ref.edition                             # "ref-<12 hex>": the id of the *.csv files read
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from schemas.reference.loader import DATA_DIR, ReferenceDataError, load_reference
+from schemas.reference.loader import DATA_DIR, ReferenceDataError, load_reference, reference_edition
 from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
@@ -22,6 +23,7 @@ from schemas.reference.model import (
     LimitKind,
     QuickCutoff,
     Reference,
+    edition_id,
     snake,
 )
 
@@ -40,7 +42,9 @@ __all__ = [
     "Reference",
     "ReferenceDataError",
     "default_reference",
+    "edition_id",
     "load_reference",
+    "reference_edition",
     "snake",
 ]
 
