@@ -93,6 +93,10 @@ class Metrics(NamedTuple):
     ingest_results: Counter  # foodrisk_ingest_results_total{outcome}
     # -- early warning -------------------------------------------------------------------------
     early_records: Counter  # foodrisk_early_records_total{outcome}
+    # -- reference editions --------------------------------------------------------------------
+    reference_edition_info: Gauge  # foodrisk_reference_edition_info{edition}
+    reference_reloads: Counter  # foodrisk_reference_reloads_total
+    reference_reload_failures: Counter  # foodrisk_reference_reload_failures_total
 
 
 def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
@@ -244,6 +248,22 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
             "Screened records through an early-warning step: fresh, duplicate (seen before), late (sampled "
             "before the de-duplication horizon)",
             ["outcome"],
+            registry=registry,
+        ),
+        reference_edition_info=Gauge(
+            f"{p}_reference_edition_info",
+            "Always 1, for the reference edition this worker screens with (ref-<12 hex> of its CSV files)",
+            ["edition"],
+            registry=registry,
+        ),
+        reference_reloads=Counter(
+            f"{p}_reference_reloads",
+            "New reference editions loaded by a running worker (FOODRISK_REFERENCE_DIR)",
+            registry=registry,
+        ),
+        reference_reload_failures=Counter(
+            f"{p}_reference_reload_failures",
+            "New reference editions refused (unreadable or invalid): the edition in force stays",
             registry=registry,
         ),
     )

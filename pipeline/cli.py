@@ -223,14 +223,13 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.refdata import configured_reference
+    from pipeline.refdata import load_configured_reference
     from pipeline.screen_cmd import run_screen
-    from schemas.reference import default_reference
 
     now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     if now.tzinfo is None:
         raise SettingsError("--now needs a time zone, e.g. 2026-11-28T08:00:00+08:00")
-    reference = configured_reference(settings, default_reference())
+    reference = load_configured_reference(settings)
     run_screen(sys.stdin, sys.stdout, reference=reference, now=now, watch_fraction=settings.watch_fraction)
     return 0
 
