@@ -49,10 +49,9 @@ def build_runtime(
     of FOODRISK_REFERENCE_DIR, else the packaged data. A new edition written there later is put in
     force by a timer (pipeline/refdata.py) for the screening agent.
     """
-    if reference is None:
-        reference = load_configured_reference(settings)
-    else:
-        reference = configured_reference(settings, reference)
+    reference = (
+        load_configured_reference(settings) if reference is None else configured_reference(settings, reference)
+    )
     current_reference = CurrentReference(reference)
     options = faust_options(settings, bootstrap)
     options["web_application_options"] = {"middlewares": [only_our_paths()]}  # the device port serves ours only

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from sinks.clickhouse import ClickHouse, Features
-from sinks.ddl import MIGRATIONS, RESULT_KEY_SQL, RESULTS_COLUMNS, SCHEMA_MIGRATIONS_COLUMNS, migrate, render_all
 from sinks.clickhouse.migrations import EDITION_COLUMN, table_columns
+from sinks.ddl import MIGRATIONS, RESULT_KEY_SQL, RESULTS_COLUMNS, SCHEMA_MIGRATIONS_COLUMNS, migrate, render_all
 from tests.integration.test_clickhouse import result_row
 
 pytestmark = pytest.mark.integration

@@ -70,17 +70,17 @@ def test_rescreen_counts_what_a_lowered_limit_changes(stored: Any, tmp_path: Pat
     ref = default_reference()
     analyte, food, limit = pick_limit(ref)
     n_low, n_mid, n_other = 300, 200, 100
-    messages = []
-    for i in range(n_low):  # 0.05 x the limit: compliant before and after it is lowered to 0.2 x
-        messages.append(result(f"low-{i:04d}", analyte=analyte, commodity=food, method="lc_msms",
-                               value=0.05 * limit.limit_mg_kg, unit="mg/kg", loq=0.01 * limit.limit_mg_kg,
-                               sampled_at=SAMPLED + timedelta(minutes=i)))
-    for i in range(n_mid):  # 0.4 x: compliant before, exceeds after
-        messages.append(result(f"mid-{i:04d}", analyte=analyte, commodity=food, method="lc_msms",
-                               value=0.4 * limit.limit_mg_kg, unit="mg/kg", loq=0.01 * limit.limit_mg_kg,
-                               sampled_at=SAMPLED + timedelta(minutes=i, seconds=30)))
-    for i in range(n_other):  # enzyme screens: untouched by the limit
-        messages.append(result(f"enz-{i:04d}", value=10.0, sampled_at=SAMPLED + timedelta(hours=1, minutes=i)))
+    def lab(prefix: str, i: int, share: float, offset: timedelta) -> dict[str, Any]:
+        return result(f"{prefix}-{i:04d}", analyte=analyte, commodity=food, method="lc_msms",
+                      value=share * limit.limit_mg_kg, unit="mg/kg", loq=0.01 * limit.limit_mg_kg,
+                      sampled_at=SAMPLED + offset)
+
+    # 0.05 x the limit: compliant before and after it is lowered to 0.2 x; 0.4 x: compliant, then exceeds
+    messages = [lab("low", i, 0.05, timedelta(minutes=i)) for i in range(n_low)]
+    messages += [lab("mid", i, 0.4, timedelta(minutes=i, seconds=30)) for i in range(n_mid)]
+    # enzyme screens: untouched by the limit
+    messages += [result(f"enz-{i:04d}", value=10.0, sampled_at=SAMPLED + timedelta(hours=1, minutes=i))
+                 for i in range(n_other)]
     messages.append(result("before", value=80.0, sampled_at=SAMPLED - timedelta(days=3)))  # before --since
     _store(ch, messages)
     before = ch.query("SELECT count(), sum(cityHash64(verdict, reference_edition)) FROM results FINAL").rows

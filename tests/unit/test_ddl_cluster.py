@@ -126,7 +126,10 @@ def test_views_read_the_right_layer() -> None:
 def test_migration_8_adds_the_edition_column_to_both_layers() -> None:
     alters = [s for s in render_all("foodrisk", MODERN, cluster=CLUSTER) if s.startswith("ALTER TABLE ")]
     column = "ADD COLUMN IF NOT EXISTS `reference_edition` LowCardinality(String)"
-    assert alters == [f"ALTER TABLE `foodrisk`.`results_local`{ON} {column}", f"ALTER TABLE `foodrisk`.`results`{ON} {column}"]
+    assert alters == [
+        f"ALTER TABLE `foodrisk`.`results_local`{ON} {column}",
+        f"ALTER TABLE `foodrisk`.`results`{ON} {column}",
+    ]
     # 18.16 has no IF NOT EXISTS there: nothing to print, the step adds it after looking
     assert not [s for s in render_all("foodrisk", OLD, cluster=CLUSTER) if s.startswith("ALTER TABLE ")]
 

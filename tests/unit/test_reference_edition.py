@@ -151,5 +151,5 @@ def test_a_missing_file_is_refused_with_its_name(tmp_path: Path, caplog: pytest.
         assert not asyncio.run(watcher.poll())
     assert current.reference is first and _failures(registry) == 1
     assert "bans.csv:0: file not found" in caplog.text
-    with pytest.raises(ReferenceDataError, match="bans.csv"):
+    with pytest.raises(ReferenceDataError, match=r"bans\.csv"):
         load_reference(directory)
