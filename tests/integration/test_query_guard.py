@@ -69,7 +69,7 @@ def readme_and_caller_queries(db: str) -> list[tuple[str, dict[str, Any] | None]
         ),
         ("SELECT verdict, count() FROM results FINAL GROUP BY verdict", None),
         ("SELECT reference_edition, verdict, count() FROM results FINAL GROUP BY reference_edition, verdict", None),
-        (page_sql("foodrisk", 100), {"since": "2024-05-01 00:00:00", "until": "2024-05-02 00:00:00",
+        (page_sql(db, 100), {"since": "2024-05-01 00:00:00", "until": "2024-05-02 00:00:00",
                                      "t": "2024-05-01 08:00:00", "d": "dev-1", "r": "r-000001"}),
         *((sql, None) for _, sql in SUMMARY_QUERIES),
         (
