@@ -4,11 +4,15 @@ rewritten while it runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pipeline.localstack.kafka import KafkaBroker
@@ -81,7 +85,8 @@ def _edition_info(w: WorkerProcess, edition: str) -> float:
 
 
 def test_a_new_edition_is_screened_and_stored_without_a_restart(
-    broker: KafkaBroker, worker: WorkerProcess, reference_dir: Path, topics: dict[str, str], unique: str
+    broker: KafkaBroker, worker: WorkerProcess, reference_dir: Path, topics: dict[str, str], unique: str,
+    tmp_path: Path,
 ) -> None:
     db, topic = f"ed_{unique}", topics["results"]
     first = load_reference(reference_dir)
@@ -139,3 +144,23 @@ def test_a_new_edition_is_screened_and_stored_without_a_restart(
     assert worker.query(f"SELECT DISTINCT verdict, reference_edition FROM {db}.results FINAL "
                         f"WHERE startsWith(result_id, 'c')") == [["exceeds", second]]
     assert _edition_info(worker, second) == 1
+
+    # (4) `foodrisk rescreen` through this worker's query port: under the first edition again, the
+    # results stored as exceeding (second edition) would be newly compliant; nothing is written
+    back = copy_reference(tmp_path / "first")
+    assert reference_edition(back) == first.edition
+    env = {**os.environ, "FOODRISK_CLICKHOUSE_URL": f"chdb://{tmp_path / 'chdb'}",
+           "FOODRISK_CLICKHOUSE_DATABASE": db, "FOODRISK_QUERY_PORT": str(worker.query_port),
+           "FOODRISK_DATA_DIR": str(worker.workdir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "rescreen", "--edition", str(back), "--since", "2026-11-01",
+         "--format", "json"], env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    total = orjson.loads(done.stdout.splitlines()[-1])
+    assert total == {"commodity": "TOTAL", "analyte": "", "results": 45, "newly_exceeding": 0,
+                     "newly_compliant": 25, "other_change": 0, "limit_changed": 0, "unchanged": 20}
+    assert f"{first.edition}: 20" in done.stderr and f"{second}: 25" in done.stderr
+    assert worker.scalar(f"SELECT count() FROM {db}.results") >= 45  # still the worker's rows, as stored
+    assert worker.query(f"SELECT DISTINCT reference_edition FROM {db}.results FINAL "
+                        f"WHERE startsWith(result_id, 'b')") == [[second]]
