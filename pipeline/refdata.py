@@ -53,13 +53,23 @@ def reference_directory(settings: Settings) -> Path:
     return settings.reference_dir if settings.reference_dir is not None else DATA_DIR
 
 
+def _load(settings: Settings, directory: Path) -> Reference:
+    """The reference of ``directory`` with the configured cut-offs. Raises :class:`ReferenceDataError`
+    (``file:line: reason``) or :class:`SettingsError` (the cut-offs do not fit the data)."""
+    return configured_reference(settings, load_reference(directory))
+
+
 def load_configured_reference(settings: Settings, directory: Path | None = None) -> Reference:
     """The reference of ``directory`` (default: :func:`reference_directory`), loaded and checked, with
-    the configured cut-offs. Raises :class:`ReferenceDataError` (``file:line: reason``) or
-    :class:`SettingsError` (the cut-offs do not fit the data)."""
+    the configured cut-offs; a directory that does not load is a :class:`SettingsError` naming it and
+    the file, line and reason (one line, as every setting error)."""
     if directory is None and settings.reference_dir is None:
         return configured_reference(settings, default_reference())
-    return configured_reference(settings, load_reference(directory or reference_directory(settings)))
+    where = directory or reference_directory(settings)
+    try:
+        return _load(settings, where)
+    except ReferenceDataError as exc:
+        raise SettingsError(f"reference data in {where}: {exc}") from None
 
 
 class ReferenceWatcher:
@@ -93,7 +103,7 @@ class ReferenceWatcher:
         if edition in (old.edition, self._refused):
             return False
         try:
-            new = await loop.run_in_executor(None, load_configured_reference, self._settings, self._directory)
+            new = await loop.run_in_executor(None, _load, self._settings, self._directory)
         except (ReferenceDataError, SettingsError) as exc:
             self._refused = edition
             return self._refuse(edition, exc)

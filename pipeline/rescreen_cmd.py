@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 from pipeline.query.render import render
 from pipeline.refdata import load_configured_reference
 from pipeline.settings import Settings, SettingsError
-from schemas.reference import CHINA_TZ, ReferenceDataError
+from schemas.reference import CHINA_TZ
 from schemas.rescreen import STORED_COLUMNS, Change, Tally, rescreen
 from sinks.clickhouse import quote_identifier
 
@@ -123,10 +123,7 @@ def run_rescreen(
     """Read, screen again, and print the tally; returns it."""
     if until <= since:
         raise SettingsError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
-    try:
-        reference = load_configured_reference(settings, directory)
-    except ReferenceDataError as exc:
-        raise SettingsError(f"--edition {directory}: {exc}") from None
+    reference = load_configured_reference(settings, directory)  # SettingsError: file, line and reason
     started = time.monotonic()
     tally = Tally()
     for page in pages(reader, settings.database, since, until, page_rows):

@@ -4,6 +4,7 @@ edition in force in a running worker (pipeline/refdata.py), on real directories.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from datetime import UTC, datetime
@@ -153,3 +154,20 @@ def test_a_missing_file_is_refused_with_its_name(tmp_path: Path, caplog: pytest.
     assert "bans.csv:0: file not found" in caplog.text
     with pytest.raises(ReferenceDataError, match=r"bans\.csv"):
         load_reference(directory)
+
+
+def test_a_broken_directory_at_start_is_one_line_naming_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    directory = copy_reference(tmp_path / "ref")
+    lim = default_reference().limits[0]
+    good = (directory / lim.file).read_text(encoding="utf-8").splitlines()[lim.line - 1]
+    break_line(directory, lim.file, lim.line, good.replace(",", ",,", 1))  # one cell too many
+    monkeypatch.setenv("FOODRISK_REFERENCE_DIR", str(directory))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["screen"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith("foodrisk screen: error: reference data in ") and f"{lim.file}:{lim.line}: " in err
