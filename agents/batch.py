@@ -10,12 +10,13 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from agents.records import broker_time, deadletter_envelope, naive_utc, result_row, result_row_layout
-from agents.screened import Screened, screened_record
+from agents.screened import Screened, gap_field, screened_record
 from schemas.alert import Alert, alert_for_verdict
 from schemas.codes import Method
 from schemas.reference import Reference
-from schemas.result import InvalidResult, parse_result
-from schemas.rules import screen
+from schemas.result import InvalidResult, Result, parse_result
+from schemas.rules import screen, screen_sum
+from schemas.sums import SumBook
 from schemas.verdict import VerdictKind
 
 DEFAULT_MAX_BATCH_ITEMS = 1000
@@ -25,6 +26,9 @@ DEFAULT_MAX_BATCH_ITEMS = 1000
 _VERDICT_METHOD: Final[Mapping[VerdictKind, Mapping[Method, tuple[str, str]]]] = {
     kind: {method: (str(kind), str(method)) for method in Method} for kind in VerdictKind
 }
+
+
+_UNCLASSIFIED: Final = VerdictKind.unclassified
 
 
 class Incoming(NamedTuple):
@@ -52,6 +56,7 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (verdict, method) per accepted result
     screened: list[Screened] = field(default_factory=list)  # compact records for the early-warning agent
+    unclassified: dict[str, int] = field(default_factory=dict)  # field (commodity, analyte) -> unclassified results
 
 
 def screen_batch(
@@ -62,11 +67,14 @@ def screen_batch(
     watch_fraction: float,
     now: datetime,
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+    sums: SumBook | None = None,
 ) -> BatchOutcome:
     """Validate and screen every message; each result ends as a result row or a dead letter.
 
     A message is one result (a JSON object) or, in the batch form, a JSON array of results: every
     item of a batch is validated, stored or dead-lettered on its own (``src_item`` says which).
+    With ``sums``, the components of a residue sum are judged on the sum of their sample's parts
+    (schemas/sums.py says how far apart they may arrive).
     """
     out = BatchOutcome()
     layout = result_row_layout(columns)  # None: rows are built in the columns' order already
@@ -109,28 +117,39 @@ def screen_batch(
                 continue
             first = 0
         topic, partition, offset = msg.topic, msg.partition, msg.offset
+        parsed: list[Result] = []
         for i, raw in enumerate(entries, first):
             if first == 0 and not isinstance(raw, dict):
                 why = f"a batch item must be a JSON object, not {type(raw).__name__}"
                 dead(item_bytes(raw), [(f"[{i}]", why)], i)
                 continue
             try:
-                result = parse_result(raw, reference=reference, now=now)
+                parsed.append(parse_result(raw, reference=reference, now=now))
             except InvalidResult as exc:
                 payload = raw if isinstance(raw, bytes) else item_bytes(raw)
                 dead(payload, [(e.field, e.reason) for e in exc.errors], i)
-                continue
             except (RecursionError, TypeError, ValueError, OverflowError) as exc:
                 # Input so odd that decoding itself failed (e.g. nesting past every parser's limit):
                 # a poison message must end as a dead letter, never crash-loop the worker.
                 payload = raw if isinstance(raw, bytes) else item_bytes(raw)
                 dead(payload, [("$", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}")], i)
-                continue
-            verdict = screen(result, reference, watch_fraction=watch_fraction)
+        # the components of a residue sum in this message are all judged on the sum they make
+        in_sum = [r for r in parsed if sums.add(r, reference)] if sums is not None and parsed else ()
+        for result in parsed:
+            so_far = sums.so_far(result, reference) if in_sum and sums is not None else None
+            if so_far is None:
+                verdict = screen(result, reference, watch_fraction=watch_fraction)
+            else:
+                verdict = screen_sum(
+                    result, reference, so_far.total_mg_kg, so_far.parts, watch_fraction=watch_fraction
+                )
             row = result_row(result, verdict, topic, partition, offset, ingested_at, edition)
             add_row(row if layout is None else layout(row))
             add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
             add_screened(screened_record(result, verdict))
+            if verdict.verdict is _UNCLASSIFIED:
+                f = gap_field(verdict.rule)
+                out.unclassified[f] = out.unclassified.get(f, 0) + 1
             alert = alert_for_verdict(result, verdict)
             if alert is not None:
                 out.alerts.append(alert)

@@ -17,7 +17,7 @@ and deploy/grafana/ the Pipeline board.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Final, NamedTuple
 
@@ -41,6 +41,8 @@ BATCH_ROWS_BUCKETS: Final = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 OTHER: Final = "other"
 # Dead-letter reasons (agents/batch.py `_reason_code`): a top-level wire-format field, or one of these.
 DEADLETTER_REASONS: Final = frozenset(Result.model_fields) | {"malformed", "empty", "unknown"}
+# The ``field`` of foodrisk_unclassified_results_total (agents/screened.py GAP_FIELDS).
+UNCLASSIFIED_FIELDS: Final = ("commodity", "analyte")
 
 
 def bounded(value: str, allowed: Iterable[str]) -> str:
@@ -93,6 +95,8 @@ class Metrics(NamedTuple):
     ingest_results: Counter  # foodrisk_ingest_results_total{outcome}
     # -- early warning -------------------------------------------------------------------------
     early_records: Counter  # foodrisk_early_records_total{outcome}
+    # -- reference gaps (issue 19) ---------------------------------------------------------------
+    unclassified_results: Counter  # foodrisk_unclassified_results_total{field}
     # -- reference editions --------------------------------------------------------------------
     reference_edition_info: Gauge  # foodrisk_reference_edition_info{edition}
     reference_reloads: Counter  # foodrisk_reference_reloads_total
@@ -250,6 +254,13 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
             ["outcome"],
             registry=registry,
         ),
+        unclassified_results=Counter(
+            f"{p}_unclassified_results",
+            "Results screened unclassified: a label the reference data does not know, by field (commodity, "
+            "analyte)",
+            ["field"],
+            registry=registry,
+        ),
         reference_edition_info=Gauge(
             f"{p}_reference_edition_info",
             "Always 1, for the reference edition this worker screens with (ref-<12 hex> of its CSV files)",
@@ -267,6 +278,8 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
             registry=registry,
         ),
     )
+    for field in UNCLASSIFIED_FIELDS:  # both series from the start: a rate() over a new series misses its first count
+        m.unclassified_results.labels(field)
     m.build_info.labels(_version()).set(1)
     m.clickhouse_ready.set(1)
     ProcessCollector(namespace=p, registry=registry)
@@ -280,6 +293,13 @@ def count_alert(metrics: Metrics, alert: Alert) -> None:
         metrics.alerts_resolved.labels(alert.kind).inc()
     else:
         metrics.alerts_raised.labels(alert.kind).inc()
+
+
+def count_unclassified(metrics: Metrics, counts: Mapping[str, int]) -> None:
+    """Count a batch's unclassified results by the field whose label was unknown (``commodity``,
+    ``analyte``; anything else is ``other``)."""
+    for field, n in counts.items():
+        metrics.unclassified_results.labels(bounded(field, UNCLASSIFIED_FIELDS)).inc(n)
 
 
 def observe_alert_latency(metrics: Metrics, alert: Alert, *, source_timestamp: float | None, now: float) -> None:

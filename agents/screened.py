@@ -3,7 +3,8 @@
 One message per screened batch goes to the internal topic ``screened_topic`` (one partition); its
 value is a JSON array of records (``encode_batch``), one per accepted result. A record is written
 as a JSON array of its fields in ``Screened._fields`` order; ``decode_batch`` also reads the older
-form, a JSON object per record keyed by field name, so messages already in the topic still decode.
+form, a JSON object per record keyed by field name, and records without the last field (``rule``,
+added for the data-steward alert), so messages already in the topic still decode.
 Pure: no faust, no I/O. Times are whole epoch seconds (UTC), which is all the detectors need and
 keeps the message small.
 """
@@ -22,8 +23,20 @@ from schemas.result import Result
 from schemas.verdict import Verdict
 
 NON_COMPLIANT = frozenset({"positive", "exceeds", "banned"})
-NOT_JUDGED = frozenset({"no_limit", "unclassified", "inconclusive"})  # verdicts of severity -1
 """Verdicts that count as a finding against the food (docs/domain.md §3)."""
+NOT_JUDGED = frozenset({"no_limit", "unclassified", "inconclusive"})  # verdicts of severity -1
+
+UNCLASSIFIED: Final = "unclassified"
+# Which label of a result the reference data did not know, by the rule of its ``unclassified``
+# verdict (schemas.verdict.Rule): the ``field`` of foodrisk_unclassified_results_total, of
+# `foodrisk reference gaps` and of the data-steward alert.
+GAP_FIELDS: Final[dict[str, str]] = {"unknown_food": "commodity", "unknown_analyte": "analyte"}
+
+
+def gap_field(rule: str | None) -> str:
+    """The field (``commodity`` or ``analyte``) an ``unclassified`` verdict's rule names; a rule this
+    code does not know counts as the commodity (the food is looked up first)."""
+    return GAP_FIELDS.get(rule or "", "commodity")
 
 
 class Screened(NamedTuple):
@@ -47,6 +60,7 @@ class Screened(NamedTuple):
     percent: float | None
     ratio: float | None
     confirms: str | None
+    rule: str | None = None  # the verdict's rule (schemas.verdict.Rule); None in records written before it
 
     @property
     def non_compliant(self) -> bool:
@@ -59,10 +73,11 @@ class Screened(NamedTuple):
 
 
 _FIELD_COUNT: Final = len(Screened._fields)
+_OLD_FIELD_COUNT: Final = _FIELD_COUNT - 1  # records written before ``rule``: every field but the last
 # ``_new_tuple(Screened, fields)`` is a record straight from a sequence of its fields, in order: what
 # ``Screened._make`` does, without its Python frame; callers check the length themselves.
 _new_tuple: Final = tuple.__new__
-_from_object: Final = itemgetter(*Screened._fields)  # the old wire form: a JSON object per record
+_from_object: Final = itemgetter(*Screened._fields[:-1])  # the old wire form: a JSON object per record
 
 
 def screened_record(result: Result, verdict: Verdict) -> Screened:
@@ -90,6 +105,7 @@ def screened_record(result: Result, verdict: Verdict) -> Screened:
         r["percent"],
         verdict.ratio,
         r["confirms"],
+        verdict.rule,
     ))
 
 
@@ -109,6 +125,8 @@ def decode_batch(data: bytes) -> list[Screened]:
     # The current form, checked for the whole message at once: every record an array of every field.
     if set(map(type, items)) <= {list} and set(map(len, items)) <= {_FIELD_COUNT}:
         return list(map(_new_tuple, repeat(Screened, len(items)), items))
+    if set(map(type, items)) <= {list} and set(map(len, items)) <= {_OLD_FIELD_COUNT}:
+        return [_new_tuple(Screened, (*item, None)) for item in items]
     try:
         return [_decode_record(item) for item in items]
     except (KeyError, TypeError) as exc:
@@ -117,7 +135,10 @@ def decode_batch(data: bytes) -> list[Screened]:
 
 def _decode_record(item: Any) -> Screened:
     if type(item) is list:
+        if len(item) == _OLD_FIELD_COUNT:
+            return _new_tuple(Screened, (*item, None))
         if len(item) != _FIELD_COUNT:
             raise TypeError(f"a record has {_FIELD_COUNT} fields, not {len(item)}")
         return _new_tuple(Screened, item)
-    return _new_tuple(Screened, _from_object(item))  # an object per record (older writers); KeyError if one is missing
+    # an object per record (older writers); KeyError if one is missing
+    return _new_tuple(Screened, (*_from_object(item), item.get("rule")))

@@ -23,10 +23,11 @@ from faust.types import AgentT, AppT, EventT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.batch import BatchOutcome, Incoming, screen_batch
-from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, observe_alert_latency
+from agents.metrics import DEADLETTER_REASONS, Metrics, bounded, count_unclassified, observe_alert_latency
 from agents.screened import encode_batch
 from agents.streams import event_batches, manual_ack
 from schemas.reference import Reference
+from schemas.sums import SumBook
 from sinks.ddl import RESULTS_COLUMNS
 from sinks.writer import ClickHouseWriter
 
@@ -104,6 +105,7 @@ def register_screening(
     async def screen_results(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
         in_flight: deque[asyncio.Task[None]] = deque()
+        sums = SumBook()  # parts of residue sums of this worker's partitions (schemas/sums.py)
         try:
             async for events in event_batches(s, config.max_rows, config.max_age_s):
                 items = [incoming(e) for e in events]
@@ -116,6 +118,7 @@ def register_screening(
                     watch_fraction=config.watch_fraction,
                     max_batch_items=config.max_batch_items,
                     now=screened_at,
+                    sums=sums,
                 )
                 # The batch's messages go to the producer now, in batch order (alerts first: they are
                 # what someone waits for); waiting for the broker and ClickHouse, and the acks, run in
@@ -151,6 +154,7 @@ def register_screening(
             metrics.deadlettered.labels(bounded(d.reason, DEADLETTER_REASONS)).inc()
         for verdict, method in outcome.verdicts:
             metrics.verdicts.labels(verdict, method).inc()
+        count_unclassified(metrics, outcome.unclassified)
         for a, source_ts in zip(outcome.alerts, outcome.alert_sources, strict=True):  # counted when archived
             observe_alert_latency(metrics, a, source_timestamp=source_ts, now=alerts_published_at)
         now = time.time()

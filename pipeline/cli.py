@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
+    _reference_parser(sub)
+
     sub.add_parser(
         "check",
         help="check the settings and that the broker and ClickHouse answer",
@@ -192,6 +194,36 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     return p
+
+
+def _reference_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``foodrisk reference ACTION``: the reference data's commands (each action's arguments in its own
+    function below)."""
+    ref = sub.add_parser(
+        "reference",
+        help="the reference data (foods, analytes, limits, bans): what it is missing",
+        description="Commands about the reference data the screening judges against.",
+        epilog=EPILOG,
+    )
+    ref_sub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    _reference_gaps_parser(ref_sub)
+
+
+def _reference_gaps_parser(ref_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pipeline.gaps import parse_since
+
+    gaps = ref_sub.add_parser(
+        "gaps",
+        help="the commodity and analyte labels results carried that the reference data does not know",
+        description="List from ClickHouse the labels seen in unclassified results (a commodity or analyte the "
+        "reference data does not know): field, label, results, first and last sampled_at (UTC), sites and "
+        "devices, most frequent first. Reads like `foodrisk query` (through the running worker with chdb, "
+        "else directly). Each is a job for the data steward: add it as an alias, or add the food or analyte.",
+        epilog=EPILOG,
+    )
+    gaps.add_argument("--since", type=parse_since, default=None, metavar="DATE",
+                      help="only results sampled from then on: YYYY-MM-DD (00:00 UTC) or an ISO time with a zone")
+    gaps.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
 
 def _fleet_args(p: argparse.ArgumentParser, *, speed: float, rate: float | None) -> None:
@@ -250,7 +282,6 @@ def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.query.client import SelectReader
     from pipeline.query.guard import QueryRejected
     from pipeline.query.render import render
 
@@ -260,18 +291,30 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
         if not sep:
             raise SettingsError(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
-    reader = SelectReader(settings)
     try:
-        cols, rows, truncated = reader.select(args.sql, params, max_rows=args.max_rows)
+        cols, rows, truncated = _select(settings, args.sql, params, args.max_rows)
     except QueryRejected as exc:
         print(f"foodrisk query: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    finally:
-        reader.close()
     print(render(cols, rows, args.format))  # noqa: T201
     if truncated:
         print(f"(first {args.max_rows} rows shown; raise --max-rows for more)", file=sys.stderr)  # noqa: T201
     return 0
+
+
+def _select(
+    settings: Settings, sql: str, params: dict[str, str], max_rows: int
+) -> tuple[list[str], list[list[object]], bool]:
+    """One guarded SELECT, as `foodrisk query` runs it: with chdb through the running worker's query
+    port (else the database opened here), with clickhouse:// directly. Raises QueryRejected.
+    (``pipeline.query.client.SelectReader``, for one query.)"""
+    from pipeline.query.client import SelectReader
+
+    reader = SelectReader(settings)
+    try:
+        return reader.select(sql, dict(params), max_rows=max_rows)
+    finally:
+        reader.close()
 
 
 def _cmd_rescreen(args: argparse.Namespace, settings: Settings) -> int:
@@ -310,6 +353,26 @@ def _cmd_redlist(args: argparse.Namespace, settings: Settings) -> int:
         sql += f" WHERE {' AND '.join(where)}"
     sql += " ORDER BY listed DESC, listed_at DESC, vendor_id"
     return _cmd_query(argparse.Namespace(sql=sql, format=args.format, param=params, max_rows=10_000), settings)
+
+
+def _cmd_reference(args: argparse.Namespace, settings: Settings) -> int:
+    return REFERENCE_COMMANDS[args.reference_command](args, settings)
+
+
+def _cmd_reference_gaps(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.gaps import run_gaps
+    from pipeline.query.guard import QueryRejected
+
+    try:
+        return run_gaps(args, settings, _select)
+    except QueryRejected as exc:
+        print(f"foodrisk reference gaps: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+REFERENCE_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "gaps": _cmd_reference_gaps,
+}
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -374,6 +437,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "devices": _cmd_devices,
     "analysts": _cmd_analysts,
     "import": _cmd_import,
+    "reference": _cmd_reference,
 }
 
 

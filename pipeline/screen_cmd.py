@@ -1,7 +1,8 @@
 """`foodrisk screen`: JSON-lines results on stdin -> one JSON-line verdict per line on stdout.
 
 Streams line by line in constant memory (a line is read with a length bound, so even an endless
-line cannot grow it). Blank lines are skipped. An invalid line gives
+line cannot grow it). Blank lines are skipped. The components of a residue sum (schemas/sums.py) are judged on the sum
+of their sample's parts in the lines read so far. An invalid line gives
 ``{"line": N, "verdict": "invalid", "errors": [{"field": ..., "reason": ...}]}`` and processing goes on.
 """
 
@@ -15,7 +16,8 @@ import orjson
 
 from schemas.reference import Reference
 from schemas.result import MAX_MESSAGE_BYTES, InvalidResult, Result, parse_result
-from schemas.rules import screen
+from schemas.rules import screen, screen_sum
+from schemas.sums import SumBook
 from schemas.verdict import Verdict
 
 MAX_LINE_CHARS: Final = MAX_MESSAGE_BYTES
@@ -94,6 +96,7 @@ def run_screen(
 ) -> int:
     """Screen every line of ``stdin``; returns the number of invalid lines (0 when all were valid)."""
     invalid = 0
+    sums = SumBook()
     write = stdout.write
     dumps = orjson.dumps
     for number, text in enumerate(_lines(stdin), start=1):
@@ -109,7 +112,14 @@ def run_screen(
                 invalid += 1
                 out = invalid_line(number, [(e.field, e.reason) for e in exc.errors])
             else:
-                out = verdict_line(number, result, screen(result, reference, watch_fraction=watch_fraction))
+                so_far = sums.so_far(result, reference) if sums.add(result, reference) else None
+                if so_far is None:
+                    verdict = screen(result, reference, watch_fraction=watch_fraction)
+                else:  # a component of a residue sum: judged on its sample's parts in the lines so far
+                    verdict = screen_sum(
+                        result, reference, so_far.total_mg_kg, so_far.parts, watch_fraction=watch_fraction
+                    )
+                out = verdict_line(number, result, verdict)
         write(dumps(out).decode())
         write("\n")
     stdout.flush()

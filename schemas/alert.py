@@ -13,6 +13,11 @@ Single-result alerts (``alert_for_verdict``):
 | positive (or banned/exceeds from a quick test) | quick | quick_test_positive | follow_up | undecided |
 | anything else | | no alert | | |
 
+A finding judged against a limit whose ``confidence`` is ``unverified`` (nobody checked it against the
+standard's text) or ``old`` (from an earlier edition) says so at the end of both summaries
+(:data:`CONFIDENCE_NOTE`), and the delivered alert carries the label ``limit_confidence``
+(sinks/presentation.py); ``details.confidence`` keeps the value for the alerts table.
+
 Risk for an exceedance: twice the limit or more is ``serious``. A limit carries a safety margin,
 so a small excess is a violation whose risk is not yet established (``potentially_serious``);
 two-fold is where enforcement notices start treating it as serious. Quick tests are never legal
@@ -34,7 +39,9 @@ from schemas.verdict import Rule, Verdict, VerdictKind
 
 __all__ = [
     "ALERT_SCHEMA_VERSION",
+    "CONFIDENCE_NOTE",
     "KIND_BANNED",
+    "KIND_BANNED_TRACE",
     "KIND_CONTAMINANT",
     "KIND_MRL",
     "KIND_QUICK_POSITIVE",
@@ -54,8 +61,9 @@ KIND_BANNED: Final = "banned_pesticide"
 KIND_MRL: Final = "mrl_exceedance"
 KIND_CONTAMINANT: Final = "contaminant_exceedance"
 KIND_QUICK_POSITIVE: Final = "quick_test_positive"
+KIND_BANNED_TRACE: Final = "banned_trace"  # a banned substance detected below the LOQ: follow up
 # The kinds one screened result raises on its own (the early-warning agent adds pattern kinds).
-SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE)
+SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE, KIND_BANNED_TRACE)
 
 _ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:foodrisk:alert")
 
@@ -145,7 +153,21 @@ def _reading(result: Result) -> tuple[str, str]:
     return f"read {qualitative}", f"判读{zh}"
 
 
+CONFIDENCE_NOTE: Final[dict[str, tuple[str, str]]] = {
+    "unverified": (
+        "Limit unverified: it was not checked against the standard's text; confirm the limit before acting.",
+        "限量未经核实：未对照标准原文核对，处置前请先确认限量。",
+    ),
+    "old": (
+        "Limit from an older edition: confirm it is still in force before acting.",
+        "限量出自旧版标准：处置前请确认其仍然有效。",
+    ),
+}
+"""The sentence (en, zh) a single-result alert ends with when its limit's confidence is not ``checked``."""
+
+
 _ALERTING: Final = frozenset({VerdictKind.positive, VerdictKind.exceeds, VerdictKind.banned})
+_BAN_TRACE: Final = Rule.ban_trace.value
 """The verdicts that raise an alert on their own (the module table); any other raises none."""
 
 
@@ -155,11 +177,13 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
     ``reference`` supplies the English and Chinese names (default: the packaged data).
     """
     kind_of = verdict.verdict
-    if kind_of not in _ALERTING:
+    if kind_of not in _ALERTING and verdict.rule != _BAN_TRACE:
         return None  # most results: nothing to look up or write
     ref = reference if reference is not None else default_reference()
     quick = result.method in QUICK_METHODS
-    if quick:
+    if verdict.rule == _BAN_TRACE:
+        kind, classification, risk = KIND_BANNED_TRACE, Classification.follow_up, Risk.undecided
+    elif quick:
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
     elif kind_of is VerdictKind.banned:
         kind, classification, risk = KIND_BANNED, Classification.alert, Risk.serious
@@ -193,6 +217,16 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
             f"{where_en}. Basis: {verdict.edition}."
         )
         zh = f"{food_zh}检出禁用农药{an_zh}：{read_zh}（{method_zh}）；{where_zh}。依据：{verdict.edition}。"
+    elif kind == KIND_BANNED_TRACE:
+        en = (
+            f"Banned pesticide {an_en} detected below the method's LOQ in {food_en}: {read_en} "
+            f"({result.method}). Not a legal finding: follow up with a re-test by a method of lower LOQ "
+            f"or a new sample; {where_en}. Basis: {verdict.edition}."
+        )
+        zh = (
+            f"{food_zh}检出禁用农药{an_zh}，低于方法定量限：{read_zh}（{method_zh}）。非法定结论："
+            f"请以更低定量限的方法复检或重新抽样；{where_zh}。依据：{verdict.edition}。"
+        )
     elif kind in (KIND_MRL, KIND_CONTAMINANT):
         en = (
             f"{an_en} in {food_en} at {read_en} exceeds the limit {limit} "
@@ -211,6 +245,10 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         if result.method is Method.enzyme_inhibition and food is not None and food.enzyme_false_positive:
             en += f" {food_en} is known to give enzyme-inhibition false positives."
             zh += f"{food_zh}易出现酶抑制法假阳性。"
+
+    note = CONFIDENCE_NOTE.get(verdict.confidence or "")
+    if note is not None:
+        en, zh = f"{en} {note[0]}", f"{zh}{note[1]}"
 
     details: dict[str, Detail] = {
         "result_id": result.result_id,

@@ -236,6 +236,7 @@ def _amount(value: Any) -> float | None:
     return None
 
 
+_METHODS: Final[Mapping[str, Method]] = {m.value: m for m in Method}
 _IN_MG_KG: Final = (("value", "value_mg_kg"), ("lod", "lod_mg_kg"), ("loq", "loq_mg_kg"))
 
 
@@ -258,7 +259,13 @@ def prepare(data: Mapping[str, Any], reference: Reference | None) -> dict[str, A
         d["commodity"] = normalise_food(name)
     name = get("analyte")
     if isinstance(name, str) and len(name) <= MAX_NAME:
-        d["analyte"] = normalise_analyte(name)
+        # A group screen is keyed on the method, whatever the device calls its analyte (农药残留,
+        # 有机磷和氨基甲酸酯类, AChE ...): enzyme inhibition always reads ache_inhibition.
+        method = get("method")
+        screen_code = None
+        if reference is not None and isinstance(method, str) and method in _METHODS:
+            screen_code = reference.screen_analyte(_METHODS[method])
+        d["analyte"] = screen_code if screen_code is not None else normalise_analyte(name)
     if isinstance(unit, Unit):
         if unit is Unit.percent:
             pct = _amount(get("value"))
@@ -272,6 +279,37 @@ def prepare(data: Mapping[str, Any], reference: Reference | None) -> dict[str, A
                     if amount is not None:
                         d[out] = to_mg_kg(amount, unit)
     return d
+
+
+# Plausibility bounds (docs/domain.md §7): a reading outside them is a device or keying fault, dead-
+# lettered with its reason rather than judged. Inhibition is a share of enzyme activity (0-100 %);
+# no residue, contaminant or additive level in the standards comes near 1 % of the sample's mass.
+MAX_PERCENT: Final = 100.0
+MAX_PLAUSIBLE_MG_KG: Final = 10_000.0
+
+
+def _implausible(values: Mapping[str, Any], unit: Any) -> list[FieldError]:
+    if not isinstance(unit, Unit):
+        return []
+    out: list[FieldError] = []
+    for name in ("value", "lod", "loq"):
+        amount = values.get(name)
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            continue
+        if unit is Unit.percent:
+            if amount > MAX_PERCENT:
+                out.append(FieldError(name, f"{amount:g} % is not a possible inhibition (0-100 %): check the device"))
+        else:
+            mg_kg = to_mg_kg(amount, unit)
+            if mg_kg is not None and mg_kg > MAX_PLAUSIBLE_MG_KG:
+                out.append(
+                    FieldError(
+                        name,
+                        f"{amount:g} {unit} is {mg_kg:g} mg/kg, over {MAX_PLAUSIBLE_MG_KG:g} mg/kg (1 % of the "
+                        "sample): not a plausible residue; check the unit and the device",
+                    )
+                )
+    return out
 
 
 _INVALID: Final = object()  # a field that failed its own validation: present, but not comparable
@@ -288,6 +326,7 @@ def cross_field_errors(values: Mapping[str, Any], *, now: datetime | None) -> li
         errors.append(FieldError("unit", "required with value, lod or loq"))
     if isinstance(lod, float) and isinstance(loq, float) and lod > loq:
         errors.append(FieldError("lod", f"lod {lod:g} is above loq {loq:g}"))
+    errors.extend(_implausible(values, unit))
     sampled, tested = values.get("sampled_at"), values.get("tested_at")
     if isinstance(sampled, datetime) and isinstance(tested, datetime) and sampled > tested:
         errors.append(FieldError("sampled_at", "is after tested_at"))

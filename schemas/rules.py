@@ -27,15 +27,16 @@ the tables linearly; it is the benchmark's baseline and a cross-check in the tes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from schemas.codes import QUICK_METHODS, Method, Qualitative
 from schemas.reference.model import ALL_FOODS, ANY_ANALYTE, CHINA_TZ, Ban, Limit, QuickCutoff, Reference
 from schemas.result import Result
 from schemas.verdict import Rule, Verdict, VerdictKind
 
-__all__ = ["screen", "screen_naive"]
+__all__ = ["Reading", "screen", "screen_naive", "screen_sum"]
 
 _COMPLIANT: Final = VerdictKind.compliant
 _WATCH: Final = VerdictKind.watch
@@ -43,6 +44,9 @@ _POSITIVE: Final = VerdictKind.positive
 _EXCEEDS: Final = VerdictKind.exceeds
 _BANNED: Final = VerdictKind.banned
 _NO_LIMIT: Final = VerdictKind.no_limit
+_UNCLASSIFIED: Final = VerdictKind.unclassified
+_INCONCLUSIVE: Final = VerdictKind.inconclusive
+_FINDINGS: Final = frozenset({_WATCH, _POSITIVE, _EXCEEDS, _BANNED})
 _Q_INVALID: Final = Qualitative.invalid
 _Q_POSITIVE: Final = Qualitative.positive
 _ENZYME: Final = Method.enzyme_inhibition
@@ -56,6 +60,10 @@ _R_QUICK_BAN: Final = Rule.quick_ban.value
 _R_QUICK_QUALITATIVE: Final = Rule.quick_qualitative.value
 _R_UNIT_MISMATCH: Final = Rule.unit_mismatch.value
 _R_NO_LIMIT: Final = Rule.no_limit.value
+_R_UNKNOWN_FOOD: Final = Rule.unknown_food.value
+_R_UNKNOWN_ANALYTE: Final = Rule.unknown_analyte.value
+_R_LOQ_ABOVE_LIMIT: Final = Rule.loq_above_limit.value
+_R_BAN_TRACE: Final = Rule.ban_trace.value
 
 _INVALID_TEST: Final = Verdict(
     verdict=_NO_LIMIT,
@@ -86,18 +94,26 @@ def _check_fraction(watch_fraction: float) -> None:
         raise ValueError(f"watch_fraction must be within [0, 1], not {watch_fraction}")
 
 
-def _detected(result: Result) -> bool:
-    value = result.value_mg_kg
+# How a lab reads a value against its method's LOD and LOQ (docs/domain.md §7).
+_NOT_DETECTED: Final = 0  # below the LOD (or zero, or a negative read-out)
+_TRACE: Final = 1  # at or above the LOD, below the LOQ: detected, not quantified
+_QUANTIFIED: Final = 2  # at or above the LOQ (or no LOQ given), or a positive read-out
+
+
+def _reading(value: float | None, qualitative: Qualitative | None, lod: float | None, loq: float | None) -> int:
     if value is None:
-        return result.qualitative is _Q_POSITIVE
-    loq = result.loq_mg_kg
-    return value >= loq if loq is not None else value > 0.0
+        return _QUANTIFIED if qualitative is _Q_POSITIVE else _NOT_DETECTED
+    if value <= 0.0 or (lod is not None and value < lod):
+        return _NOT_DETECTED
+    if loq is not None and value < loq:
+        return _TRACE
+    return _QUANTIFIED
 
 
-def _no_limit(result: Result, rule: str, why: str) -> Verdict:
+def _no_limit(result: Result, rule: str, why: str, kind: VerdictKind = _NO_LIMIT) -> Verdict:
     return _make(
         {
-            "verdict": _NO_LIMIT,
+            "verdict": kind,
             "limit_mg_kg": None,
             "ratio": None,
             "rule": rule,
@@ -110,8 +126,13 @@ def _no_limit(result: Result, rule: str, why: str) -> Verdict:
     )
 
 
-def _from_limit(kind: VerdictKind, hit: LimitHit, ratio: float | None, rule: str, analyte: str) -> Verdict:
+def _from_limit(
+    kind: VerdictKind, hit: LimitHit, ratio: float | None, rule: str, analyte: str, note: str = ""
+) -> Verdict:
     limit, speciated = hit
+    basis = (
+        f"{limit.analyte} limit applied to {analyte} (speciate if over); {limit.basis}" if speciated else limit.basis
+    )
     return _make(
         {
             "verdict": kind,
@@ -122,14 +143,16 @@ def _from_limit(kind: VerdictKind, hit: LimitHit, ratio: float | None, rule: str
             "source": limit.source,
             "confidence": limit.confidence,
             "limit_food": limit.food,
-            "basis": f"{limit.analyte} limit applied to {analyte} (speciate if over); {limit.basis}"
-            if speciated
-            else limit.basis,
+            "basis": note + basis,
         }
     )
 
 
-def _from_ban(kind: VerdictKind, ban: Ban, rule: str) -> Verdict:
+def _from_ban(kind: VerdictKind, ban: Ban, rule: str, note: str = "") -> Verdict:
+    if rule == _R_BAN_TRACE:
+        note += "detected below the LOQ: follow up (re-test or re-sample), not a legal finding; "
+    elif kind is _COMPLIANT:
+        note += "not detected; "
     return _make(
         {
             "verdict": kind,
@@ -140,13 +163,43 @@ def _from_ban(kind: VerdictKind, ban: Ban, rule: str) -> Verdict:
             "source": ban.source,
             "confidence": ban.confidence,
             "limit_food": ban.scope,
-            "basis": ban.basis if kind is not _COMPLIANT else f"not detected; {ban.basis}",
+            "basis": note + ban.basis,
         }
     )
 
 
+def _unfit(hit: LimitHit, threshold: float, which: str, note: str) -> Verdict:
+    limit = hit[0]
+    return _make(
+        {
+            "verdict": _INCONCLUSIVE,
+            "limit_mg_kg": limit.limit_mg_kg,
+            "ratio": None,
+            "rule": _R_LOQ_ABOVE_LIMIT,
+            "edition": limit.edition,
+            "source": limit.source,
+            "confidence": limit.confidence,
+            "limit_food": limit.food,
+            "basis": f"{note}the method's {which} {threshold:g} mg/kg is above the limit "
+            f"{limit.limit_mg_kg:g} mg/kg: it cannot show compliance; re-test with a more sensitive method; "
+            + limit.basis,
+        }
+    )
+
+
+class Reading(NamedTuple):
+    """What ``_judge`` compares: the result's amounts, as the analyte the limit is set on."""
+
+    analyte: str  # the analyte whose limits and bans apply (a sum's definition for its components)
+    value: float | None  # mg/kg
+    lod: float | None
+    loq: float | None
+    note: str  # prefixed to the basis (e.g. the residue definition used)
+
+
 def _judge(
     result: Result,
+    reading: Reading,
     hit: LimitHit | None,
     ban: Ban | None,
     cutoff: QuickCutoff | None,
@@ -156,19 +209,28 @@ def _judge(
     qualitative = result.qualitative
     if qualitative is _Q_INVALID:
         return _INVALID_TEST
-    value = result.value_mg_kg
+    value, lod, loq, note = reading.value, reading.lod, reading.loq, reading.note
     percent = result.percent
     if result.method not in QUICK_METHODS:
         if percent is not None:
             return _no_limit(result, _R_UNIT_MISMATCH, "a lab result in % cannot be judged")
-        if ban is not None and _detected(result):
-            return _from_ban(_BANNED, ban, _R_BAN)
+        found = _reading(value, qualitative, lod, loq)
+        if ban is not None and found == _QUANTIFIED:
+            return _from_ban(_BANNED, ban, _R_BAN, note)
+        if ban is not None and found == _TRACE:
+            return _from_ban(_WATCH, ban, _R_BAN_TRACE, note)
         if hit is not None:
             limit_row, speciated = hit
             limit = limit_row.limit_mg_kg
+            if found == _NOT_DETECTED:
+                threshold, which = (lod, "LOD") if lod is not None else (loq, "LOQ")
+                if threshold is not None and threshold > limit:
+                    return _unfit(hit, threshold, which, note)
+            elif found == _TRACE and loq is not None and loq > limit:
+                return _unfit(hit, loq, "LOQ", note)
             if value is None:  # a lab's read-out without a number
                 kind = _WATCH if qualitative is _Q_POSITIVE else _COMPLIANT
-                return _from_limit(kind, hit, None, _R_DETECTED, result.analyte)
+                return _from_limit(kind, hit, None, _R_DETECTED, result.analyte, note)
             if value > limit:
                 kind = _WATCH if speciated else _EXCEEDS
             elif value >= watch_fraction * limit:
@@ -176,9 +238,9 @@ def _judge(
             else:
                 kind = _COMPLIANT
             rule = _R_SPECIATED if speciated else limit_row.rule
-            return _from_limit(kind, hit, value / limit, rule, result.analyte)
+            return _from_limit(kind, hit, value / limit, rule, result.analyte, note)
         if ban is not None:
-            return _from_ban(_COMPLIANT, ban, _R_BAN)
+            return _from_ban(_COMPLIANT, ban, _R_BAN, note)
         return _no_limit(result, _R_NO_LIMIT, "no limit in force")
     # quick methods: positive at most
     if percent is not None:
@@ -200,27 +262,38 @@ def _judge(
                 "source": cutoff.source,
                 "confidence": cutoff.confidence,
                 "limit_food": None,
-                "basis": cutoff.basis,
+                "basis": note + cutoff.basis,
             }
         )
     if value is not None:
         if result.method is _ENZYME:
             return _no_limit(result, _R_UNIT_MISMATCH, "enzyme inhibition is read in %, not mg/kg")
+        found = _reading(value, qualitative, lod, loq)
+        if ban is not None and found == _QUANTIFIED:  # a banned pesticide on a strip: positive, over a limit or not
+            return _from_ban(_POSITIVE, ban, _R_QUICK_BAN, note)
+        if ban is not None and found == _TRACE:
+            return _from_ban(_WATCH, ban, _R_BAN_TRACE, note)
         if hit is not None:
             limit = hit[0].limit_mg_kg
+            if found == _NOT_DETECTED:
+                threshold, which = (lod, "LOD") if lod is not None else (loq, "LOQ")
+                if threshold is not None and threshold > limit:
+                    return _unfit(hit, threshold, which, note)
+            elif found == _TRACE and loq is not None and loq > limit:
+                return _unfit(hit, loq, "LOQ", note)
             if value > limit:
                 kind = _POSITIVE
             elif value >= watch_fraction * limit:
                 kind = _WATCH
             else:
                 kind = _COMPLIANT
-            return _from_limit(kind, hit, value / limit, _R_QUICK_LIMIT, result.analyte)
+            return _from_limit(kind, hit, value / limit, _R_QUICK_LIMIT, result.analyte, note)
         if ban is not None:
-            return _from_ban(_POSITIVE if _detected(result) else _COMPLIANT, ban, _R_QUICK_BAN)
+            return _from_ban(_COMPLIANT, ban, _R_QUICK_BAN, note)
         return _no_limit(result, _R_NO_LIMIT, "no limit in force")
     kind = _POSITIVE if qualitative is _Q_POSITIVE else _COMPLIANT
     if hit is not None:
-        return _from_limit(kind, hit, None, _R_QUICK_QUALITATIVE, result.analyte)
+        return _from_limit(kind, hit, None, _R_QUICK_QUALITATIVE, result.analyte, note)
     return _make(
         {
             "verdict": kind,
@@ -231,18 +304,50 @@ def _judge(
             "source": None,
             "confidence": None,
             "limit_food": None,
-            "basis": f"{result.method} read {qualitative}; a quick test, not a legal finding",
+            "basis": f"{note}{result.method} read {qualitative}; a quick test, not a legal finding",
         }
     )
 
 
-def screen(result: Result, reference: Reference, *, watch_fraction: float = 0.5) -> Verdict:
-    """Judge one result against the limits, bans and cut-offs in force on its ``sampled_at``."""
-    if not 0.0 <= watch_fraction <= 1.0:
-        _check_fraction(watch_fraction)
-    if result.qualitative is _Q_INVALID:
-        return _INVALID_TEST
-    analyte, food, at = result.analyte, result.commodity, result.sampled_at
+def _unclassified(result: Result, food_known: bool, verdict: Verdict) -> Verdict:
+    """An unknown label never yields ``no_limit`` or ``compliant``: a finding made without the label
+    (a ban on all foods, a method cut-off) stands; anything else is ``unclassified``."""
+    if verdict.verdict in _FINDINGS:
+        return verdict
+    if not food_known:
+        rule, what = _R_UNKNOWN_FOOD, f"food label {result.commodity!r}"
+    else:
+        rule, what = _R_UNKNOWN_ANALYTE, f"analyte label {result.analyte!r}"
+    return _no_limit(
+        result,
+        rule,
+        f"{what} is not in the reference data (add it, or an alias, and rescreen); not judged",
+        _UNCLASSIFIED,
+    )
+
+
+def _plain_reading(result: Result, reference: Reference) -> Reading:
+    """The result as its own analyte, or, for a component of a sum (3-hydroxycarbofuran), as the
+    definition its limit is set on (carbofuran), its amounts times the definition's factor."""
+    part = reference.definition_of(result.analyte)
+    if part is None:
+        return Reading(result.analyte, result.value_mg_kg, result.lod_mg_kg, result.loq_mg_kg, "")
+    f = part.factor
+    value, lod, loq = result.value_mg_kg, result.lod_mg_kg, result.loq_mg_kg
+    return Reading(
+        part.definition,
+        None if value is None else value * f,
+        None if lod is None else lod * f,
+        None if loq is None else loq * f,
+        f"judged as {part.definition} (a component of its residue definition, factor {f:g}; "
+        "other components not seen with it); ",
+    )
+
+
+def _lookup(
+    result: Result, reading: Reading, reference: Reference, watch_fraction: float
+) -> Verdict:
+    analyte, food, at = reading.analyte, result.commodity, result.sampled_at
     hit: LimitHit | None = None
     for entry in reference.limit_chain(analyte, food):
         lim = entry[0]
@@ -251,7 +356,45 @@ def screen(result: Result, reference: Reference, *, watch_fraction: float = 0.5)
             break
     ban = reference.ban_in_force(analyte, food, at)
     cutoff = reference.cutoff(result.method, analyte) if result.percent is not None else None
-    return _judge(result, hit, ban, cutoff, watch_fraction)
+    verdict = _judge(result, reading, hit, ban, cutoff, watch_fraction)
+    food_known = reference.is_known_food(food)
+    if food_known and reference.is_known_analyte(result.analyte):
+        return verdict
+    return _unclassified(result, food_known, verdict)
+
+
+def screen(result: Result, reference: Reference, *, watch_fraction: float = 0.5) -> Verdict:
+    """Judge one result against the limits, bans and cut-offs in force on its ``sampled_at``."""
+    if not 0.0 <= watch_fraction <= 1.0:
+        _check_fraction(watch_fraction)
+    if result.qualitative is _Q_INVALID:
+        return _INVALID_TEST
+    return _lookup(result, _plain_reading(result, reference), reference, watch_fraction)
+
+
+def screen_sum(
+    result: Result,
+    reference: Reference,
+    total_mg_kg: float,
+    parts: Sequence[tuple[str, float]],
+    *,
+    watch_fraction: float = 0.5,
+) -> Verdict:
+    """Judge ``result``, a component of a residue definition that is a sum, on the sum of its
+    sample's quantified components (``parts``: (analyte, amount as the definition) for each)."""
+    if not 0.0 <= watch_fraction <= 1.0:
+        _check_fraction(watch_fraction)
+    if result.qualitative is _Q_INVALID:
+        return _INVALID_TEST
+    own = reference.definition_of(result.analyte)
+    definition = own.definition if own is not None else result.analyte
+    shown = " + ".join(f"{a} {v:g}" for a, v in parts)
+    note = (
+        f"residue definition {definition} = sum of "
+        f"{' + '.join(c.component for c in reference.sum_components(definition))}; "
+        f"this sample's sum {total_mg_kg:g} mg/kg ({shown}); "
+    )
+    return _lookup(result, Reading(definition, total_mg_kg, None, None, note), reference, watch_fraction)
 
 
 # --- the naive baseline: a linear scan over the tables for every result ------------------------
@@ -273,16 +416,24 @@ def _naive_ancestors(reference: Reference, food: str) -> list[str]:
 def screen_naive(result: Result, reference: Reference, *, watch_fraction: float = 0.5) -> Verdict:
     """Same verdicts as :func:`screen`, found by scanning every limit, ban and cut-off row."""
     _check_fraction(watch_fraction)
+    if result.qualitative is _Q_INVALID:
+        return _INVALID_TEST
+    reading = Reading(result.analyte, result.value_mg_kg, result.lod_mg_kg, result.loq_mg_kg, "")
+    for part in reference.residues:  # a component of a sum is judged as its definition
+        if part.component == result.analyte and part.component != part.definition:
+            reading = _plain_reading(result, reference)
+            break
+    analyte = reading.analyte
     day = result.sampled_at.astimezone(CHINA_TZ).date()
     ancestors = _naive_ancestors(reference, result.commodity)
     known = reference.commodity(result.commodity) is not None
-    analyte_row = reference.analyte(result.analyte)
+    analyte_row = reference.analyte(analyte)
     species = analyte_row.speciated_as if analyte_row is not None else None
 
     best: tuple[int, int] | None = None
     hit: LimitHit | None = None
     for lim in reference.limits:
-        if lim.analyte == result.analyte:
+        if lim.analyte == analyte:
             rank = 0
         elif species is not None and lim.analyte == species:
             rank = 1
@@ -299,7 +450,7 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
     ban: Ban | None = None
     ban_depth = 0
     for b in reference.bans:
-        if b.analyte != result.analyte or not _naive_in_force(b.effective_from, b.effective_to, day):
+        if b.analyte != analyte or not _naive_in_force(b.effective_from, b.effective_to, day):
             continue
         if b.scope == ALL_FOODS:
             depth = len(ancestors)
@@ -312,9 +463,18 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
 
     cutoff: QuickCutoff | None = None
     for c in reference.cutoffs:
-        if c.method == result.method and c.analyte == result.analyte:
+        if c.method == result.method and c.analyte == analyte:
             cutoff = c
             break
         if c.method == result.method and c.analyte == ANY_ANALYTE and cutoff is None:
             cutoff = c
-    return _judge(result, hit, ban, cutoff, watch_fraction)
+    if result.percent is None:
+        cutoff = None
+    verdict = _judge(result, reading, hit, ban, cutoff, watch_fraction)
+    if known and analyte_known(reference, result.analyte):
+        return verdict
+    return _unclassified(result, known, verdict)
+
+
+def analyte_known(reference: Reference, code: str) -> bool:
+    return any(a.code == code for a in reference.analytes)

@@ -15,6 +15,12 @@ Labels (Alertmanager identifies an alert by its label set, so these never change
 | ``classification``, ``risk`` | as they are |
 | ``district``, ``site`` (``site_id``), ``site_type``, ``commodity``, ``analyte`` | the alert's fields, only when set |
 | ``supplier``, ``vendor``, ``device`` | ``supplier_id``, ``vendor_id``, ``device_id``, only when set |
+| ``limit_confidence`` | ``details.confidence`` when ``unverified`` or ``old`` (absent when ``checked``) |
+| ``field`` | a ``reference_gap`` alert's ``details.field`` (``commodity`` or ``analyte``) |
+
+``limit_confidence`` says that the limit a finding was judged against was not checked against the
+standard's text (``unverified``) or comes from an older edition (``old``); ``field`` names the field
+whose label the reference data does not know (the data steward's alert, agents/early/gap.py).
 
 Severity (``SEVERITY``), what routing and paging key on:
 
@@ -53,6 +59,7 @@ __all__ = [
     "MAX_DETAILS_CHARS",
     "MAX_EVIDENCE_IDS",
     "SEVERITY",
+    "UNSURE_CONFIDENCE",
     "Links",
     "alert_annotations",
     "alert_labels",
@@ -68,6 +75,11 @@ SEVERITY: Final[Mapping[tuple[Classification, Risk], str]] = {
     **{(Classification.follow_up, r): "warning" for r in Risk},
     **{(Classification.attention, r): "info" for r in Risk},
 }
+
+# details.confidence values that say so in a label (``limit_confidence``): a limit nobody checked
+# against the standard's text, or one from an older edition.
+UNSURE_CONFIDENCE: Final = frozenset({"unverified", "old"})
+SUBJECT_REFERENCE: Final = "reference"  # details.subject of a reference_gap alert
 
 # (label, Alert field): set only when the field is set.
 _LABEL_FIELDS: Final = (
@@ -131,6 +143,12 @@ def alert_labels(alert: Alert) -> dict[str, str]:
         value = getattr(alert, attr)
         if value is not None and str(value).strip():
             labels[label] = str(value).strip()
+    confidence = alert.details.get("confidence")
+    if confidence in UNSURE_CONFIDENCE:
+        labels["limit_confidence"] = str(confidence)
+    field = alert.details.get("field")
+    if alert.details.get("subject") == SUBJECT_REFERENCE and isinstance(field, str) and field:
+        labels["field"] = field
     return labels
 
 

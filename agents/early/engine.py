@@ -28,14 +28,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from agents.early import cluster, device, offender, surge, unconfirmed
+from agents.early import cluster, device, gap, offender, surge, unconfirmed
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, hour_start
 from agents.early.offender import RedListEntry
 from agents.screened import Screened
 from schemas.alert import Alert
 from schemas.result import result_key
 
-TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device")
+TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device", "gap")
 SEEN_SHARDS: Final = 8
 SEEN_DAYS: Final = 8  # > the device history (7 days) and every counting window
 SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")
@@ -173,6 +173,7 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
         ("cluster", cluster, everything),
         ("unconfirmed", unconfirmed, everything),
         ("device", device, fresh),
+        ("gap", gap, fresh),
     ):
         s = mod.step(tables[name], recs, watermark, params)
         out.updates[name].update(s.updates)

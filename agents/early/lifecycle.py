@@ -19,6 +19,7 @@ Classification and risk per kind (docs/domain.md §4; a RASFF-like classificatio
 | unconfirmed_positive | food | follow_up | undecided |
 | device_silent | device | attention | not_serious |
 | device_drift | device | attention | not_serious |
+| reference_gap | reference | attention | undecided |
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ KIND_CLUSTER: Final = "supplier_cluster"
 KIND_UNCONFIRMED: Final = "unconfirmed_positive"
 KIND_SILENT: Final = "device_silent"
 KIND_DRIFT: Final = "device_drift"
-EARLY_KINDS: Final = (KIND_SURGE, KIND_OFFENDER, KIND_CLUSTER, KIND_UNCONFIRMED, KIND_SILENT, KIND_DRIFT)
+KIND_GAP: Final = "reference_gap"  # a label the reference data does not know (agents/early/gap.py)
+EARLY_KINDS: Final = (KIND_SURGE, KIND_OFFENDER, KIND_CLUSTER, KIND_UNCONFIRMED, KIND_SILENT, KIND_DRIFT, KIND_GAP)
 
 SUBJECT_FOOD: Final = "food"
 SUBJECT_DEVICE: Final = "device"
+SUBJECT_REFERENCE: Final = "reference"  # the reference data, not food: for the data steward
 MAX_EVIDENCE: Final = 200  # result ids carried by one alert (details say how many there were)
 
 

@@ -23,6 +23,7 @@ from schemas.reference.model import (
     LimitKind,
     QuickCutoff,
     Reference,
+    ResidueComponent,
     edition_id,
     snake,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "QuickCutoff",
     "Reference",
     "ReferenceDataError",
+    "ResidueComponent",
     "default_reference",
     "edition_id",
     "load_reference",

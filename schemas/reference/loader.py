@@ -27,6 +27,7 @@ from schemas.reference.model import (
     LimitKind,
     QuickCutoff,
     Reference,
+    ResidueComponent,
     edition_id,
     snake,
 )
@@ -40,6 +41,7 @@ MRL_FILE = "pesticide_mrls.csv"
 CONTAMINANT_FILE = "contaminant_limits.csv"
 BANS_FILE = "bans.csv"
 CUTOFFS_FILE = "quick_cutoffs.csv"
+RESIDUES_FILE = "residues.csv"
 
 FOOD_COLUMNS = ("code", "parent", "is_group", "name_en", "name_zh", "aliases", "enzyme_false_positive", "note")
 ANALYTE_COLUMNS = ("code", "type", "name_en", "name_zh", "aliases", "speciated_as", "note")
@@ -65,6 +67,8 @@ CUTOFF_COLUMNS = (
     "source",
     "confidence",
 )
+
+RESIDUE_COLUMNS = ("definition", "component", "factor", "source", "confidence")
 
 MAX_CELL = 500
 
@@ -437,6 +441,37 @@ def _load_cutoffs(directory: Path, analytes: dict[str, Analyte]) -> list[QuickCu
     return list(out.values())
 
 
+def _load_residues(directory: Path, analytes: dict[str, Analyte]) -> list[ResidueComponent]:
+    """Residue definitions that are sums; an old reference directory without the file has none."""
+    if not (directory / RESIDUES_FILE).exists():
+        return []
+    out: list[ResidueComponent] = []
+    seen: set[tuple[str, str]] = set()
+    for row in _rows(directory, RESIDUES_FILE, RESIDUE_COLUMNS):
+        definition, component = row.code("definition"), row.code("component")
+        for column, code in (("definition", definition), ("component", component)):
+            if code not in analytes:
+                raise row.fail(f"{column} {code!r} is not in {ANALYTES_FILE}")
+        if (definition, component) in seen:
+            raise row.fail(f"duplicate component {component!r} of {definition!r}")
+        seen.add((definition, component))
+        out.append(
+            ResidueComponent(
+                definition=definition,
+                component=component,
+                factor=row.positive("factor"),
+                source=row.text("source"),
+                confidence=row.confidence(),
+                file=RESIDUES_FILE,
+                line=row.line,
+            )
+        )
+    for definition in {r.definition for r in out}:
+        if (definition, definition) not in seen:
+            raise ReferenceDataError(RESIDUES_FILE, 0, f"the sum {definition!r} must list {definition!r} itself")
+    return out
+
+
 def csv_files(directory: Path) -> list[tuple[str, bytes]]:
     """``(name, bytes)`` of every ``*.csv`` file directly in ``directory``, sorted by name."""
     try:
@@ -471,6 +506,7 @@ def load_reference(directory: Path | None = None) -> Reference:
     limits += _load_limits(directory, CONTAMINANT_FILE, LimitKind.contaminant, food_map, analyte_map, edition_map)
     bans = _load_bans(directory, food_map, analyte_map)
     cutoffs = _load_cutoffs(directory, analyte_map)
+    residues = _load_residues(directory, analyte_map)
     if reference_edition(directory) != edition:
         raise ReferenceDataError(
             str(directory), 0, "the reference files changed while they were read; load them again"
@@ -482,6 +518,7 @@ def load_reference(directory: Path | None = None) -> Reference:
         limits=limits,
         bans=bans,
         cutoffs=cutoffs,
+        residues=residues,
         source=str(directory),
         edition=edition,
     )

@@ -189,6 +189,20 @@ class QuickCutoff:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ResidueComponent:
+    """One part of a residue definition that is a sum: the limit on ``definition`` applies to the sum
+    of its components' values, each times ``factor`` (expressed as the definition's analyte)."""
+
+    definition: str
+    component: str
+    factor: float
+    source: str
+    confidence: Confidence
+    file: str = ""
+    line: int = 0
+
+
 class Reference:
     """All reference data, validated, with precomputed lookups.
 
@@ -204,8 +218,11 @@ class Reference:
         "_ban_chain",
         "_bans_all_foods",
         "_cutoffs",
+        "_definition_of",
         "_foods",
         "_limit_chain",
+        "_screen_analyte",
+        "_sums",
         "analytes",
         "bans",
         "commodities",
@@ -214,6 +231,7 @@ class Reference:
         "editions",
         "foods",
         "limits",
+        "residues",
         "source",
     )
 
@@ -226,6 +244,7 @@ class Reference:
         limits: Iterable[Limit],
         bans: Iterable[Ban],
         cutoffs: Iterable[QuickCutoff],
+        residues: Iterable[ResidueComponent] = (),
         source: str = "",
         edition: str = "",
     ) -> None:
@@ -236,6 +255,7 @@ class Reference:
         self.limits: tuple[Limit, ...] = tuple(limits)
         self.bans: tuple[Ban, ...] = tuple(bans)
         self.cutoffs: tuple[QuickCutoff, ...] = tuple(cutoffs)
+        self.residues: tuple[ResidueComponent, ...] = tuple(residues)
         self.source = source
         # The id of the files it was read from (``edition_id``; "" when built in code): stored with
         # every verdict (results.reference_edition). Not one of ``editions``, the standards' editions.
@@ -248,6 +268,21 @@ class Reference:
         self._limit_chain = self._build_limit_chain()
         self._ban_chain, self._bans_all_foods = self._build_ban_chain()
         self._cutoffs = {(c.method, c.analyte): c for c in self.cutoffs}
+        # a quick method whose reading is a group screen (enzyme inhibition -> ache_inhibition): the
+        # analyte it measures whatever label the device puts on it
+        self._screen_analyte: dict[Method, str] = {}
+        for c in self.cutoffs:
+            if c.analyte != ANY_ANALYTE and self._analytes.get(c.analyte, _NO_ANALYTE).type is AnalyteType.screen:
+                self._screen_analyte.setdefault(c.method, c.analyte)
+        sums: dict[str, list[ResidueComponent]] = {}
+        for part in self.residues:
+            sums.setdefault(part.definition, []).append(part)
+        self._sums = {d: tuple(parts) for d, parts in sums.items()}
+        # a component that is not itself the definition -> the (first) definition it is part of
+        self._definition_of: dict[str, ResidueComponent] = {}
+        for part in self.residues:
+            if part.component != part.definition:
+                self._definition_of.setdefault(part.component, part)
 
     def __repr__(self) -> str:
         return (
@@ -304,6 +339,24 @@ class Reference:
                 return ban
         return None
 
+    def is_known_food(self, code: str) -> bool:
+        return code in self._foods
+
+    def is_known_analyte(self, code: str) -> bool:
+        return code in self._analytes
+
+    def screen_analyte(self, method: Method) -> str | None:
+        """The group screen a quick method reads (enzyme inhibition -> ``ache_inhibition``), if any."""
+        return self._screen_analyte.get(method)
+
+    def sum_components(self, definition: str) -> tuple[ResidueComponent, ...]:
+        """The components of a residue definition that is a sum (``()`` when it is not one)."""
+        return self._sums.get(definition, ())
+
+    def definition_of(self, component: str) -> ResidueComponent | None:
+        """For a component that is not a definition itself (3-hydroxycarbofuran), its sum's row."""
+        return self._definition_of.get(component)
+
     def cutoff(self, method: Method, analyte: str) -> QuickCutoff | None:
         c = self._cutoffs.get((method, analyte))
         if c is None:
@@ -335,6 +388,7 @@ class Reference:
             limits=self.limits,
             bans=self.bans,
             cutoffs=cutoffs,
+            residues=self.residues,
             source=self.source,
             edition=self.edition,
         )
@@ -386,6 +440,9 @@ class Reference:
             if b.scope == ALL_FOODS:
                 all_foods.setdefault(b.analyte, []).append(b)
         return chains, {k: tuple(v) for k, v in all_foods.items()}
+
+
+_NO_ANALYTE: Final = Analyte(code="", type=AnalyteType.pesticide, name_en="", name_zh="")
 
 
 def _alias_map(entries: Iterable[tuple[str, str, str, tuple[str, ...]]]) -> dict[str, str]:

@@ -31,6 +31,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.delivery import AlertmanagerDelivery, DeliveryConfig, Item, Parked, parked_values
+from agents.early.common import EarlyParams
+from agents.early.gap import step as gap_step
 from agents.metrics import create as create_metrics
 from agents.records import alert_values, as_row
 from pipeline.localstack.alertmanager import AlertmanagerMissing, AlertmanagerServer, find_alertmanager, find_amtool
@@ -47,6 +49,7 @@ from sinks.errors import AlertmanagerSinkError
 from sinks.presentation import Links, alert_labels
 from sinks.writer import ClickHouseWriter
 from tests.conftest import unavailable
+from tests.early.records import rec
 from tests.integration.factories import mixed_batch, produce
 from tests.integration.workers import WorkerProcess
 
@@ -143,7 +146,7 @@ def test_shipped_config_passes_amtool_and_routes_by_district_and_severity() -> N
     check = subprocess.run([amtool, "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60,
                            check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "2 inhibit rules" in check.stdout and "1 templates" in check.stdout
+    assert "2 inhibit rules" in check.stdout and "1 templates" in check.stdout and "11 receivers" in check.stdout
 
     def route(*labels: str) -> str:
         res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={CONFIG}", *labels],
@@ -160,6 +163,9 @@ def test_shipped_config_passes_amtool_and_routes_by_district_and_severity() -> N
     assert route("alertname=mrl_exceedance", "severity=warning", "district=Elsewhere") == "city-duty-desk"
     # The pipeline's own alerts (deploy/prometheus/rules) go to the platform on-call, not to food teams.
     assert route("alertname=FoodriskAlertsParked", "severity=critical", "component=pipeline") == "platform-oncall"
+    # A label the reference data does not know goes to the data steward only, whatever else it carries.
+    assert route("alertname=reference_gap", "severity=info", "district=Tianhe", "field=commodity") == "data-steward"
+    assert route("alertname=reference_gap", "severity=critical", "district=Baiyun") == "data-steward"
 
 
 def test_shipped_templates_render_chinese_and_english(tmp_path: Path) -> None:
@@ -223,6 +229,46 @@ def test_alerts_appear_with_their_labels_and_resolution_ends_them(alertmanager: 
     post(alertmanager.url, [resolved])
     left = {a["labels"]["alert_id"] for a in am_alerts(alertmanager.url, district=district)}
     assert left == {f"lab-{unique}", f"surge-{unique}"}
+
+
+def test_reference_gap_reaches_the_data_steward_and_never_on_call(alertmanager: AlertmanagerServer,
+                                                                 unique: str) -> None:
+    """Routing on the running server: Alertmanager lists each alert's receivers (``GET /api/v2/alerts``)
+    and its groups by receiver. The data-steward alert (from the detector itself) goes to ``data-steward``
+    alone, though it names a central district; a finding of the same place pages as before; an
+    exceedance of an unverified limit arrives with ``limit_confidence``."""
+    label = f"上海青-{unique}"
+    record = rec(f"gap-{unique}", int(time.time()) - 600, commodity=label, verdict="unclassified",
+                 rule="unknown_food", district="Tianhe", site_id="gz-th-m01", device_id=f"dev-{unique}")
+    step = gap_step({}, [record], record.sampled_at, EarlyParams())
+    (gap_alert,) = step.alerts
+    finding = alert(f"ban-gap-{unique}", "banned_pesticide", "Tianhe", "cowpea", site_id="gz-th-m01")
+    unverified = alert(f"unv-{unique}", "mrl_exceedance", "Tianhe", "cowpea", classification="alert",
+                       risk="potentially_serious", details={"confidence": "unverified"})
+    post(alertmanager.url, [gap_alert, finding, unverified])
+
+    def receivers(alert_id: str) -> list[str] | None:
+        got = am_alerts(alertmanager.url, alert_id=alert_id)
+        return sorted(r["name"] for r in got[0]["receivers"]) if got else None
+
+    assert wait_until(lambda: receivers(gap_alert.alert_id), what="the gap alert") == ["data-steward"]
+    assert receivers(finding.alert_id) == ["central-districts-chat", "duty-officer-pager"]
+    (got,) = am_alerts(alertmanager.url, alert_id=gap_alert.alert_id)
+    assert got["labels"] == alert_labels(gap_alert)
+    assert got["labels"]["field"] == "commodity" and got["labels"]["commodity"] == label
+    assert got["labels"]["severity"] == "info" and "limit_confidence" not in got["labels"]
+    assert "foods.csv" in got["annotations"]["summary"] and label in got["annotations"]["summary_zh"]
+    (unv,) = am_alerts(alertmanager.url, alert_id=unverified.alert_id)
+    assert unv["labels"]["limit_confidence"] == "unverified"
+    assert sorted(r["name"] for r in unv["receivers"]) == ["central-districts-chat", "duty-officer-pager"]
+
+    def steward_groups() -> list[dict[str, Any]]:
+        return [g for g in get_json(f"{alertmanager.url}/api/v2/alerts/groups")
+                if g["receiver"]["name"] == "data-steward"
+                and any(a["labels"]["alert_id"] == gap_alert.alert_id for a in g["alerts"])]
+
+    (group,) = wait_until(steward_groups, what="the data-steward group")
+    assert group["labels"] == {"alertname": "reference_gap", "field": "commodity"}
 
 
 def test_shipped_inhibit_rule_silences_rate_surges_behind_a_confirmed_banned_supplier(

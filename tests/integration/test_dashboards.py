@@ -53,6 +53,7 @@ class Demo:
     district: str
     commodity: str
     site_type: str
+    confidence: str
 
 
 def _early_alerts(fleet: Fleet, now: datetime) -> list[Alert]:
@@ -141,9 +142,11 @@ def insert_demo(ch: ClickHouse, database: str) -> Demo:
     districts = Counter(r[col["district"]] for r in out.result_rows)
     district = districts.most_common(1)[0][0]
     commodities = Counter(r[col["commodity"]] for r in out.result_rows if r[col["district"]] == district)
+    confidences = Counter(r[col["confidence"]] or "none" for r in out.result_rows if r[col["district"]] == district)
     return Demo(
         results=len(out.result_rows), alerts=len({a.alert_id for a in alerts}), dead_letters=len(dl_rows),
         district=district, commodity=commodities.most_common(1)[0][0], site_type="farmers_market",
+        confidence=confidences.most_common(1)[0][0],
     )
 
 
@@ -168,7 +171,8 @@ def test_every_clickhouse_panel_runs_on_both_backends(ch: ClickHouse) -> None:
     migrate(ch, database)
     demo = insert_demo(ch, database)
     assert demo.results > 2000 and demo.dead_letters > 0 and demo.alerts > 10
-    chosen = {"district": [demo.district], "commodity": [demo.commodity], "site_type": [demo.site_type]}
+    chosen = {"district": [demo.district], "commodity": [demo.commodity], "site_type": [demo.site_type],
+              "confidence": [demo.confidence]}
     empty: list[str] = []
     ran = 0
     for uid, panel, target in CLICKHOUSE_PANELS:

@@ -57,6 +57,9 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "district", "tests", "quick_tests", "lab_tests", "findings", "non_compliant_rate", "banned", "max_ratio",
         "sites",
     ),
+    ("markets", "Findings by limit confidence"): (
+        "limit_confidence", "tests", "findings", "exceedances", "banned", "quick_positives", "commodities",
+    ),
     ("markets", "Quick tests and lab results side by side, by district"): (
         "district", "quick_tests", "quick_positive_rate", "lab_results", "lab_non_compliant_rate",
     ),
@@ -183,6 +186,17 @@ def test_every_clickhouse_panel_has_expected_columns_and_a_matching_format() -> 
             else:
                 assert (t["format"], t["queryType"]) == (1, "table"), key
     assert seen == set(EXPECTED_COLUMNS)
+
+
+def test_markets_panels_over_single_results_filter_on_limit_confidence() -> None:
+    board = BOARDS["markets"]
+    assert variables(board)["confidence"]["multi"]
+    over_results = [p["title"] for p, t in targets_of(board, CLICKHOUSE_TYPE) if "${database}.results\n" in t["rawSql"]]
+    assert "Findings by limit confidence" in over_results and len(over_results) == 5
+    for p, t in targets_of(board, CLICKHOUSE_TYPE):
+        if p["title"] in over_results:
+            assert "$__conditionalAll(ifNull(confidence, 'none') IN (${confidence:singlequote}), $confidence)" in \
+                t["rawSql"], p["title"]
 
 
 def test_market_alert_and_device_panels_use_the_variables_and_time_macros() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.codes import QUICK_METHODS, Confidence, Method
 from schemas.reference import ALL_FOODS, CHINA_TZ, default_reference
-from schemas.result import Result, parse_result
+from schemas.result import MAX_PERCENT, MAX_PLAUSIBLE_MG_KG, Result, parse_result
 from schemas.rules import screen, screen_naive
 from schemas.verdict import SEVERITY, Rule, Verdict, VerdictKind, severity
 from tests.bench.bench_screen import example_message, generate_messages
@@ -39,6 +39,7 @@ def make(
     method: str | None = None,
     unit: str = "mg/kg",
     loq: float | None = None,
+    lod: float | None = None,
     qualitative: str | None = None,
 ) -> Result:
     sampled = when if when is not None else china(day)
@@ -50,8 +51,8 @@ def make(
         commodity=commodity,
         method=method,
         value=value,
-        unit=unit if value is not None or loq is not None else None,
-        lod=None,
+        unit=unit if value is not None or loq is not None or lod is not None else None,
+        lod=lod,
         loq=loq,
         qualitative=qualitative,
         sampled_at=sampled.isoformat(),
@@ -93,13 +94,23 @@ def test_domain_mrl_verdicts(analyte: str, food: str, limit: float, mark: Confid
         assert both(make(analyte, commodity, value=limit, day=day)).verdict is V.watch  # equal is not over
         assert both(make(analyte, commodity, value=limit * 0.5, day=day)).verdict is V.watch
         assert both(make(analyte, commodity, value=limit * 0.49, day=day)).verdict is V.compliant
-    # a quick test reading mg/kg is read against the same limit, and says positive at most
+    # a quick test reading mg/kg is read against the same limit, and says positive at most; a banned
+    # pesticide on a semi-quantitative strip is positive whatever its amount (rule quick_ban)
     quick = both(make(analyte, commodity, value=limit * 1.01, day=day, method="colloidal_gold"))
-    assert quick.verdict is V.positive and quick.rule == Rule.quick_limit
-    assert quick.model_dump(include=set(expected_fields)) == expected_fields
+    if banned:
+        assert quick.verdict is V.positive and quick.rule == Rule.quick_ban
+        low = both(make(analyte, commodity, value=limit * 0.2, day=day, method="colloidal_gold"))
+        assert (low.verdict, low.rule) == (V.positive, Rule.quick_ban)
+    else:
+        assert quick.verdict is V.positive and quick.rule == Rule.quick_limit
+        assert quick.model_dump(include=set(expected_fields)) == expected_fields
     # GB 2763-2026 (from 2026-03-01): the value carried forward, marked unverified
-    later = both(make(analyte, commodity, value=limit * 1.01, day=date(2026, 4, 15), method="colloidal_gold"))
-    assert (later.limit_mg_kg, later.edition, later.confidence) == (limit, "GB 2763-2026", Confidence.unverified)
+    later = both(make(analyte, commodity, value=limit * 1.01, day=date(2026, 4, 15)))
+    if REF.ban_in_force(analyte, commodity, china(date(2026, 4, 15))) is None:
+        assert (later.limit_mg_kg, later.edition, later.confidence) == (limit, "GB 2763-2026", Confidence.unverified)
+    hit = REF.limit_in_force(analyte, commodity, china(date(2026, 4, 15)))
+    assert hit is not None
+    assert (hit[0].limit_mg_kg, hit[0].edition, hit[0].confidence) == (limit, "GB 2763-2026", Confidence.unverified)
 
 
 def test_edition_switches_at_midnight_china_time() -> None:
@@ -216,7 +227,7 @@ def test_banned_takes_precedence_over_exceeds() -> None:
 @pytest.mark.parametrize(
     ("value", "loq", "verdict"),
     [
-        (0.004, 0.005, V.compliant),  # below LOQ: not detected; judged by the MRL (0.02)
+        (0.004, 0.005, V.watch),  # below LOQ: detected, not quantified: a follow-up (ban_trace)
         (0.005, 0.005, V.banned),  # at LOQ: detected
         (0.0, None, V.compliant),  # no LOQ: 0 is not detected
         (0.0001, None, V.banned),  # no LOQ: > 0 is detected
@@ -228,7 +239,7 @@ def test_detection_rule(value: float, loq: float | None, verdict: VerdictKind) -
 
 def test_loq_in_micrograms() -> None:
     r = make("carbofuran", "cowpea", value=4, loq=5, unit="µg/kg")
-    assert both(r).verdict is V.compliant
+    assert (both(r).verdict, both(r).rule) == (V.watch, Rule.ban_trace)
     assert both(make("carbofuran", "cowpea", value=5, loq=5, unit="ug/kg")).verdict is V.banned
 
 
@@ -256,8 +267,13 @@ def test_vegetable_ban_does_not_cover_other_foods_until_all_foods_ban() -> None:
 def test_all_foods_ban_covers_unknown_food() -> None:
     v = both(make("methamidophos", "okra", value=0.01))
     assert v.verdict is V.banned
-    assert both(make("carbofuran", "okra", value=0.01, day=date(2026, 1, 1))).verdict is V.no_limit
-    not_detected = both(make("methamidophos", "okra", value=0.001, loq=0.002))
+    assert both(make("carbofuran", "okra", value=0.01, day=date(2026, 1, 1))).verdict is V.unclassified
+    trace = both(make("methamidophos", "okra", value=0.001, loq=0.002))
+    assert (trace.verdict, trace.rule) == (V.watch, Rule.ban_trace)
+    # not detected on a food nobody classified: not a finding, so the unknown label shows
+    below_lod = both(make("methamidophos", "okra", value=0.0005, lod=0.001, loq=0.002))
+    assert (below_lod.verdict, below_lod.rule) == (V.unclassified, Rule.unknown_food)
+    not_detected = both(make("methamidophos", "rice", value=0.0005, lod=0.001, loq=0.002))
     assert (not_detected.verdict, not_detected.rule) == (V.compliant, Rule.ban)
     assert not_detected.basis.startswith("not detected")
 
@@ -268,7 +284,7 @@ def test_quick_tests_never_say_banned() -> None:
     no_mrl = both(make("ethoprophos", "spinach", value=0.01, method="colloidal_gold", day=date(2025, 1, 1)))
     assert (no_mrl.verdict, no_mrl.rule) == (V.positive, Rule.quick_ban)
     below = both(make("ethoprophos", "spinach", value=0.001, loq=0.002, method="colloidal_gold"))
-    assert below.verdict is V.compliant
+    assert (below.verdict, below.rule) == (V.watch, Rule.ban_trace)
 
 
 def test_lab_qualitative_positive_of_banned_is_banned() -> None:
@@ -280,7 +296,7 @@ def test_lab_qualitative_against_limit() -> None:
     v = both(make("clothianidin", "cowpea", qualitative="positive"))
     assert (v.verdict, v.rule, v.limit_mg_kg) == (V.watch, Rule.detected, 0.01)
     assert both(make("clothianidin", "cowpea", qualitative="negative")).verdict is V.compliant
-    assert both(make("spinosad", "cowpea", qualitative="positive")).verdict is V.no_limit
+    assert both(make("spinosad", "cowpea", qualitative="positive")).verdict is V.unclassified
 
 
 # --- quick tests ------------------------------------------------------------------------------------------
@@ -317,8 +333,10 @@ def test_enzyme_read_outs() -> None:
     assert (pos.verdict, pos.rule) == (V.positive, Rule.quick_qualitative)
     mg = both(make("ache_inhibition", "cowpea", value=0.3, method="enzyme_inhibition"))
     assert (mg.verdict, mg.rule) == (V.no_limit, Rule.unit_mismatch)
-    unknown = both(make("organophosphates", "cowpea", value=70, unit="%", method="enzyme_inhibition"))
-    assert unknown.verdict is V.no_limit
+    # the enzyme screen is keyed on the method, whatever the device calls the analyte
+    for label in ("organophosphates", "农药残留", "有机磷和氨基甲酸酯类农药", "AChE", "chlorpyrifos"):
+        labelled = both(make(label, "cowpea", value=70, unit="%", method="enzyme_inhibition"))
+        assert (labelled.verdict, labelled.rule) == (V.positive, Rule.quick_cutoff), label
 
 
 def test_percent_from_a_lab_or_xrf() -> None:
@@ -330,7 +348,7 @@ def test_strip_read_outs_carry_the_limit_for_context() -> None:
     v = both(make("carbofuran", "cowpea", qualitative="positive", method="colloidal_gold"))
     assert (v.verdict, v.limit_mg_kg, v.ratio) == (V.positive, 0.02, None)
     neg = both(make("spinosad", "okra", qualitative="negative", method="colloidal_gold"))
-    assert (neg.verdict, neg.limit_mg_kg) == (V.compliant, None)
+    assert (neg.verdict, neg.limit_mg_kg, neg.rule) == (V.unclassified, None, Rule.unknown_food)
 
 
 def test_invalid_test_is_no_limit() -> None:
@@ -339,11 +357,20 @@ def test_invalid_test_is_no_limit() -> None:
         assert (v.verdict, v.rule) == (V.no_limit, Rule.invalid_test)
 
 
-def test_unknown_commodity_or_analyte_is_no_limit() -> None:
-    for analyte, commodity in (("clothianidin", "okra"), ("spinosad", "cowpea"), ("x", "y")):
+def test_unknown_commodity_or_analyte_is_unclassified() -> None:
+    for analyte, commodity, rule in (
+        ("clothianidin", "okra_from_mars", Rule.unknown_food),
+        ("spinosad_x", "cowpea", Rule.unknown_analyte),
+        ("x", "y", Rule.unknown_food),
+    ):
         v = both(make(analyte, commodity, value=1.0))
-        assert (v.verdict, v.limit_mg_kg, v.rule) == (V.no_limit, None, Rule.no_limit)
+        assert (v.verdict, v.limit_mg_kg, v.rule) == (V.unclassified, None, rule)
         assert analyte in v.basis and commodity in v.basis
+
+
+def test_known_food_and_analyte_without_limit_is_no_limit() -> None:
+    v = both(make("lead", "banana", value=0.01, day=date(2020, 1, 1)))  # before GB 2762-2022 here
+    assert (v.verdict, v.rule) == (V.no_limit, Rule.no_limit)
 
 
 def test_watch_fraction_parameter() -> None:
@@ -380,7 +407,8 @@ instants = st.one_of(
     st.builds(lambda b, d: b + timedelta(seconds=d), st.sampled_from(_BOUNDARIES), st.integers(-2, 2)),
 )
 # amounts with at most 6 significant digits, as instruments report them
-amounts = st.builds(lambda m, e: float(Decimal(m).scaleb(e)), st.integers(0, 999_999), st.integers(-9, 0))
+amounts = st.builds(lambda m, e: float(Decimal(m).scaleb(e)), st.integers(0, 999_999), st.integers(-9, -2))
+percents = st.builds(lambda m: float(Decimal(m).scaleb(-2)), st.integers(0, 10_000))  # 0-100.00 %
 
 
 @st.composite
@@ -396,8 +424,8 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         kw["qualitative"] = draw(st.sampled_from(["negative", "positive", "invalid"]))
     else:
         kw["unit"] = draw(st.sampled_from(["mg/kg", "%"]))
-        kw["value"] = draw(amounts)
-        kw["loq"] = draw(st.one_of(st.none(), amounts))
+        kw["value"] = draw(percents if kw["unit"] == "%" else amounts)
+        kw["loq"] = draw(st.one_of(st.none(), percents if kw["unit"] == "%" else amounts))
     return kw
 
 
@@ -419,7 +447,8 @@ def test_screen_equals_naive_on_generated_traffic() -> None:
 def test_raising_a_value_never_lowers_severity(kw: dict[str, Any], factor: float, bump: float) -> None:
     assume("value" in kw)
     low = make(**kw)
-    high = make(**{**kw, "value": kw["value"] * factor + bump})
+    ceiling = MAX_PERCENT if kw["unit"] == "%" else MAX_PLAUSIBLE_MG_KG  # beyond it: dead-lettered
+    high = make(**{**kw, "value": min(kw["value"] * factor + bump, ceiling)})
     assert screen(high, REF).severity >= screen(low, REF).severity
 
 
