@@ -22,6 +22,7 @@ from pipeline.refdata import load_configured_reference
 from pipeline.settings import Settings, SettingsError
 from schemas.reference import CHINA_TZ
 from schemas.rescreen import STORED_COLUMNS, Change, Tally, rescreen
+from schemas.sums import SumBook
 from sinks.clickhouse import quote_identifier
 
 PAGE_ROWS: Final = 20_000
@@ -125,9 +126,9 @@ def run_rescreen(
         raise SettingsError(f"--until ({until.isoformat()}) must be after --since ({since.isoformat()})")
     reference = load_configured_reference(settings, directory)  # SettingsError: file, line and reason
     started = time.monotonic()
-    tally = Tally()
+    tally, sums = Tally(), SumBook()  # residue sums gathered per sample across pages
     for page in pages(reader, settings.database, since, until, page_rows):
-        rescreen(page, reference, now=now, watch_fraction=settings.watch_fraction, tally=tally)
+        rescreen(page, reference, now=now, watch_fraction=settings.watch_fraction, tally=tally, sums=sums)
         total = tally.total()
         elapsed = max(time.monotonic() - started, 1e-9)
         err.write(f"rescreen: {tally.results:,} results read (sampled up to {page[-1]['sampled_at']}), "

@@ -26,7 +26,8 @@ from typing import Any, Final
 
 from schemas.reference import Reference
 from schemas.result import InvalidResult, Result, parse_result
-from schemas.rules import screen
+from schemas.rules import screen, screen_sum
+from schemas.sums import SumBook
 from schemas.verdict import Verdict, VerdictKind
 
 # The ``results`` columns a result is rebuilt from, and those of its stored verdict.
@@ -137,21 +138,34 @@ def rescreen(
     now: datetime,
     watch_fraction: float = 0.5,
     tally: Tally | None = None,
+    sums: SumBook | None = None,
 ) -> Tally:
     """Screen each stored row again with ``reference`` and count the changes (into ``tally`` when
     given, so that pages of rows add up). Keys are the commodity and analyte codes of the result as
-    parsed with ``reference``."""
+    parsed with ``reference``.
+
+    With ``sums``, the components of a residue sum (schemas/sums.py) are gathered per sample over
+    the rows given (and, with the same book, over earlier calls) and each is judged on what its
+    sample has gathered by the end of these rows, as the parts of one message are: a component
+    that was stored judged alone because its parts came in separate messages may show as a change.
+    """
     out = tally if tally is not None else Tally()
+    parsed: list[tuple[Mapping[str, Any], Result]] = []
     for row in rows:
         out.stored_editions[str(row["reference_edition"] or "")] += 1
         try:
-            result: Result = parse_result(wire_result(row), reference=reference, now=now)
+            parsed.append((row, parse_result(wire_result(row), reference=reference, now=now)))
         except InvalidResult:
             out.not_rebuilt += 1
             if len(out.not_rebuilt_ids) < MAX_LISTED:
                 out.not_rebuilt_ids.append(f"{row['device_id']}/{row['result_id']}")
-            continue
-        verdict = screen(result, reference, watch_fraction=watch_fraction)
+    in_sum = [r for _, r in parsed if sums.add(r, reference)] if sums is not None else []
+    for row, result in parsed:
+        so_far = sums.so_far(result, reference) if in_sum and sums is not None else None
+        if so_far is None:
+            verdict = screen(result, reference, watch_fraction=watch_fraction)
+        else:
+            verdict = screen_sum(result, reference, so_far.total_mg_kg, so_far.parts, watch_fraction=watch_fraction)
         limit = row["limit_mg_kg"]
         change = classify(str(row["verdict"]), None if limit is None else float(limit), verdict)
         key = (result.commodity, result.analyte)

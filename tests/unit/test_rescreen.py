@@ -78,3 +78,17 @@ def test_classify() -> None:
     assert classify("compliant", 0.5, _verdict(v.compliant, 0.1)) is Change.limit_changed
     assert classify("compliant", None, _verdict(v.compliant, 0.1)) is Change.limit_changed
     assert classify("compliant", 0.5, _verdict(v.compliant, 0.5)) is Change.unchanged
+
+
+def test_residue_sums_are_gathered_again() -> None:
+    from schemas.sums import SumBook
+    from tests.unit.test_whole_standard_rules import NOW as SUM_NOW
+    from tests.unit.test_whole_standard_rules import run, sample_batch, with_rice_limit
+
+    ref = with_rice_limit()
+    rows = run(ref, [sample_batch(("carbofuran", 0.06), ("3-hydroxycarbofuran", 0.05))], SumBook())
+    assert [r["verdict"] for r in rows] == ["exceeds", "exceeds"]  # stored judged on their sum, 0.11 > 0.1
+    whole = rescreen(rows, ref, now=SUM_NOW, sums=SumBook())
+    assert whole.total() == {Change.unchanged: 2}
+    alone = rescreen(rows, ref, now=SUM_NOW)  # without the book each is judged alone
+    assert alone.transitions == {("exceeds", "watch"): 2}
