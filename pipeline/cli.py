@@ -199,13 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _reference_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``foodrisk reference ACTION``: the reference data's commands (each action's arguments in its own
     function below)."""
+    from pipeline.reference_cmd import add_actions
+
     ref = sub.add_parser(
         "reference",
-        help="the reference data (foods, analytes, limits, bans): what it is missing",
-        description="Commands about the reference data the screening judges against.",
+        help="the reference data (foods, analytes, limits, bans): build, import, counts, what it is missing",
+        description="Commands about the reference data the screening judges against "
+        "(schemas/reference/, built from the standards' tables in schemas/reference/sources/).",
         epilog=EPILOG,
     )
     ref_sub = ref.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    add_actions(ref_sub)
     _reference_gaps_parser(ref_sub)
 
 
@@ -370,8 +374,16 @@ def _cmd_reference_gaps(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
+def _cmd_reference_data(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.reference_cmd import main_reference
+    return main_reference(args)
+
+
 REFERENCE_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "gaps": _cmd_reference_gaps,
+    "build": _cmd_reference_data,
+    "import": _cmd_reference_data,
+    "stats": _cmd_reference_data,
 }
 
 

@@ -419,8 +419,10 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
     if result.qualitative is _Q_INVALID:
         return _INVALID_TEST
     reading = Reading(result.analyte, result.value_mg_kg, result.lod_mg_kg, result.loq_mg_kg, "")
-    for part in reference.residues:  # a component of a sum is judged as its definition
-        if part.component == result.analyte and part.component != part.definition:
+    regulated = {lim.analyte for lim in reference.limits} | {b.analyte for b in reference.bans}
+    regulated |= {part.definition for part in reference.residues}
+    for part in reference.residues:  # a component regulated only through a sum is judged as its definition
+        if part.component == result.analyte and part.component not in regulated:
             reading = _plain_reading(result, reference)
             break
     analyte = reading.analyte

@@ -466,9 +466,6 @@ def _load_residues(directory: Path, analytes: dict[str, Analyte]) -> list[Residu
                 line=row.line,
             )
         )
-    for definition in {r.definition for r in out}:
-        if (definition, definition) not in seen:
-            raise ReferenceDataError(RESIDUES_FILE, 0, f"the sum {definition!r} must list {definition!r} itself")
     return out
 
 
@@ -521,4 +518,19 @@ def load_reference(directory: Path | None = None) -> Reference:
         residues=residues,
         source=str(directory),
         edition=edition,
+    )
+
+
+def load_names(directory: Path | None = None) -> Reference:
+    """Only the food classification and the analytes of ``directory`` (no limits, bans or cut-offs):
+    what a standard's table is resolved against when the limit files are being rebuilt."""
+    directory = DATA_DIR if directory is None else Path(directory)
+    return Reference(
+        foods=_load_foods(directory),
+        analytes=_load_analytes(directory),
+        editions=(),
+        limits=(),
+        bans=(),
+        cutoffs=(),
+        source=str(directory),
     )

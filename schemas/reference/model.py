@@ -278,10 +278,13 @@ class Reference:
         for part in self.residues:
             sums.setdefault(part.definition, []).append(part)
         self._sums = {d: tuple(parts) for d, parts in sums.items()}
-        # a component that is not itself the definition -> the (first) definition it is part of
+        # a component regulated only through a sum (3-hydroxycarbofuran) -> the sum's row; a component
+        # with limits or bans of its own, or that is a definition itself (carbendazim, lindane,
+        # triadimenol), is judged as itself
+        regulated = {lim.analyte for lim in self.limits} | {b.analyte for b in self.bans} | set(self._sums)
         self._definition_of: dict[str, ResidueComponent] = {}
         for part in self.residues:
-            if part.component != part.definition:
+            if part.component != part.definition and part.component not in regulated:
                 self._definition_of.setdefault(part.component, part)
 
     def __repr__(self) -> str:

@@ -254,13 +254,22 @@ def test_loq_in_micrograms() -> None:
     ],
 )
 def test_ban_applies_from_its_effective_date(when: datetime, verdict: VerdictKind) -> None:
-    assert both(make("phorate", "leek", value=0.02, when=when)).verdict is verdict
+    # rice lies outside the 2002 scopes (vegetables, fruit, tea, herbal crops): only the 2024 ban reaches it
+    assert both(make("phorate", "rice", value=0.05, when=when)).verdict is verdict
 
 
-def test_vegetable_ban_does_not_cover_other_foods_until_all_foods_ban() -> None:
-    assert both(make("carbofuran", "banana", value=0.01, day=date(2026, 5, 31))).verdict is V.no_limit
-    assert both(make("carbofuran", "banana", value=0.01, day=date(2026, 6, 1))).verdict is V.banned
-    assert both(make("chlorpyrifos", "banana", value=0.01, day=date(2026, 6, 1))).verdict is V.no_limit
+def test_the_2002_scopes_ban_phorate_on_vegetables_long_before_2024() -> None:
+    v = both(make("phorate", "leek", value=0.02, day=date(2023, 5, 1)))
+    assert v.verdict is V.banned and "announcement 199" in v.basis
+
+
+def test_group_ban_does_not_cover_other_foods_until_all_foods_ban() -> None:
+    # carbofuran: vegetables, fruit, tea and herbal crops from 2002 (announcement 199), every food from 2026-06-01
+    assert both(make("carbofuran", "banana", value=0.01, day=date(2026, 5, 31))).verdict is V.banned
+    assert both(make("carbofuran", "rice", value=0.01, day=date(2026, 5, 31))).verdict is V.compliant
+    assert both(make("carbofuran", "rice", value=0.01, day=date(2026, 6, 1))).verdict is V.banned
+    # chlorpyrifos is banned on vegetables only: on banana its MRL applies
+    assert both(make("chlorpyrifos", "banana", value=0.01, day=date(2026, 6, 1))).verdict is V.compliant
     assert both(make("chlorpyrifos", "celery", value=0.01, day=date(2016, 12, 31))).verdict is V.banned
 
 
@@ -273,7 +282,7 @@ def test_all_foods_ban_covers_unknown_food() -> None:
     # not detected on a food nobody classified: not a finding, so the unknown label shows
     below_lod = both(make("methamidophos", "okra", value=0.0005, lod=0.001, loq=0.002))
     assert (below_lod.verdict, below_lod.rule) == (V.unclassified, Rule.unknown_food)
-    not_detected = both(make("methamidophos", "rice", value=0.0005, lod=0.001, loq=0.002))
+    not_detected = both(make("methamidophos", "pork", value=0.0005, lod=0.001, loq=0.002))
     assert (not_detected.verdict, not_detected.rule) == (V.compliant, Rule.ban)
     assert not_detected.basis.startswith("not detected")
 
@@ -281,9 +290,10 @@ def test_all_foods_ban_covers_unknown_food() -> None:
 def test_quick_tests_never_say_banned() -> None:
     strip = both(make("methamidophos", "spinach", qualitative="positive", method="colloidal_gold"))
     assert strip.verdict is V.positive and strip.rule == Rule.quick_qualitative
-    no_mrl = both(make("ethoprophos", "spinach", value=0.01, method="colloidal_gold", day=date(2025, 1, 1)))
+    # mushroom: ethoprophos has no MRL there (it has one on vegetables), and it is banned on every food
+    no_mrl = both(make("ethoprophos", "mushroom", value=0.01, method="colloidal_gold", day=date(2025, 1, 1)))
     assert (no_mrl.verdict, no_mrl.rule) == (V.positive, Rule.quick_ban)
-    below = both(make("ethoprophos", "spinach", value=0.001, loq=0.002, method="colloidal_gold"))
+    below = both(make("ethoprophos", "mushroom", value=0.001, loq=0.002, method="colloidal_gold"))
     assert (below.verdict, below.rule) == (V.watch, Rule.ban_trace)
 
 

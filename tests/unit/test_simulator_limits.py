@@ -51,8 +51,9 @@ def test_the_limits_are_the_references_in_force() -> None:
 def test_bans_follow_the_reference_in_time() -> None:
     ref = default_reference()
     before = SimLimits(ref, datetime(2024, 8, 1, tzinfo=CST))
-    assert not before.banned("phorate", "leek")  # banned on all foods from 2024-09-01
-    assert SimLimits(ref, START).banned("phorate", "leek")
+    assert before.banned("phorate", "leek")  # on vegetables since 2002 (announcement 199)
+    assert not before.banned("phorate", "rice")  # banned on all foods from 2024-09-01
+    assert SimLimits(ref, START).banned("phorate", "rice")
     assert after_last_change(ref) >= START.replace(year=2026, month=6, day=1, hour=0)
     assert {"carbofuran", "omethoate", "methamidophos", "phorate", "isofenphos_methyl", "isocarbophos",
             "chlorpyrifos"} <= BANNED_ON_VEGETABLES  # fmt: skip
