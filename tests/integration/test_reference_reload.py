@@ -116,7 +116,7 @@ def test_a_new_edition_is_screened_and_stored_without_a_restart(
     print(f"\nreload: new edition in force {latency:.2f} s after the files were written (poll every 0.5 s)")
     assert _edition_info(worker, first.edition) == 0  # gone from the exposition
     assert worker.metric("foodrisk_reference_reloads_total") == 1
-    assert f"reference edition {first.edition} -> {second} in force" in worker.log_tail(20_000)
+    assert f"reference edition {first.edition} -> {second} in force" in worker.log_tail(10**8)
 
     produce(broker.bootstrap, topic, results(f"b{unique}", 20))
     worker.wait_for(f"SELECT count() FROM {db}.results FINAL", 40)
@@ -138,7 +138,7 @@ def test_a_new_edition_is_screened_and_stored_without_a_restart(
     while worker.metric("foodrisk_reference_reload_failures_total") != 1:
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(0.1)
-    assert f"{limit.file}:{limit.line}: limit_mg_kg must be > 0" in worker.log_tail(20_000)
+    assert f"{limit.file}:{limit.line}: limit_mg_kg must be > 0" in worker.log_tail(10**8)
     produce(broker.bootstrap, topic, results(f"c{unique}", 5))
     worker.wait_for(f"SELECT count() FROM {db}.results FINAL", 45)
     assert worker.query(f"SELECT DISTINCT verdict, reference_edition FROM {db}.results FINAL "
