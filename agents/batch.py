@@ -79,6 +79,7 @@ def screen_batch(
     out = BatchOutcome()
     layout = result_row_layout(columns)  # None: rows are built in the columns' order already
     ingested_at = naive_utc(now)  # the same for every row of the batch
+    edition = reference.edition  # stored with every verdict (results.reference_edition)
     add_row, add_verdict, add_screened = out.result_rows.append, out.verdicts.append, out.screened.append
     for msg in items:
         received = broker_time(msg.timestamp, now)
@@ -142,7 +143,7 @@ def screen_batch(
                 verdict = screen_sum(
                     result, reference, so_far.total_mg_kg, so_far.parts, watch_fraction=watch_fraction
                 )
-            row = result_row(result, verdict, topic, partition, offset, ingested_at)
+            row = result_row(result, verdict, topic, partition, offset, ingested_at, edition)
             add_row(row if layout is None else layout(row))
             add_verdict(_VERDICT_METHOD[verdict.verdict][result.method])
             add_screened(screened_record(result, verdict))

@@ -97,6 +97,10 @@ class Metrics(NamedTuple):
     early_records: Counter  # foodrisk_early_records_total{outcome}
     # -- reference gaps (issue 19) ---------------------------------------------------------------
     unclassified_results: Counter  # foodrisk_unclassified_results_total{field}
+    # -- reference editions --------------------------------------------------------------------
+    reference_edition_info: Gauge  # foodrisk_reference_edition_info{edition}
+    reference_reloads: Counter  # foodrisk_reference_reloads_total
+    reference_reload_failures: Counter  # foodrisk_reference_reload_failures_total
 
 
 def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
@@ -255,6 +259,22 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
             "Results screened unclassified: a label the reference data does not know, by field (commodity, "
             "analyte)",
             ["field"],
+            registry=registry,
+        ),
+        reference_edition_info=Gauge(
+            f"{p}_reference_edition_info",
+            "Always 1, for the reference edition this worker screens with (ref-<12 hex> of its CSV files)",
+            ["edition"],
+            registry=registry,
+        ),
+        reference_reloads=Counter(
+            f"{p}_reference_reloads",
+            "New reference editions loaded by a running worker (FOODRISK_REFERENCE_DIR)",
+            registry=registry,
+        ),
+        reference_reload_failures=Counter(
+            f"{p}_reference_reload_failures",
+            "New reference editions refused (unreadable or invalid): the edition in force stays",
             registry=registry,
         ),
     )

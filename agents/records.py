@@ -100,14 +100,16 @@ _RESULT_VALUES: Final[Mapping[str, str]] = {
     "src_partition": "src_partition",
     "src_offset": "src_offset",
     "ingested_at": "ingested_at",
+    "reference_edition": "reference_edition",
 }
 
-ResultRowBuilder = Callable[[Result, Verdict, str, int, int, datetime], tuple[Any, ...]]
+ResultRowBuilder = Callable[[Result, Verdict, str, int, int, datetime, str], tuple[Any, ...]]
 RowLayout = Callable[[tuple[Any, ...]], tuple[Any, ...]]
 
 _RESULT_ROW_DOC = """The ``results`` row of a screened result, its values in ``RESULT_FIELDS`` order (the
 table's columns). ``ingested_at`` is naive UTC already (``naive_utc``; a batch converts it once for
-all its rows)."""
+all its rows); ``reference_edition`` is the id of the reference the verdict came from
+(``Reference.edition``)."""
 
 
 def compile_row_builder(columns: Sequence[str], values: Mapping[str, str]) -> ResultRowBuilder:
@@ -121,7 +123,7 @@ def compile_row_builder(columns: Sequence[str], values: Mapping[str, str]) -> Re
         raise ValueError(f"results row values do not match the table: missing {missing}, not columns {extra}")
     items = "".join(f"        {values[c]},  # {c}\n" for c in columns)
     source = (
-        "def result_row(result, verdict, src_topic, src_partition, src_offset, ingested_at):\n"
+        "def result_row(result, verdict, src_topic, src_partition, src_offset, ingested_at, reference_edition):\n"
         "    r, site, v = result.__dict__, result.site.__dict__, verdict.__dict__\n"
         '    method, qualitative = r["method"], r["qualitative"]\n'
         f"    return (\n{items}    )\n"
@@ -166,9 +168,10 @@ def result_values(
     src_partition: int,
     src_offset: int,
     ingested_at: datetime,
+    reference_edition: str = "",
 ) -> dict[str, Any]:
     """The ``results`` row as a mapping, column name -> value."""
-    row = result_row(result, verdict, src_topic, src_partition, src_offset, naive_utc(ingested_at))
+    row = result_row(result, verdict, src_topic, src_partition, src_offset, naive_utc(ingested_at), reference_edition)
     return dict(zip(RESULT_FIELDS, row, strict=True))
 
 

@@ -34,6 +34,17 @@ from sinks.writer import ClickHouseWriter
 log = logging.getLogger(__name__)
 
 
+class CurrentReference:
+    """The reference data in force. The shell (pipeline/refdata.py) replaces ``reference`` whole, on
+    the event loop, when a new edition has been loaded and checked; the agent reads it once at the
+    start of each batch, so a batch is screened with one edition from its first result to its last."""
+
+    __slots__ = ("reference",)
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+
+
 @dataclass(frozen=True)
 class ScreeningConfig:
     reference: Reference
@@ -84,7 +95,12 @@ def register_screening(
     screened_topic: TopicT | None = None,
     metrics: Metrics,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    current: CurrentReference | None = None,
 ) -> AgentT[Any]:
+    """The screening agent. ``current``: the reference in force, which the shell may swap while the
+    worker runs (default: ``config.reference`` for good)."""
+    in_force = current if current is not None else CurrentReference(config.reference)
+
     @app.agent(results_topic, name="screen_results", supervisor_strategy=CrashingSupervisor)
     async def screen_results(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
@@ -97,7 +113,7 @@ def register_screening(
                 screened_at = clock()
                 outcome = screen_batch(
                     items,
-                    reference=config.reference,
+                    reference=in_force.reference,  # one edition for the whole batch
                     columns=RESULTS_COLUMNS,
                     watch_fraction=config.watch_fraction,
                     max_batch_items=config.max_batch_items,

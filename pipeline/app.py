@@ -18,16 +18,16 @@ from agents.delivery import DeliveryConfig, register_delivery
 from agents.early.common import EarlyParams
 from agents.early_agent import EarlyWarningConfig, install_early_warning, screened_topic_of
 from agents.faust_internals import configure_transport
-from agents.screening import ScreeningConfig, register_screening
+from agents.screening import CurrentReference, ScreeningConfig, register_screening
 from pipeline.faust_config import faust_options
 from pipeline.ingest.views import register_ingest_views
 from pipeline.lag import register_lag_monitor
 from pipeline.query.server import register_query_server
-from pipeline.refdata import configured_reference
+from pipeline.refdata import configured_reference, load_configured_reference, register_reference_watch
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.web import only_our_paths, register_views
-from schemas.reference import Reference, default_reference
+from schemas.reference import Reference
 from sinks.alertmanager import parse_urls
 from sinks.clickhouse import ClickHouse
 from sinks.presentation import Links
@@ -43,8 +43,16 @@ def build_runtime(
     *,
     reference: Reference | None = None,
 ) -> Runtime:
-    """The Faust app with every agent registered; the caller runs it (see pipeline.worker)."""
-    reference = configured_reference(settings, reference or default_reference())
+    """The Faust app with every agent registered; the caller runs it (see pipeline.worker).
+
+    ``reference``: the reference files (the configured cut-offs are applied here); default those
+    of FOODRISK_REFERENCE_DIR, else the packaged data. A new edition written there later is put in
+    force by a timer (pipeline/refdata.py) for the screening agent.
+    """
+    reference = (
+        load_configured_reference(settings) if reference is None else configured_reference(settings, reference)
+    )
+    current_reference = CurrentReference(reference)
     options = faust_options(settings, bootstrap)
     options["web_application_options"] = {"middlewares": [only_our_paths()]}  # the device port serves ours only
     app = faust.App(settings.app_id, **options)
@@ -83,6 +91,7 @@ def build_runtime(
             config=screening_config(settings, reference),
             metrics=metrics,
             screened_topic=screened_topic,
+            current=current_reference,
         )
     if "archive" in agents:
         register_archivers(
@@ -100,12 +109,14 @@ def build_runtime(
         )
     register_lag_monitor(app, metrics, interval_s=settings.metrics_lag_interval_s,
                          stall_s=settings.consumer_stall_s)
+    register_reference_watch(app, settings, current_reference, metrics)  # README "Reference editions"
     runtime = Runtime(
         settings=settings,
         app=app,
         clickhouse=clickhouse,
         writer=writer,
         reference=reference,
+        current_reference=current_reference,
         registry=registry,
         metrics=metrics,
         results_topic=results_topic,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pipeline.settings import Settings, SettingsError, load_settings
 from sinks.redact import install_log_redaction, redact
@@ -86,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind a parameter")
     q.add_argument("--max-rows", type=int, default=10_000)
+
+    rs = sub.add_parser(
+        "rescreen",
+        help="what another reference edition would change in the stored results (read-only)",
+        description="Read the results sampled since --since (until --until, default: all) from ClickHouse, "
+        "as `foodrisk query` reads, screen each again with the reference files of --edition DIR (with the "
+        "configured cut-offs) and compare with the stored verdict: newly exceeding, newly compliant, other "
+        "verdict changes and limit-only changes, by commodity and analyte, with totals. Writes nothing to "
+        "ClickHouse. Progress and a summary go to stderr.",
+        epilog=EPILOG,
+    )
+    rs.add_argument("--edition", required=True, metavar="DIR", help="directory of the reference CSV files to try")
+    rs.add_argument("--since", required=True, metavar="DATE",
+                    help="first sampling time: a date (the start of that day in China) or an ISO time")
+    rs.add_argument("--until", default=None, metavar="DATE", help="end of the sampling times (exclusive)")
+    rs.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
     rl = sub.add_parser(
         "redlist",
@@ -259,14 +274,13 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_screen(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.refdata import configured_reference
+    from pipeline.refdata import load_configured_reference
     from pipeline.screen_cmd import run_screen
-    from schemas.reference import default_reference
 
     now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     if now.tzinfo is None:
         raise SettingsError("--now needs a time zone, e.g. 2026-11-28T08:00:00+08:00")
-    reference = configured_reference(settings, default_reference())
+    reference = load_configured_reference(settings)
     run_screen(sys.stdin, sys.stdout, reference=reference, now=now, watch_fraction=settings.watch_fraction)
     return 0
 
@@ -296,41 +310,36 @@ def _select(
     settings: Settings, sql: str, params: dict[str, str], max_rows: int
 ) -> tuple[list[str], list[list[object]], bool]:
     """One guarded SELECT, as `foodrisk query` runs it: with chdb through the running worker's query
-    port (else the database opened here), with clickhouse:// directly. Raises QueryRejected."""
-    from pipeline.query.client import WorkerUnreachable, analyst_token, ask_worker, no_token_hint, query_address
-    from pipeline.query.guard import guard_select
-    from sinks.errors import ClickHouseError
+    port (else the database opened here), with clickhouse:// directly. Raises QueryRejected.
+    (``pipeline.query.client.SelectReader``, for one query.)"""
+    from pipeline.query.client import SelectReader
 
-    guard_select(sql, params, database=settings.database, max_rows=max_rows)
-    if not settings.uses_chdb:
-        return _query_directly(settings, sql, params, max_rows)
-    address, token = query_address(settings), analyst_token(settings)
-    if address is not None and token is not None:
-        with contextlib.suppress(WorkerUnreachable):
-            return ask_worker(*address, sql, token=token, params=params, max_rows=max_rows)
-    try:  # no worker: open the database here
-        return _query_directly(settings, sql, params, max_rows)
-    except ClickHouseError as exc:
-        if token is None and "in use by another process" in str(exc):
-            raise SettingsError(no_token_hint(settings)) from None
-        raise
-
-
-def _query_directly(
-    settings: Settings, sql: str, params: dict[str, str], max_rows: int
-) -> tuple[list[str], list[list[object]], bool]:
-    from pipeline.query.guard import QueryRejected, guard_select
-    from sinks.clickhouse import connect_clickhouse
-
-    # No CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this.
-    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, create_database=False)
+    reader = SelectReader(settings)
     try:
-        res = ch.query(guard_select(sql, params, database=ch.database, max_rows=max_rows))
-    except Exception as exc:
-        raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
+        return reader.select(sql, dict(params), max_rows=max_rows)
     finally:
-        ch.close()
-    return list(res.columns), [list(r) for r in res.rows[:max_rows]], len(res.rows) > max_rows
+        reader.close()
+
+
+def _cmd_rescreen(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.query.client import SelectReader
+    from pipeline.query.guard import QueryRejected
+    from pipeline.rescreen_cmd import parse_when, run_rescreen
+
+    since = parse_when(args.since, "--since")
+    until = parse_when(args.until, "--until") if args.until else datetime.now(UTC) + timedelta(days=1)
+    reader = SelectReader(settings)
+    try:
+        run_rescreen(settings, reader, directory=Path(args.edition), since=since, until=until, fmt=args.format,
+                     out=sys.stdout, err=sys.stderr, now=datetime.now(UTC))
+    except QueryRejected as exc:
+        print(f"foodrisk rescreen: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        reader.close()
+    return 0
 
 
 def _cmd_redlist(args: argparse.Namespace, settings: Settings) -> int:
@@ -433,6 +442,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "simulate": _cmd_simulate,
     "screen": _cmd_screen,
     "query": _cmd_query,
+    "rescreen": _cmd_rescreen,
     "redlist": _cmd_redlist,
     "migrate": _cmd_migrate,
     "check": _cmd_check,

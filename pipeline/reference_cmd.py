@@ -42,6 +42,7 @@ from schemas.reference import (
     Reference,
     ReferenceDataError,
     load_reference,
+    reference_edition,
 )
 from schemas.reference.importer import (
     UNKNOWN_KINDS,
@@ -330,6 +331,8 @@ def _cmd_import(args: argparse.Namespace, err: TextIO) -> int:
         for lim_kind, name in OUTPUT_FILES.items():
             rows = sorted((lim for lim in limits if lim.kind is lim_kind), key=_file_order)
             (staged / name).write_text(render_limits(_leading_comments(base / name), rows), encoding="utf-8")
+        # the id results.reference_edition will carry for this directory (provenance.json is no part of it)
+        provenance["reference_edition"] = reference_edition(staged)
         (staged / PROVENANCE_FILE).write_text(
             json.dumps(provenance, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
@@ -341,7 +344,8 @@ def _cmd_import(args: argparse.Namespace, err: TextIO) -> int:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     print(  # noqa: T201
-        f"wrote {out}: {args.edition} {len(result.limits)} limit rows from {result.rows_read} read; "
+        f"wrote {out} (reference edition {provenance['reference_edition']}): {args.edition} "
+        f"{len(result.limits)} limit rows from {result.rows_read} read; "
         f"{removed} earlier rows of {args.edition} replaced; editions ended: {', '.join(closed) or 'none'}; "
         f"{len(result.problems)} problem(s)"
     )

@@ -13,6 +13,7 @@ from faust.types import TopicT
 from prometheus_client import CollectorRegistry
 
 from agents.metrics import Metrics
+from agents.screening import CurrentReference
 from pipeline.settings import Settings
 from schemas.reference import Reference
 from sinks.clickhouse import ClickHouse
@@ -27,7 +28,8 @@ class Runtime:
     app: faust.App
     clickhouse: ClickHouse
     writer: ClickHouseWriter
-    reference: Reference
+    reference: Reference  # as at start (HTTP ingest validates with it)
+    current_reference: CurrentReference  # what the screening agent uses now (new editions swap in)
     registry: CollectorRegistry
     metrics: Metrics
     results_topic: TopicT

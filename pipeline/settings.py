@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     enzyme_watch_pct: float | None = Field(
         None, ge=0, le=100, description="start of the enzyme-inhibition watch band in %; default reference (40)"
     )
+    reference_dir: Path | None = Field(
+        None,
+        description="directory of the reference CSV files (foods.csv, pesticide_mrls.csv, ...); default: the "
+        "data packaged with foodrisk. A running worker loads a new edition written there (README 'Reference editions')",
+    )
+    reference_poll_s: float = Field(
+        30.0, ge=0, le=86400,
+        description="how often a worker looks for a new reference edition in FOODRISK_REFERENCE_DIR; 0: never",
+    )
 
     # -- alert delivery (agents/delivery/; README "Alert delivery") ---------------------------
     alertmanager_url: str | None = Field(

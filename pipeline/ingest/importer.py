@@ -341,15 +341,14 @@ class KafkaPublisher:
 
 def main_import(args: Any, settings: Any) -> int:
     """The `foodrisk import` command (called from pipeline.cli)."""
-    from pipeline.refdata import configured_reference
+    from pipeline.refdata import load_configured_reference
     from pipeline.settings import SettingsError, kafka_python_producer_options
     from pipeline.topics import ensure_topics
-    from schemas.reference import default_reference
 
     path = Path(args.file)
     mapping = ColumnMapping.from_yaml(Path(args.mapping)) if args.mapping else ColumnMapping.wire_format()
     rejects = Path(args.rejects) if args.rejects else path.with_name(path.name + ".rejects.csv")
-    reference = configured_reference(settings, default_reference())
+    reference = load_configured_reference(settings)
     publisher: KafkaPublisher | None = None
     if not args.dry_run:
         if settings.embedded:

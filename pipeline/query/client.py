@@ -65,3 +65,55 @@ def ask_worker(
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnreachable(f"no worker at http://{host}:{port} ({exc})") from exc
     return list(data["columns"]), list(data["rows"]), bool(data.get("truncated"))
+
+
+class SelectReader:
+    """Runs guarded SELECTs the way `foodrisk query` does, for a command that asks many (``foodrisk
+    rescreen`` pages through results): with chdb through the running worker's query port when one
+    answers (with an analyst token), else on a connection of its own, opened once and kept; with
+    clickhouse:// directly, as the URL's ClickHouse user. Close it when done."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._worker: tuple[str, int] | None = None
+        self._token: str | None = None
+        self._ch: Any = None
+        if settings.uses_chdb:
+            self._worker, self._token = query_address(settings), analyst_token(settings)
+
+    def select(
+        self, sql: str, params: dict[str, Any] | None = None, *, max_rows: int = DEFAULT_MAX_ROWS
+    ) -> tuple[list[str], list[list[Any]], bool]:
+        """(columns, rows, truncated); raises QueryRejected for a query the guard or ClickHouse refuses."""
+        from pipeline.query.guard import guard_select
+        from sinks.errors import ClickHouseError
+
+        params = params or {}
+        guard_select(sql, params, database=self._settings.database, max_rows=max_rows)  # refuse early
+        if self._ch is None and self._worker is not None and self._token is not None:
+            try:
+                return ask_worker(*self._worker, sql, token=self._token, params=params, max_rows=max_rows)
+            except WorkerUnreachable:
+                self._worker = None  # no worker: open the database here from now on
+        if self._ch is None:
+            from pipeline.settings import SettingsError
+            from sinks.clickhouse import connect_clickhouse
+
+            try:  # no CREATE DATABASE: a read-only account (the analyst user of deploy/) may run this
+                self._ch = connect_clickhouse(
+                    self._settings.clickhouse_url, database=self._settings.database, create_database=False
+                )
+            except ClickHouseError as exc:
+                if self._settings.uses_chdb and self._token is None and "in use by another process" in str(exc):
+                    raise SettingsError(no_token_hint(self._settings)) from None
+                raise
+        try:
+            res = self._ch.query(guard_select(sql, params, database=self._ch.database, max_rows=max_rows))
+        except Exception as exc:
+            raise QueryRejected(f"{type(exc).__name__}: {exc}") from exc
+        return list(res.columns), [list(r) for r in res.rows[:max_rows]], len(res.rows) > max_rows
+
+    def close(self) -> None:
+        if self._ch is not None:
+            self._ch.close()
+            self._ch = None

@@ -3,13 +3,14 @@ limits (GB 2762), bans and quick-test cut-offs; loaded and validated once at sta
 
     ref = default_reference()               # the packaged CSV files, cached
     ref = load_reference(Path("my/ref"))    # another directory with the same files
+    ref.edition                             # "ref-<12 hex>": the id of the *.csv files read
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from schemas.reference.loader import DATA_DIR, ReferenceDataError, load_reference
+from schemas.reference.loader import DATA_DIR, ReferenceDataError, load_reference, reference_edition
 from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
@@ -26,6 +27,7 @@ from schemas.reference.model import (
     QuickCutoff,
     Reference,
     ResidueComponent,
+    edition_id,
     snake,
     up,
 )
@@ -49,7 +51,9 @@ __all__ = [
     "ReferenceDataError",
     "ResidueComponent",
     "default_reference",
+    "edition_id",
     "load_reference",
+    "reference_edition",
     "snake",
     "up",
 ]

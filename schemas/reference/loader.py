@@ -30,6 +30,7 @@ from schemas.reference.model import (
     QuickCutoff,
     Reference,
     ResidueComponent,
+    edition_id,
     snake,
     up,
 )
@@ -495,9 +496,30 @@ def _load_residues(directory: Path, analytes: dict[str, Analyte]) -> list[Residu
     return out
 
 
+def csv_files(directory: Path) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of every ``*.csv`` file directly in ``directory``, sorted by name."""
+    try:
+        paths = sorted(p for p in Path(directory).glob("*.csv") if p.is_file())
+        return [(p.name, p.read_bytes()) for p in paths]
+    except OSError as exc:
+        raise ReferenceDataError(str(directory), 0, f"cannot read the reference files: {exc}") from None
+
+
+def reference_edition(directory: Path | None = None) -> str:
+    """The edition id (``ref-<12 hex>``, :func:`~schemas.reference.model.edition_id`) of the
+    reference files in ``directory`` (default: the packaged data), without loading them."""
+    return edition_id(csv_files(DATA_DIR if directory is None else Path(directory)))
+
+
 def load_reference(directory: Path | None = None) -> Reference:
-    """Read and check every reference file in ``directory`` (default: the packaged data)."""
+    """Read and check every reference file in ``directory`` (default: the packaged data).
+
+    The result's ``edition`` is the id of the files read. It is taken before and after the files
+    are parsed: when the two differ (the directory was being written meanwhile), nothing is
+    returned and the error says so, so an edition id never names data other than its own.
+    """
     directory = DATA_DIR if directory is None else Path(directory)
+    edition = reference_edition(directory)
     foods = _load_foods(directory)
     analytes = _load_analytes(directory)
     editions = _load_editions(directory)
@@ -509,6 +531,10 @@ def load_reference(directory: Path | None = None) -> Reference:
     bans = _load_bans(directory, food_map, analyte_map)
     cutoffs = _load_cutoffs(directory, analyte_map)
     residues = _load_residues(directory, analyte_map)
+    if reference_edition(directory) != edition:
+        raise ReferenceDataError(
+            str(directory), 0, "the reference files changed while they were read; load them again"
+        )
     return Reference(
         foods=foods,
         analytes=analytes,
@@ -518,6 +544,7 @@ def load_reference(directory: Path | None = None) -> Reference:
         cutoffs=cutoffs,
         residues=residues,
         source=str(directory),
+        edition=edition,
     )
 
 

@@ -6,6 +6,7 @@ calendar days in China: a limit effective from 2026-03-01 applies from 2026-03-0
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,26 @@ def snake(name: str) -> str:
     Letters outside ASCII that matter here (CJK ideographs, µ) are kept, so ``"豇豆"`` stays ``"豇豆"``.
     """
     return _NON_CODE.sub("_", name.strip().lower()).strip("_")
+
+
+EDITION_PREFIX: Final = "ref-"
+EDITION_HEX: Final = 12
+
+
+def edition_id(files: Iterable[tuple[str, bytes]]) -> str:
+    """The id of a reference edition: ``ref-`` and the first 12 hex digits of the SHA-256 over its
+    ``*.csv`` files, given as ``(file name, bytes)`` in any order.
+
+    The files are taken sorted by name; each adds its name (UTF-8), a NUL byte, its length in
+    bytes (decimal ASCII), a NUL byte, then its bytes. The lengths keep the encoding one-to-one
+    (no two different sets of files give the same input to the hash). A single changed byte, a
+    file renamed, added or removed gives another id; the order the files were read in does not.
+    """
+    digest = hashlib.sha256()
+    for name, data in sorted(files, key=lambda f: f[0]):
+        digest.update(name.encode("utf-8") + b"\0" + str(len(data)).encode("ascii") + b"\0")
+        digest.update(data)
+    return EDITION_PREFIX + digest.hexdigest()[:EDITION_HEX]
 
 
 def china_midnight_utc(day: date) -> datetime:
@@ -217,6 +238,7 @@ class Reference:
         "bans",
         "commodities",
         "cutoffs",
+        "edition",
         "editions",
         "foods",
         "limits",
@@ -235,6 +257,7 @@ class Reference:
         cutoffs: Iterable[QuickCutoff],
         residues: Iterable[ResidueComponent] = (),
         source: str = "",
+        edition: str = "",
     ) -> None:
         self.foods: tuple[Commodity, ...] = tuple(foods)
         self.commodities: tuple[Commodity, ...] = tuple(f for f in self.foods if not f.is_group)
@@ -245,6 +268,9 @@ class Reference:
         self.cutoffs: tuple[QuickCutoff, ...] = tuple(cutoffs)
         self.residues: tuple[ResidueComponent, ...] = tuple(residues)
         self.source = source
+        # The id of the files it was read from (``edition_id``; "" when built in code): stored with
+        # every verdict (results.reference_edition). Not one of ``editions``, the standards' editions.
+        self.edition = edition
         self._foods: dict[str, Commodity] = {f.code: f for f in self.foods}
         self._analytes: dict[str, Analyte] = {a.code: a for a in self.analytes}
         self._ancestors = {f.code: self._walk_up(f.code, GB2763) for f in self.foods}
@@ -275,7 +301,7 @@ class Reference:
 
     def __repr__(self) -> str:
         return (
-            f"Reference({self.source!r}: {len(self.foods)} foods, {len(self.analytes)} analytes, "
+            f"Reference({self.edition or '-'} {self.source!r}: {len(self.foods)} foods, {len(self.analytes)} analytes, "
             f"{len(self.limits)} limits, {len(self.bans)} bans)"
         )
 
@@ -385,6 +411,7 @@ class Reference:
             cutoffs=cutoffs,
             residues=self.residues,
             source=self.source,
+            edition=self.edition,
         )
 
     # --- construction ----------------------------------------------------------------------------

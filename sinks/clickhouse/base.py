@@ -49,6 +49,7 @@ class Features:
     ttl: bool = False  # column and table TTL
     datetime64: bool = False  # DateTime64(precision, tz)
     insert_deduplication_token: bool = False  # the insert setting, with non_replicated_deduplication_window
+    add_column_if_not_exists: bool = False  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS (18.16: a syntax error)
 
     @classmethod
     def for_version(cls, version: Version) -> Features:
@@ -57,6 +58,7 @@ class Features:
             ttl=version >= (20, 1, 0),
             datetime64=version >= (20, 1, 0),
             insert_deduplication_token=version >= (22, 2, 0),
+            add_column_if_not_exists=version >= (20, 1, 0),
         )
 
 

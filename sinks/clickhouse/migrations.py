@@ -21,10 +21,12 @@ from sinks.clickhouse.base import DEFAULT_DATABASE, ClickHouse, Features
 from sinks.clickhouse.cluster import ClusterLayout, check_cluster, created_tables_in, lay_out
 from sinks.clickhouse.schema import (
     HOURLY_MV,
+    RESULTS,
     RESULTS_COLUMNS,
     RESULTS_KEY,
     SCHEMA_MIGRATIONS_COLUMNS,
     alerts_ddl,
+    column_type,
     deadletters_ddl,
     parked_alerts_ddl,
     qualified,
@@ -88,6 +90,24 @@ def _same_key(found: str, key: tuple[str, ...]) -> bool:
     return found == _key_text(key).replace(" ", "")
 
 
+def table_columns(ch: ClickHouse, database: str, table: str) -> list[str]:
+    """The column names of ``database.table`` (``[]`` when it does not exist), in the order
+    system.columns lists them: the table's (18.16 has no ``position`` column to sort on)."""
+    res = ch.query(
+        "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+        {"db": database, "table": table},
+    )
+    return [str(row[0]) for row in res.rows]
+
+
+def _copy_columns(ch: ClickHouse, database: str, source: str) -> str:
+    """The ``results`` columns that ``source`` has, quoted, for an INSERT ... SELECT into a table of
+    the current layout: a table from before a later migration lacks that migration's columns
+    (``reference_edition``, migration 8), which take their default in the copy."""
+    have = set(table_columns(ch, database, source))
+    return ", ".join(quote_identifier(c) for c in RESULTS_COLUMNS if c in have)
+
+
 def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: ClusterLayout | None) -> None:
     results = "results" if layout is None else "results" + layout.local_suffix
     names = (results, REKEY_NEW, REKEY_OLD, HOURLY_MV)
@@ -103,7 +123,6 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
             for statement in on_cluster([results_hourly_ddl(database, features)[1]], database, layout):
                 ch.execute(statement)
         return
-    cols = ", ".join(quote_identifier(c) for c in RESULTS_COLUMNS)
     hourly_mv = results_hourly_ddl(database, features)[1]
     if results not in keys:
         if REKEY_NEW in keys:  # B
@@ -118,6 +137,7 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
         log.info("ClickHouse %s: rebuilding results keyed by (%s), %s rows", database, _key_text(RESULTS_KEY), rows)
         ch.execute(f"DROP TABLE IF EXISTS {qualified(database, REKEY_NEW)}")
         ch.execute(results_table_ddl(database, REKEY_NEW, features))
+        cols = _copy_columns(ch, database, results)
         ch.execute(
             f"INSERT INTO {qualified(database, REKEY_NEW)} ({cols}) SELECT {cols} FROM {qualified(database, results)}"  # noqa: S608
         )
@@ -132,6 +152,7 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
         ch.execute(hourly_mv)
     if REKEY_OLD in keys:
         version = "result_id, device_id, ingested_at"  # one stored version of one result
+        cols = _copy_columns(ch, database, REKEY_OLD)
         ch.execute(
             f"INSERT INTO {qualified(database, results)} ({cols}) SELECT {cols} FROM {qualified(database, REKEY_OLD)} "  # noqa: S608
             f"WHERE ({version}) NOT IN (SELECT {version} FROM {qualified(database, results)})"
@@ -139,6 +160,46 @@ def _rekey_results(ch: ClickHouse, database: str, features: Features, layout: Cl
         ch.execute(f"DROP TABLE IF EXISTS {qualified(database, REKEY_OLD)}")
     if REKEY_NEW in keys:
         ch.execute(f"DROP TABLE IF EXISTS {qualified(database, REKEY_NEW)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Migration 8: the reference edition of every verdict
+#
+# `results.reference_edition` (schema.RESULTS): ADD COLUMN, at the end. A table created by the
+# current migration 1 (or rebuilt by migration 7) has it already. Servers with ADD COLUMN IF NOT
+# EXISTS get that statement (it is what --print-ddl shows, and the cluster layout runs it on
+# results_local and the Distributed results); then, on every server, the step looks at
+# system.columns and adds the column where it is still missing (18.16 knows no IF NOT EXISTS
+# there). Existing rows read '' (the type's default): screened before editions were recorded.
+
+EDITION_COLUMN = "reference_edition"
+_ALTERED = re.compile(r"^ALTER TABLE `[^`]+`\.`([^`]+)`")
+
+
+def _edition_column_type() -> str:
+    return dict(RESULTS)[EDITION_COLUMN]
+
+
+def _add_edition_sql(database: str, features: Features, *, if_not_exists: bool) -> str:
+    guard = " IF NOT EXISTS" if if_not_exists else ""
+    column = f"{quote_identifier(EDITION_COLUMN)} {column_type(_edition_column_type(), features)}"
+    return f"ALTER TABLE {qualified(database, 'results')} ADD COLUMN{guard} {column}"
+
+
+def _edition_ddl(database: str, features: Features) -> list[str]:
+    if not features.add_column_if_not_exists:
+        return []  # the step adds it after looking
+    return [_add_edition_sql(database, features, if_not_exists=True)]
+
+
+def _add_edition_column(ch: ClickHouse, database: str, features: Features, layout: ClusterLayout | None) -> None:
+    tables = ["results"] if layout is None else ["results" + layout.local_suffix, "results"]
+    if all(EDITION_COLUMN in table_columns(ch, database, t) for t in tables):
+        return
+    for statement in _laid_out([_add_edition_sql(database, features, if_not_exists=False)], database, layout):
+        found = _ALTERED.match(statement)
+        if found is None or EDITION_COLUMN not in table_columns(ch, database, found.group(1)):
+            ch.execute(statement)
 
 
 # (ch, database, features, cluster layout or None): a migration step that is Python, not statements.
@@ -170,6 +231,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "parked_alerts", parked_alerts_ddl),
     Migration(6, "redlist", redlist_ddl),
     Migration(7, "results keyed by device", _no_statements, _rekey_results),
+    Migration(8, "results reference edition", _edition_ddl, _add_edition_column),
 )
 
 

@@ -68,6 +68,10 @@ RESULTS: ColumnSpec = (
     ("src_partition", "Int32"),
     ("src_offset", "Int64"),
     ("ingested_at", "DateTime('UTC')"),
+    # The reference edition the verdict was screened with (``ref-<12 hex>``, schemas.reference
+    # edition_id); added by migration 8, rows stored before it hold ''. Last, so that a table
+    # created whole and one migrated have their columns in the same order.
+    ("reference_edition", "LowCardinality(String)"),
 )
 
 ALERTS: ColumnSpec = (

@@ -73,6 +73,7 @@ def result_row(i: int, *, verdict: str = "compliant", ratio: float | None = None
         "src_partition": i % 4,
         "src_offset": i,
         "ingested_at": T0 + dt.timedelta(hours=1),
+        "reference_edition": "ref-0123456789ab",
     }
     unknown = set(over) - set(values)
     assert not unknown, unknown
@@ -170,7 +171,7 @@ def test_features_follow_the_server_version(ch: ClickHouse) -> None:
         assert site_type == "String"
     else:
         assert ch.server_version >= (24, 0, 0)
-        assert ch.features == Features(True, True, True, True)
+        assert ch.features == Features(True, True, True, True, True)
         assert site_type == "LowCardinality(String)"
 
 

@@ -10,6 +10,7 @@ import pytest
 from pipeline.demo import SUMMARY_QUERIES
 from pipeline.query.functions import function_allowed
 from pipeline.query.guard import QueryLimits, QueryRejected, guard_select
+from pipeline.rescreen_cmd import page_sql
 from sinks.clickhouse import ChdbBackend, ClickHouse, QueryResult
 from sinks.ddl import ALERTS_COLUMNS, RESULTS_COLUMNS, migrate
 from sinks.errors import ClickHouseError
@@ -67,6 +68,9 @@ def readme_and_caller_queries(db: str) -> list[tuple[str, dict[str, Any] | None]
             None,
         ),
         ("SELECT verdict, count() FROM results FINAL GROUP BY verdict", None),
+        ("SELECT reference_edition, verdict, count() FROM results FINAL GROUP BY reference_edition, verdict", None),
+        (page_sql(db, 100), {"since": "2024-05-01 00:00:00", "until": "2024-05-02 00:00:00",
+                                     "t": "2024-05-01 08:00:00", "d": "dev-1", "r": "r-000001"}),
         *((sql, None) for _, sql in SUMMARY_QUERIES),
         (
             f"SELECT vendor_id, listed, listed_at, changed_at, findings, clean_run, site_id, district, alert_id "

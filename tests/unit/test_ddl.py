@@ -64,6 +64,8 @@ class RecordingClickHouse:
         if "system.tables" in sql:  # migration 7 reads the sorting keys: the ones migration 1 creates
             return QueryResult(columns=["name", "sorting_key"],
                                rows=[("results", "result_id, device_id"), ("results_hourly_mv", "")])
+        if "system.columns" in sql:  # migration 8 looks for reference_edition: migration 1 made it
+            return QueryResult(columns=["name"], rows=[(c,) for c in RESULTS_COLUMNS])
         assert "schema_migrations" in sql
         versions = sorted({row[0] for row in self.migration_rows})
         return QueryResult(columns=["version"], rows=[(v,) for v in versions])
@@ -105,6 +107,7 @@ def test_results_columns_are_the_contract() -> None:
         "value_mg_kg", "percent", "raw_value", "raw_unit", "qualitative", "lod_mg_kg", "loq_mg_kg",
         "sampled_at", "tested_at", "confirms", "verdict", "limit_mg_kg", "ratio", "rule", "edition",
         "source", "confidence", "basis", "src_topic", "src_partition", "src_offset", "ingested_at",
+        "reference_edition",
     )  # fmt: skip
     assert ALERTS_COLUMNS == (
         "alert_id", "kind", "classification", "risk", "status", "summary_en", "summary_zh", "district",
@@ -132,7 +135,8 @@ def test_features_by_version() -> None:
     assert Features.for_version((18, 16, 1)) == Features()
     assert Features.for_version((19, 17, 4)) == Features()
     assert Features.for_version((21, 8, 0)) == Features(
-        low_cardinality=True, ttl=True, datetime64=True, insert_deduplication_token=False
+        low_cardinality=True, ttl=True, datetime64=True, insert_deduplication_token=False,
+        add_column_if_not_exists=True,
     )
     assert Features.for_version((22, 2, 0)).insert_deduplication_token
     assert parse_version("26.9.2.1") == (26, 9, 2)

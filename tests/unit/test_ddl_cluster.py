@@ -28,6 +28,7 @@ from pipeline.topics import topic_configs
 from sinks.clickhouse import Features, QueryResult, bind
 from sinks.ddl import (
     MIGRATIONS,
+    RESULTS_COLUMNS,
     SHARED_TABLES,
     ClusterDDLError,
     ClusterLayout,
@@ -57,7 +58,8 @@ def _body(statement: str) -> str:
 
 
 def _by_name(statements: list[str]) -> dict[str, str]:
-    return {_name(s): s for s in statements}
+    """The CREATE statements by the name they create (ALTERs of later migrations left out)."""
+    return {_name(s): s for s in statements if not s.startswith("ALTER TABLE ")}
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -121,6 +123,17 @@ def test_views_read_the_right_layer() -> None:
     assert "FROM `foodrisk`.`results_hourly`\n" in view and "_local" not in view
 
 
+def test_migration_8_adds_the_edition_column_to_both_layers() -> None:
+    alters = [s for s in render_all("foodrisk", MODERN, cluster=CLUSTER) if s.startswith("ALTER TABLE ")]
+    column = "ADD COLUMN IF NOT EXISTS `reference_edition` LowCardinality(String)"
+    assert alters == [
+        f"ALTER TABLE `foodrisk`.`results_local`{ON} {column}",
+        f"ALTER TABLE `foodrisk`.`results`{ON} {column}",
+    ]
+    # 18.16 has no IF NOT EXISTS there: nothing to print, the step adds it after looking
+    assert not [s for s in render_all("foodrisk", OLD, cluster=CLUSTER) if s.startswith("ALTER TABLE ")]
+
+
 def test_alter_and_unknown_statements() -> None:
     layout = ClusterLayout(CLUSTER)
     out = on_cluster(["ALTER TABLE `foodrisk`.`results` ADD COLUMN IF NOT EXISTS `x` UInt8"], "foodrisk", layout)
@@ -177,6 +190,8 @@ class RecordingCluster:
         if "system.tables" in sql:  # migration 7 reads the sorting key of results_local
             return QueryResult(["name", "sorting_key"],
                                [("results_local", self.results_key), ("results_hourly_mv", "")])
+        if "system.columns" in sql:  # migration 8 looks for reference_edition: migration 1 made it
+            return QueryResult(["name"], [(c,) for c in RESULTS_COLUMNS])
         assert "schema_migrations" in sql
         return QueryResult(["version"], [(v,) for v in sorted({r[0] for r in self.versions})])
 
@@ -213,7 +228,7 @@ def test_migration_7_refuses_an_old_key_cluster_table_and_says_what_to_do() -> N
     assert "README" in text and "Results keyed by device" in text
     assert 7 not in {v for v, _, _ in ch.versions}  # not recorded: the next run checks again
     ch.results_key = "result_id, device_id"  # after the operator's rebuild
-    assert migrate(ch, "foodrisk", cluster=CLUSTER) == [7]
+    assert migrate(ch, "foodrisk", cluster=CLUSTER) == [7, 8]
 
 
 def test_migrate_refuses_an_unknown_cluster_and_says_what_to_do() -> None:

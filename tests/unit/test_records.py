@@ -47,7 +47,7 @@ def test_a_new_column_order_is_one_change_in_the_schema() -> None:
     verdict = screen(res, ref)
     reordered = (RESULTS_COLUMNS[-1], *RESULTS_COLUMNS[2:-1], RESULTS_COLUMNS[1], RESULTS_COLUMNS[0])
     build = records.compile_row_builder(reordered, records._RESULT_VALUES)
-    args = (res, verdict, "t", 0, 1, datetime(2026, 11, 28, 8, 0))  # noqa: DTZ001
+    args = (res, verdict, "t", 0, 1, datetime(2026, 11, 28, 8, 0), "ref-0123456789ab")  # noqa: DTZ001
     by_schema = dict(zip(RESULTS_COLUMNS, records.result_row(*args), strict=True))
     assert build(*args) == tuple(by_schema[c] for c in reordered)
     assert build.__doc__ and "RESULT_FIELDS" in build.__doc__

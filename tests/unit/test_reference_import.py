@@ -253,6 +253,7 @@ def test_import_writes_a_complete_new_directory(tmp_path: Path) -> None:
     assert provenance["rows_read"] == 2 and provenance["rows_written"] == 2 and provenance["problems"] == []
     assert provenance["editions_ended"] == ["GB 2763-2026"] and len(provenance["sha256"]) == 64
     assert provenance["built_at"]
+    assert provenance["reference_edition"] == ref.edition  # what results.reference_edition will say
 
 
 def test_import_refuses_unknown_paths_unless_allowed(tmp_path: Path) -> None:
