@@ -36,8 +36,11 @@ def set_limit(directory: Path, limit: Limit, value: float) -> None:
 
 
 def break_line(directory: Path, name: str, line: int, text: str) -> None:
-    """Replace line ``line`` (1-based) of ``name`` with ``text``."""
+    """Replace line ``line`` (1-based) of ``name`` with ``text``, by a rename like :func:`set_limit` (a
+    reader never sees half a file, so a watcher sees exactly one new, broken edition)."""
     path = directory / name
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     lines[line - 1] = text + "\n"
-    path.write_text("".join(lines), encoding="utf-8")
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
