@@ -210,6 +210,7 @@ def test_clenbuterol_in_pork_by_lc_msms_is_banned_under_announcement_250() -> No
         ("leucomalachite_green", "mandarin_fish", TODAY, "MARA announcement 250 (2019)", "aquatic_products"),
         ("aoz", "penaeid_prawn", TODAY, "MARA announcement 250 (2019)", "aquatic_products"),
         ("sem", "mitten_crab", TODAY, "MARA announcement 250 (2019)", "aquatic_products"),
+        ("crystal_violet", "mandarin_fish", TODAY, "MARA announcement 250 (2019)", "aquatic_products"),
         ("salbutamol", "mutton", TODAY, "MARA announcement 250 (2019)", "meat"),
         ("clenbuterol", "pig_liver", TODAY, "MARA announcement 250 (2019)", "offal"),
         ("chloramphenicol", "cow_milk", TODAY, "MARA announcement 250 (2019)", "raw_milk"),
