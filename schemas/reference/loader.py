@@ -19,8 +19,12 @@ from schemas.codes import QUICK_METHODS, AnalyteType, Confidence, Method
 from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
+    BANNABLE_TYPES,
+    CUTOFF_MASS_UNITS,
     GB2762,
     GB2763,
+    KIND_ANALYTE_TYPE,
+    PERCENT,
     Analyte,
     Ban,
     Commodity,
@@ -42,6 +46,16 @@ ANALYTES_FILE = "analytes.csv"
 EDITIONS_FILE = "editions.csv"
 MRL_FILE = "pesticide_mrls.csv"
 CONTAMINANT_FILE = "contaminant_limits.csv"
+VET_DRUG_FILE = "vet_drug_mrls.csv"
+ADDITIVE_FILE = "additive_limits.csv"
+# the limit file of each kind; the files of the later kinds are optional (missing = no such limits)
+LIMIT_FILES: dict[LimitKind, str] = {
+    LimitKind.mrl: MRL_FILE,
+    LimitKind.contaminant: CONTAMINANT_FILE,
+    LimitKind.vet_drug: VET_DRUG_FILE,
+    LimitKind.additive: ADDITIVE_FILE,
+}
+OPTIONAL_LIMIT_FILES = frozenset({VET_DRUG_FILE, ADDITIVE_FILE})
 BANS_FILE = "bans.csv"
 CUTOFFS_FILE = "quick_cutoffs.csv"
 RESIDUES_FILE = "residues.csv"
@@ -335,8 +349,10 @@ def _load_limits(
     analytes: dict[str, Analyte],
     editions: dict[str, Edition],
 ) -> list[Limit]:
-    want = AnalyteType.pesticide if kind is LimitKind.mrl else AnalyteType.contaminant
+    want = KIND_ANALYTE_TYPE[kind]
     out: list[Limit] = []
+    if name in OPTIONAL_LIMIT_FILES and not (directory / name).exists():
+        return out
     periods: dict[tuple[str, str], list[tuple[tuple[date, date | None], int]]] = {}
     for row in _rows(directory, name, LIMIT_COLUMNS):
         analyte = row.code("analyte")
@@ -388,8 +404,9 @@ def _load_bans(directory: Path, foods: dict[str, Commodity], analytes: dict[str,
         analyte = row.code("analyte")
         if analyte not in analytes:
             raise row.fail(f"analyte {analyte!r} is not in {ANALYTES_FILE}")
-        if analytes[analyte].type is not AnalyteType.pesticide:
-            raise row.fail(f"analyte {analyte!r} is not a pesticide")
+        if analytes[analyte].type not in BANNABLE_TYPES:
+            allowed = ", ".join(sorted(t.value for t in BANNABLE_TYPES))
+            raise row.fail(f"analyte {analyte!r} is a {analytes[analyte].type}; a ban names one of {allowed}")
         scope = row.code("scope")
         if scope != ALL_FOODS and scope not in foods:
             raise row.fail(f"scope {scope!r} is neither {ALL_FOODS!r} nor a food in {FOODS_FILE}")
@@ -434,29 +451,43 @@ def _nested(a: str, b: str, foods: dict[str, Commodity]) -> bool:
     return a in up(b) or b in up(a)
 
 
+_CUTOFF_UNIT_SPELLINGS = {"ug/kg": "µg/kg", "μg/kg": "µg/kg"}  # the Greek mu and plain u as the micro sign
+
+
 def _load_cutoffs(directory: Path, analytes: dict[str, Analyte]) -> list[QuickCutoff]:
-    out: dict[tuple[Method, str], QuickCutoff] = {}
+    out: dict[tuple[Method | None, str], QuickCutoff] = {}
     for row in _rows(directory, CUTOFFS_FILE, CUTOFF_COLUMNS):
+        raw_unit = row.text("unit")
+        unit = _CUTOFF_UNIT_SPELLINGS.get(raw_unit, raw_unit)
+        if unit != PERCENT and unit not in CUTOFF_MASS_UNITS:
+            raise row.fail(f"unit {raw_unit!r} is not one of {PERCENT}, {', '.join(CUTOFF_MASS_UNITS)}")
         raw_method = row.text("method")
-        try:
-            method = Method(raw_method)
-        except ValueError:
-            raise row.fail(f"method {raw_method!r} is not a method") from None
-        if method not in QUICK_METHODS:
-            raise row.fail(f"method {method} is not a quick method")
+        method: Method | None = None
+        if raw_method == ANY_ANALYTE:
+            if unit == PERCENT:
+                raise row.fail(f"method {ANY_ANALYTE!r} (any quick method) is for cut-offs in mg/kg or µg/kg")
+        else:
+            try:
+                method = Method(raw_method)
+            except ValueError:
+                raise row.fail(f"method {raw_method!r} is not a method") from None
+            if method not in QUICK_METHODS:
+                raise row.fail(f"method {method} is not a quick method")
         analyte = row.text("analyte")
         if analyte != ANY_ANALYTE and analyte not in analytes:
             raise row.fail(f"analyte {analyte!r} is neither {ANY_ANALYTE!r} nor in {ANALYTES_FILE}")
+        if analyte == ANY_ANALYTE and unit != PERCENT:
+            raise row.fail("a cut-off in mg/kg or µg/kg names its analyte")
         positive_at = row.positive("positive_at")
         watch_from = row.positive("watch_from", allow_zero=True)
         if watch_from > positive_at:
             raise row.fail(f"watch_from {watch_from:g} is above positive_at {positive_at:g}")
         if (method, analyte) in out:
-            raise row.fail(f"duplicate cut-off for {method}/{analyte}")
+            raise row.fail(f"duplicate cut-off for {raw_method}/{analyte}")
         out[(method, analyte)] = QuickCutoff(
             method=method,
             analyte=analyte,
-            unit=row.text("unit"),
+            unit=unit,
             standard=row.text("standard"),
             positive_at=positive_at,
             watch_from=watch_from,
@@ -479,6 +510,11 @@ def _load_residues(directory: Path, analytes: dict[str, Analyte]) -> list[Residu
         for column, code in (("definition", definition), ("component", component)):
             if code not in analytes:
                 raise row.fail(f"{column} {code!r} is not in {ANALYTES_FILE}")
+        if analytes[component].type is not analytes[definition].type:
+            raise row.fail(
+                f"component {component!r} is a {analytes[component].type}, "
+                f"its definition {definition!r} a {analytes[definition].type}: a sum adds parts of one family"
+            )
         if (definition, component) in seen:
             raise row.fail(f"duplicate component {component!r} of {definition!r}")
         seen.add((definition, component))
@@ -526,8 +562,9 @@ def load_reference(directory: Path | None = None) -> Reference:
     food_map = {f.code: f for f in foods}
     analyte_map = {a.code: a for a in analytes}
     edition_map = {e.edition: e for e in editions}
-    limits = _load_limits(directory, MRL_FILE, LimitKind.mrl, food_map, analyte_map, edition_map)
-    limits += _load_limits(directory, CONTAMINANT_FILE, LimitKind.contaminant, food_map, analyte_map, edition_map)
+    limits: list[Limit] = []
+    for kind, name in LIMIT_FILES.items():
+        limits += _load_limits(directory, name, kind, food_map, analyte_map, edition_map)
     bans = _load_bans(directory, food_map, analyte_map)
     cutoffs = _load_cutoffs(directory, analyte_map)
     residues = _load_residues(directory, analyte_map)
