@@ -18,6 +18,7 @@ from pipeline.simulator import (
     BANNED_ON_VEGETABLES,
     CST,
     DISTRICTS,
+    TAG_CLENBUTEROL_PORK,
     TAG_CONFIRMATION,
     TAG_COWPEA_CARBOFURAN,
     TAG_FAULTY_DEVICE,
@@ -29,12 +30,14 @@ from pipeline.simulator import (
     SimMessage,
     sim_limit_mg_kg,
 )
+from pipeline.simulator.limits import current_limits
 
 START = datetime(2026, 11, 27, 6, 0, tzinfo=CST)  # a morning market, the shell's default start
 
 COMMODITIES = {
     "cowpea", "leek", "celery", "ginger", "radish", "pepper", "banana", "chinese_cabbage", "spinach",
     "rice", "pork", "fish", "predatory_fish",
+    "beef", "mutton", "chicken", "chicken_egg", "grass_carp", "penaeid_prawn", "dried_daylily", "dried_longan",
 }  # fmt: skip
 ZH = {"豇豆": "cowpea", "韭菜": "leek"}
 ANALYTES = {
@@ -42,6 +45,9 @@ ANALYTES = {
     "acetamiprid", "chlorpyrifos", "procymidone", "phorate", "isofenphos_methyl", "imidacloprid", "omethoate",
     "methamidophos", "isocarbophos", "fenthion", "lead", "cadmium", "mercury", "methylmercury", "arsenic",
     "inorganic_arsenic", "chromium", "ache_inhibition",
+    # veterinary drugs, banned compounds, additives (issue 20)
+    "clenbuterol", "ractopamine", "salbutamol", "enrofloxacin", "doxycycline", "florfenicol", "chloramphenicol",
+    "malachite_green", "leucomalachite_green", "aoz", "amoz", "sem", "ahd", "formaldehyde", "sulfur_dioxide",
 }  # fmt: skip
 QUICK = {"enzyme_inhibition", "colloidal_gold", "xrf"}
 LAB = {"lc_msms", "gc_ms", "gc_msms", "icp_ms", "aas", "afs"}
@@ -116,6 +122,8 @@ def quick_positive(d: Mapping[str, Any]) -> bool:
 def lab_noncompliant(d: Mapping[str, Any]) -> bool:
     value = mg_kg(d)
     if commodity(d) in VEGETABLES and d["analyte"] in BANNED_ON_VEGETABLES:
+        return value > 0 and value >= mg_kg(d, "loq")
+    if current_limits().banned(d["analyte"], commodity(d)):  # banned compounds on animal products
         return value > 0 and value >= mg_kg(d, "loq")
     limit = sim_limit_mg_kg(d["analyte"], commodity(d))
     assert limit is not None, (d["analyte"], d["commodity"])
