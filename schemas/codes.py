@@ -73,6 +73,11 @@ class Confidence(StrEnum):
 
 
 class AnalyteType(StrEnum):
-    pesticide = "pesticide"
-    contaminant = "contaminant"
+    """The family of an analyte: which standard limits it and how a finding is named."""
+
+    pesticide = "pesticide"  # GB 2763 MRLs; bans by MOA/MARA announcements
+    contaminant = "contaminant"  # GB 2762 maximum levels
     screen = "screen"  # a group screen such as enzyme (AChE) inhibition
+    veterinary_drug = "veterinary_drug"  # GB 31650 maximum residue limits per animal tissue
+    banned_compound = "banned_compound"  # banned in food animals (MARA 250) or never to be added to food
+    additive = "additive"  # GB 2760 maximum use levels (judged as residue limits)

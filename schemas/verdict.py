@@ -45,12 +45,14 @@ class Rule(StrEnum):
 
     mrl = "mrl"  # confirmatory value vs a pesticide MRL (GB 2763)
     contaminant = "contaminant"  # confirmatory value vs a contaminant limit (GB 2762)
+    vet_drug = "vet_drug"  # confirmatory value vs a veterinary drug MRL (GB 31650)
+    additive = "additive"  # confirmatory value vs a food additive maximum use level (GB 2760)
     speciated = "speciated"  # a total (mercury, arsenic) vs the limit of its regulated species
-    ban = "ban"  # banned pesticide: detected -> banned; not detected and no limit -> compliant
+    ban = "ban"  # banned substance (pesticide, animal drug, non-food): detected -> banned; else, no limit -> compliant
     detected = "detected"  # a lab's qualitative read-out vs the limit (positive -> watch)
     quick_cutoff = "quick_cutoff"  # quick method on its own scale (enzyme inhibition %)
     quick_limit = "quick_limit"  # quick method reporting mg/kg (xrf, strip) vs the food's limit
-    quick_ban = "quick_ban"  # quick detection of a banned pesticide that has no limit here
+    quick_ban = "quick_ban"  # quick detection of a banned substance that has no limit here
     quick_qualitative = "quick_qualitative"  # a strip or device read as negative / positive
     invalid_test = "invalid_test"  # the device reported the test itself invalid
     unit_mismatch = "unit_mismatch"  # % for a method that does not report % (or mg/kg for enzyme)

@@ -11,7 +11,7 @@ column                 also accepted               content
 ``analyte``            农药, 污染物, 农药/污染物      name: code, Chinese or English name, or alias
 ``food_path``          食品类别/名称, 食品类别, 食品  ``蔬菜:叶菜类蔬菜:大白菜`` (``:`` or ``：``) or one unique name
 ``limit``              最大残留限量, 限量            number; a trailing ``*`` marks a temporary limit
-``unit``               单位                        ``mg/kg`` (empty means mg/kg) or ``µg/kg``
+``unit``               单位                        ``mg/kg`` (empty means mg/kg), ``µg/kg`` or ``g/kg``
 ``remark``             备注                        ``*`` = temporary limit; other text is kept
 ``residue_definition`` 残留物                      free text, kept
 ``source``             来源                        where the value was read (empty: the caller's default)
@@ -36,8 +36,16 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Final
 
-from schemas.codes import AnalyteType, Confidence
-from schemas.reference.model import GB2762, GB2763, Analyte, Limit, LimitKind, Reference
+from schemas.codes import Confidence
+from schemas.reference.model import (
+    GB2763,
+    KIND_ANALYTE_TYPE,
+    KIND_CHAIN,
+    Analyte,
+    Limit,
+    LimitKind,
+    Reference,
+)
 
 PATH_SEPARATORS: Final = re.compile(r"[:：]")
 TEMPORARY_MARK: Final = "*"
@@ -58,6 +66,7 @@ REQUIRED_COLUMNS: Final = ("analyte", "food_path", "limit")
 # unit -> how many of it make one mg/kg
 UNITS: Final[Mapping[str, Decimal]] = {
     "mg/kg": Decimal(1),
+    "g/kg": Decimal("0.001"),  # GB 2760 maximum use levels
     "µg/kg": Decimal(1000),
     "μg/kg": Decimal(1000),
     "ug/kg": Decimal(1000),
@@ -196,9 +205,8 @@ def parse_table(
     foods: FoodIndex | None = None,
 ) -> ImportResult:
     """Parse one table. Rows with a problem are left out and reported; exact repeats are kept once."""
-    standard = GB2762 if spec.kind is LimitKind.contaminant else GB2763
-    foods = FoodIndex(reference, standard=standard) if foods is None else foods
-    want = AnalyteType.pesticide if spec.kind is LimitKind.mrl else AnalyteType.contaminant
+    foods = FoodIndex(reference, standard=KIND_CHAIN[spec.kind]) if foods is None else foods
+    want = KIND_ANALYTE_TYPE[spec.kind]
     problems: list[Problem] = []
     merged: list[Problem] = []
     limits: list[ImportedLimit] = []

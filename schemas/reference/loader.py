@@ -19,8 +19,10 @@ from schemas.codes import QUICK_METHODS, AnalyteType, Confidence, Method
 from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
+    BANNABLE_TYPES,
     GB2762,
     GB2763,
+    KIND_ANALYTE_TYPE,
     Analyte,
     Ban,
     Commodity,
@@ -41,6 +43,16 @@ ANALYTES_FILE = "analytes.csv"
 EDITIONS_FILE = "editions.csv"
 MRL_FILE = "pesticide_mrls.csv"
 CONTAMINANT_FILE = "contaminant_limits.csv"
+VET_DRUG_FILE = "vet_drug_mrls.csv"
+ADDITIVE_FILE = "additive_limits.csv"
+# the limit file of each kind; the files of the later kinds are optional (missing = no such limits)
+LIMIT_FILES: dict[LimitKind, str] = {
+    LimitKind.mrl: MRL_FILE,
+    LimitKind.contaminant: CONTAMINANT_FILE,
+    LimitKind.vet_drug: VET_DRUG_FILE,
+    LimitKind.additive: ADDITIVE_FILE,
+}
+OPTIONAL_LIMIT_FILES = frozenset({VET_DRUG_FILE, ADDITIVE_FILE})
 BANS_FILE = "bans.csv"
 CUTOFFS_FILE = "quick_cutoffs.csv"
 RESIDUES_FILE = "residues.csv"
@@ -334,8 +346,10 @@ def _load_limits(
     analytes: dict[str, Analyte],
     editions: dict[str, Edition],
 ) -> list[Limit]:
-    want = AnalyteType.pesticide if kind is LimitKind.mrl else AnalyteType.contaminant
+    want = KIND_ANALYTE_TYPE[kind]
     out: list[Limit] = []
+    if name in OPTIONAL_LIMIT_FILES and not (directory / name).exists():
+        return out
     periods: dict[tuple[str, str], list[tuple[tuple[date, date | None], int]]] = {}
     for row in _rows(directory, name, LIMIT_COLUMNS):
         analyte = row.code("analyte")
@@ -387,8 +401,9 @@ def _load_bans(directory: Path, foods: dict[str, Commodity], analytes: dict[str,
         analyte = row.code("analyte")
         if analyte not in analytes:
             raise row.fail(f"analyte {analyte!r} is not in {ANALYTES_FILE}")
-        if analytes[analyte].type is not AnalyteType.pesticide:
-            raise row.fail(f"analyte {analyte!r} is not a pesticide")
+        if analytes[analyte].type not in BANNABLE_TYPES:
+            allowed = ", ".join(sorted(t.value for t in BANNABLE_TYPES))
+            raise row.fail(f"analyte {analyte!r} is a {analytes[analyte].type}; a ban names one of {allowed}")
         scope = row.code("scope")
         if scope != ALL_FOODS and scope not in foods:
             raise row.fail(f"scope {scope!r} is neither {ALL_FOODS!r} nor a food in {FOODS_FILE}")
@@ -504,8 +519,9 @@ def load_reference(directory: Path | None = None) -> Reference:
     food_map = {f.code: f for f in foods}
     analyte_map = {a.code: a for a in analytes}
     edition_map = {e.edition: e for e in editions}
-    limits = _load_limits(directory, MRL_FILE, LimitKind.mrl, food_map, analyte_map, edition_map)
-    limits += _load_limits(directory, CONTAMINANT_FILE, LimitKind.contaminant, food_map, analyte_map, edition_map)
+    limits: list[Limit] = []
+    for kind, name in LIMIT_FILES.items():
+        limits += _load_limits(directory, name, kind, food_map, analyte_map, edition_map)
     bans = _load_bans(directory, food_map, analyte_map)
     cutoffs = _load_cutoffs(directory, analyte_map)
     residues = _load_residues(directory, analyte_map)

@@ -42,6 +42,25 @@ def china_midnight_utc(day: date) -> datetime:
 class LimitKind(StrEnum):
     mrl = "mrl"  # pesticide maximum residue limit (GB 2763)
     contaminant = "contaminant"  # contaminant maximum level (GB 2762)
+    vet_drug = "vet_drug"  # veterinary drug maximum residue limit (GB 31650)
+    additive = "additive"  # food additive maximum use level (GB 2760), judged as a residue limit
+
+
+# the analyte family each kind of limit holds, and the food chain it is looked up along
+KIND_ANALYTE_TYPE: Final[Mapping[LimitKind, AnalyteType]] = {
+    LimitKind.mrl: AnalyteType.pesticide,
+    LimitKind.contaminant: AnalyteType.contaminant,
+    LimitKind.vet_drug: AnalyteType.veterinary_drug,
+    LimitKind.additive: AnalyteType.additive,
+}
+KIND_CHAIN: Final[Mapping[LimitKind, str]] = {
+    LimitKind.mrl: GB2763,
+    LimitKind.contaminant: GB2762,
+    LimitKind.vet_drug: GB2763,  # GB 31650 tissues sit in GB 2763's animal categories
+    LimitKind.additive: GB2763,  # GB 2760 foods placed in GB 2763's tree (processed foods added)
+}
+# the analyte families a ban may name
+BANNABLE_TYPES: Final = frozenset({AnalyteType.pesticide, AnalyteType.banned_compound, AnalyteType.veterinary_drug})
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,7 +90,7 @@ def test_food_paths() -> None:
         ("克百威,蔬菜,-1,mg/kg,,,,", ProblemKind.bad_number),
         ("克百威,蔬菜,inf,mg/kg,,,,", ProblemKind.bad_number),
         ("克百威,蔬菜,,mg/kg,,,,", ProblemKind.bad_number),
-        ("克百威,蔬菜,0.02,g/kg,,,,", ProblemKind.bad_unit),
+        ("克百威,蔬菜,0.02,g/L,,,,", ProblemKind.bad_unit),
         ("克百威,蔬菜,0.02,mg/kg,,,,sure", ProblemKind.bad_confidence),
         ("铅,蔬菜,0.1,mg/kg,,,,", ProblemKind.wrong_kind),
         ("克百威,蔬菜,0.02,mg/kg", ProblemKind.bad_row),

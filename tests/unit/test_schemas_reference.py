@@ -456,7 +456,7 @@ BAD_APPENDS = [
     ("pesticide_mrls.csv", "carbofuran,cowpea,0.1,GB 2763-2026,2026-04-01,,x,checked", "duplicate"),
     ("contaminant_limits.csv", "lead,cowpea,0.2,GB 2763-2026,2026-03-01,,x,checked", "not contaminant"),
     ("bans.csv", "carbofuran,dragon_pear,2026-06-01,,x,y,checked", "scope 'dragon_pear'"),
-    ("bans.csv", "lead,all,2026-06-01,,x,y,checked", "not a pesticide"),
+    ("bans.csv", "lead,all,2026-06-01,,x,y,checked", "a ban names one of"),
     ("bans.csv", "carbofuran,leek,2026-07-01,,x,y,checked", "already banned"),
     ("quick_cutoffs.csv", "xrf,lead,mg/kg,1,2,KJ,x,checked", "above positive_at"),
     ("quick_cutoffs.csv", "lc_msms,lead,mg/kg,1,0.5,KJ,x,checked", "not a quick method"),
