@@ -96,30 +96,30 @@ SINGLE_RESULT_KINDS: Final = (
 FAMILY_UNKNOWN: Final = "unknown"
 """``details.family`` of an alert whose analyte label the reference data does not know."""
 FAMILY_NAMES: Final[dict[str, tuple[str, str]]] = {
-    "pesticide": ("pesticide", "农药"),
-    "contaminant": ("contaminant", "污染物"),
-    "veterinary_drug": ("veterinary drug", "兽药"),
-    "banned_compound": ("banned compound", "禁用物质"),
-    "additive": ("food additive", "食品添加剂"),
-    "screen": ("screen", "快检筛查"),
+    AnalyteType.pesticide: ("pesticide", "农药"),
+    AnalyteType.contaminant: ("contaminant", "污染物"),
+    AnalyteType.veterinary_drug: ("veterinary drug", "兽药"),
+    AnalyteType.banned_compound: ("banned compound", "禁用物质"),
+    AnalyteType.additive: ("food additive", "食品添加剂"),
+    AnalyteType.screen: ("screen", "快检筛查"),
     FAMILY_UNKNOWN: ("unknown analyte", "未知检测项目"),
 }
 """Each family's name in English and Chinese (the ``type`` values of analytes.csv, plus ``unknown``)."""
-FAMILIES: Final = tuple(FAMILY_NAMES)
+FAMILIES: Final = tuple(str(f) for f in FAMILY_NAMES)
 """The values of ``details.family`` and of the Alertmanager label ``family``."""
 
 # exceedance kind by the rule that judged the value (the limit table), then by family
 _EXCEEDANCE_BY_RULE: Final[dict[str, str]] = {
-    "mrl": KIND_MRL,
-    "contaminant": KIND_CONTAMINANT,
-    "vet_drug": KIND_VET_DRUG,
-    "additive": KIND_ADDITIVE,
+    Rule.mrl: KIND_MRL,
+    Rule.contaminant: KIND_CONTAMINANT,
+    Rule.vet_drug: KIND_VET_DRUG,
+    Rule.additive: KIND_ADDITIVE,
 }
 _EXCEEDANCE_BY_FAMILY: Final[dict[str, str]] = {
-    "pesticide": KIND_MRL,
-    "contaminant": KIND_CONTAMINANT,
-    "veterinary_drug": KIND_VET_DRUG,
-    "additive": KIND_ADDITIVE,
+    AnalyteType.pesticide: KIND_MRL,
+    AnalyteType.contaminant: KIND_CONTAMINANT,
+    AnalyteType.veterinary_drug: KIND_VET_DRUG,
+    AnalyteType.additive: KIND_ADDITIVE,
 }
 # (en, zh) prefix of an exceedance summary, naming the family
 _EXCEEDANCE_TITLE: Final[dict[str, tuple[str, str]]] = {
@@ -283,7 +283,7 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
     # 禁用物质 with the family in brackets (a veterinary drug banned for this food, say)
     if family == AnalyteType.pesticide:
         banned_en, banned_zh = f"Banned pesticide {an_en}", f"禁用农药{an_zh}"
-    elif family == "banned_compound":
+    elif family == AnalyteType.banned_compound:
         banned_en, banned_zh = f"Banned substance {an_en}", f"禁用物质{an_zh}"
     else:
         banned_en, banned_zh = f"Banned substance {an_en} ({fam_en})", f"禁用物质{an_zh}（{fam_zh}）"

@@ -22,6 +22,8 @@ from schemas.alert import (
     KIND_VET_DRUG,
     SINGLE_RESULT_KINDS,
     Alert,
+    Classification,
+    Risk,
     alert_for_verdict,
     family_of,
 )
@@ -29,6 +31,7 @@ from schemas.codes import AnalyteType
 from schemas.reference import default_reference
 from schemas.result import Result
 from schemas.rules import screen
+from schemas.verdict import Rule, Verdict, VerdictKind
 from sinks.presentation import alert_labels
 from tests.unit.test_schemas_rules import make
 
@@ -115,3 +118,72 @@ def test_an_alert_without_family_has_no_family_label() -> None:
     a = alert_of(make("cadmium", "rice", value=0.5))
     bare = a.model_copy(update={"details": {k: v for k, v in a.details.items() if k != "family"}})
     assert "family" not in alert_labels(bare)
+
+
+def verdict(kind: VerdictKind, rule: Rule, *, limit: float | None = None, ratio: float | None = None) -> Verdict:
+    """A verdict as screen() gives it (the tests below fix the kind by the family, whatever the limit data)."""
+    edition = {Rule.ban: "MARA announcement 250", Rule.vet_drug: "GB 31650-2019", Rule.additive: "GB 2760-2024"}
+    return Verdict(
+        verdict=kind, limit_mg_kg=limit, ratio=ratio, rule=rule, edition=edition.get(rule, "?"), source="test",
+        confidence="checked", limit_food="pork", basis="test",
+    )  # fmt: skip
+
+
+def test_a_banned_compound_is_a_banned_substance_alert() -> None:
+    r = make("瘦肉精", "猪肉", value=0.012, loq=0.001)
+    assert (r.analyte, r.commodity) == ("clenbuterol", "pork")
+    a = alert_for_verdict(r, verdict(VerdictKind.banned, Rule.ban), reference=REF)
+    assert a is not None
+    assert (a.kind, a.classification, a.risk) == (KIND_BANNED_SUBSTANCE, Classification.alert, Risk.serious)
+    assert a.details["family"] == "banned_compound" and alert_labels(a)["family"] == "banned_compound"
+    assert a.summary_en.startswith("Banned substance Clenbuterol detected in Pork: 0.012 mg/kg (lc_msms)")
+    assert a.summary_zh.startswith("猪肉检出禁用物质克伦特罗：0.012 mg/kg") and "MARA announcement 250" in a.summary_zh
+
+
+def test_a_banned_veterinary_drug_says_its_family() -> None:
+    r = make("norfloxacin", "chicken", value=0.01, loq=0.002)
+    a = alert_for_verdict(r, verdict(VerdictKind.banned, Rule.ban), reference=REF)
+    assert a is not None and a.kind == KIND_BANNED_SUBSTANCE and a.details["family"] == "veterinary_drug"
+    assert (
+        "Banned substance Norfloxacin (veterinary drug)" in a.summary_en and "禁用物质诺氟沙星（兽药）" in a.summary_zh
+    )
+
+
+def test_a_banned_trace_of_a_banned_compound_names_it() -> None:
+    r = make("malachite_green", "grass_carp", value=0.0006, lod=0.0003, loq=0.001)
+    a = alert_for_verdict(r, verdict(VerdictKind.watch, Rule.ban_trace), reference=REF)
+    assert a is not None and a.kind == KIND_BANNED_TRACE and a.details["family"] == "banned_compound"
+    assert "Banned substance Malachite green detected below the method's LOQ" in a.summary_en
+    assert "草鱼检出禁用物质孔雀石绿，低于方法定量限" in a.summary_zh
+
+
+@pytest.mark.parametrize(
+    ("analyte", "commodity", "rule", "kind", "family", "en", "zh"),
+    [
+        ("enrofloxacin", "chicken", Rule.vet_drug, KIND_VET_DRUG, "veterinary_drug",
+         "Veterinary drug residue over its limit: ", "兽药残留超标："),
+        ("sulfur_dioxide", "dried_daylily", Rule.additive, KIND_ADDITIVE, "additive",
+         "Food additive over its maximum use level: ", "食品添加剂超量："),
+        # the rule names the limit table; without one of the four, the family decides
+        ("doxycycline", "pork", Rule.detected, KIND_VET_DRUG, "veterinary_drug",
+         "Veterinary drug residue over its limit: ", "兽药残留超标："),
+        ("nitrite", "pork", Rule.detected, KIND_ADDITIVE, "additive", "Food additive", "食品添加剂超量"),
+    ],
+)  # fmt: skip
+def test_exceedances_by_family(analyte: str, commodity: str, rule: Rule, kind: str, family: str, en: str,
+                               zh: str) -> None:  # fmt: skip
+    r = make(analyte, commodity, value=0.3)
+    a = alert_for_verdict(r, verdict(VerdictKind.exceeds, rule, limit=0.1, ratio=3.0), reference=REF)
+    assert a is not None
+    assert (a.kind, a.classification, a.risk, a.details["family"]) == (kind, Classification.alert, Risk.serious, family)
+    assert a.summary_en.startswith(en) and a.summary_zh.startswith(zh)
+    assert "exceeds the limit 0.1 mg/kg (3x" in a.summary_en and "超过限量 0.1 mg/kg（3 倍" in a.summary_zh
+    assert alert_labels(a)["family"] == family
+
+
+def test_a_quick_positive_on_meat_names_the_banned_compound() -> None:
+    r = make("clenbuterol", "pork", qualitative="positive", method="colloidal_gold")
+    a = alert_for_verdict(r, verdict(VerdictKind.positive, Rule.quick_qualitative), reference=REF)
+    assert a is not None and a.kind == KIND_QUICK_POSITIVE and a.details["family"] == "banned_compound"
+    assert "Quick test positive: Clenbuterol (banned compound) on Pork" in a.summary_en
+    assert "快检阳性：猪肉克伦特罗（禁用物质；胶体金试纸条，判读阳性）" in a.summary_zh
