@@ -11,11 +11,15 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   e-commerce warehouses, two wholesale markets and three testing centres (the labs).
 * Quick tests: enzyme inhibition on vegetables (``ache_inhibition`` in %, positive at >= 50, a watch
   band of 40-50), colloidal-gold strips for single pesticides (qualitative) and XRF for heavy metals
-  (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%).
+  (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%). A market
+  analyser's tests include (``ANIMAL_QUICK_SHARE``) strips and kits on meat, fish, shrimp, poultry,
+  eggs and dried goods: beta-agonists (瘦肉精), malachite green, AOZ, enrofloxacin, formaldehyde, SO2,
+  read positive / negative (``catalogue.ANIMAL_QUICK``).
 * Lab results (LC-MS/MS, GC-MS/MS, ICP-MS, AAS, AFS): one line per analyte of a routine sample, most
   not detected (value 0.0 with ``lod`` set), a long right tail, 1-3% of lines non-compliant against
   the limits and bans of the screening reference in force at the fleet's start (``limits.py``). One
-  testing centre's MS instruments report in ug/kg.
+  testing centre's MS instruments report in ug/kg. Animal products also get LC-MS/MS panels of
+  veterinary drugs and banned compounds (``catalogue.VET_PANELS``).
 * About 70% of quick-test positives are followed, 2-10 simulated hours later, by a lab result on the
   same sample with ``confirms`` set (tag ``"confirmation"``); the rest are never confirmed.
 * A share ``invalid_fraction`` of messages is deliberately malformed (tag ``"invalid"``).
@@ -23,7 +27,9 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   ``incident:cowpea_carbofuran`` (one Hainan supplier's cowpea lot with carbofuran in seven markets
   in seven districts, confirmed by LC-MS/MS within the hour), ``incident:faulty_device`` (an enzyme
   reader whose readings drift upwards for three hours) and ``incident:repeat_offender`` (one stall
-  with a non-compliant result every day for six days).
+  with a non-compliant result every day for six days) and ``incident:clenbuterol_pork`` (one pig
+  supplier's pork with clenbuterol in three markets in three districts, strip positives confirmed by
+  LC-MS/MS).
 
 The volume follows market hours (most results 05:00-11:00 local time, few at night);
 ``rate_per_sim_hour`` is the mean over a whole day, so the 06:00-07:00 hour carries about 2.7 times
