@@ -8,16 +8,20 @@ Order of the rules (first match wins):
 2. Quick methods (enzyme_inhibition, colloidal_gold, xrf) never give ``exceeds`` or ``banned``:
    - a reading in % -> the method's cut-off (enzyme: positive >= 50%, watch >= 40%);
    - a reading in mg/kg -> the food's limit: over it ``positive``, >= watch_fraction of it ``watch``;
-     with no limit but a ban in force, a detection is ``positive`` (rule ``quick_ban``);
-   - a read-out only (negative / positive) -> ``compliant`` / ``positive``.
+     with a ban in force, a detection is ``positive`` (rule ``quick_ban``), over a limit or not. A
+     kit's detection cut-off (quick_cutoffs.csv, mg/kg or µg/kg) stands in for the LOD / LOQ the
+     device does not send: below its watch level not detected, up to its positive level a trace;
+   - a read-out only (negative / positive) -> ``compliant`` / ``positive`` (the limit, else the ban,
+     attached for context).
 3. Confirmatory methods:
-   - a pesticide banned for the food on the sample date, detected (>= LOQ, or > 0 without LOQ, or a
-     qualitative positive) -> ``banned`` (takes precedence over the limit);
-   - the limit in force on ``sampled_at`` for the most specific food level (pesticide MRLs and bans
-     along GB 2763's food groups, contaminant limits along GB 2762's) -> ``exceeds`` when over
-     it, ``watch`` when >= watch_fraction of it, else ``compliant``. A total (mercury, arsenic)
-     with no limit of its own, judged against its species' limit (methylmercury, inorganic
-     arsenic), is at most ``watch`` (rule ``speciated``: over that limit means "speciate", since the
+   - a substance (pesticide, animal drug, non-food substance) banned for the food on the sample date,
+     detected (>= LOQ, or > 0 without LOQ, or a qualitative positive) -> ``banned`` (takes precedence
+     over the limit);
+   - the limit in force on ``sampled_at`` for the most specific food level (pesticide MRLs, veterinary
+     drug and additive limits and bans along GB 2763's food groups, contaminant limits along GB 2762's)
+     -> ``exceeds`` when over it, ``watch`` when >= watch_fraction of it, else ``compliant``. A total
+     (mercury, arsenic) with no limit of its own, judged against its species' limit (methylmercury,
+     inorganic arsenic), is at most ``watch`` (rule ``speciated``: over that limit means "speciate", since the
      species is part of the total);
    - banned but not detected, and no limit -> ``compliant`` (rule ``ban``);
    - otherwise ``no_limit``.
@@ -281,8 +285,12 @@ def _judge(
     if value is not None:
         if result.method is _ENZYME:
             return _no_limit(result, _R_UNIT_MISMATCH, "enzyme inhibition is read in %, not mg/kg")
+        if cutoff is not None and lod is None and loq is None:
+            # the kit's detection cut-off stands in for the LOD / LOQ the device did not send
+            lod, loq = cutoff.watch_mg_kg, cutoff.positive_mg_kg
+            note += f"read against the kit cut-off ({cutoff.basis}); "
         found = _reading(value, qualitative, lod, loq)
-        if ban is not None and found == _QUANTIFIED:  # a banned pesticide on a strip: positive, over a limit or not
+        if ban is not None and found == _QUANTIFIED:  # a banned substance on a strip: positive, over a limit or not
             return _from_ban(_POSITIVE, ban, _R_QUICK_BAN, note)
         if ban is not None and found == _TRACE:
             return _from_ban(_WATCH, ban, _R_BAN_TRACE, note)
@@ -305,8 +313,15 @@ def _judge(
             return _from_ban(_COMPLIANT, ban, _R_QUICK_BAN, note)
         return _no_limit(result, _R_NO_LIMIT, "no limit in force")
     kind = _POSITIVE if qualitative is _Q_POSITIVE else _COMPLIANT
+    if cutoff is not None:
+        note += (
+            f"the kit reads positive at >= {cutoff.positive_at:g} {cutoff.unit} "
+            f"({cutoff.standard}; {cutoff.confidence}); "
+        )
     if hit is not None:
         return _from_limit(kind, hit, None, _R_QUICK_QUALITATIVE, result.analyte, note)
+    if ban is not None:  # no limit: the ban is attached for context (it names the announcement)
+        return _from_ban(kind, ban, _R_QUICK_QUALITATIVE, note)
     return _make(
         {
             "verdict": kind,
@@ -368,7 +383,12 @@ def _lookup(
             hit = entry
             break
     ban = reference.ban_in_force(analyte, food, at)
-    cutoff = reference.cutoff(result.method, analyte) if result.percent is not None else None
+    if result.percent is not None:
+        cutoff = reference.cutoff(result.method, analyte)
+    elif result.method in QUICK_METHODS:
+        cutoff = reference.mass_cutoff(result.method, analyte)
+    else:
+        cutoff = None
     verdict = _judge(result, reading, hit, ban, cutoff, watch_fraction)
     food_known = reference.is_known_food(food)
     if food_known and reference.is_known_analyte(result.analyte):
@@ -482,14 +502,24 @@ def screen_naive(result: Result, reference: Reference, *, watch_fraction: float 
             ban, ban_depth = b, depth
 
     cutoff: QuickCutoff | None = None
-    for c in reference.cutoffs:
-        if c.method == result.method and c.analyte == analyte:
-            cutoff = c
-            break
-        if c.method == result.method and c.analyte == ANY_ANALYTE and cutoff is None:
-            cutoff = c
-    if result.percent is None:
-        cutoff = None
+    if result.percent is not None:  # a reading on the method's own scale
+        for c in reference.cutoffs:
+            if c.is_mass:
+                continue
+            if c.method == result.method and c.analyte == analyte:
+                cutoff = c
+                break
+            if c.method == result.method and c.analyte == ANY_ANALYTE and cutoff is None:
+                cutoff = c
+    elif result.method in QUICK_METHODS:  # a kit's detection cut-off: the method's own, else any method's
+        for c in reference.cutoffs:
+            if not c.is_mass or c.analyte != analyte:
+                continue
+            if c.method == result.method:
+                cutoff = c
+                break
+            if c.method is None and cutoff is None:
+                cutoff = c
     verdict = _judge(result, reading, hit, ban, cutoff, watch_fraction)
     if known and analyte_known(reference, result.analyte):
         return verdict

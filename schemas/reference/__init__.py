@@ -1,5 +1,6 @@
 """Reference data: food taxonomy, analytes, limit editions, pesticide MRLs (GB 2763), contaminant
-limits (GB 2762), bans and quick-test cut-offs; loaded and validated once at start.
+limits (GB 2762), veterinary drug MRLs (GB 31650), additive levels (GB 2760), bans and quick-test
+cut-offs; loaded and validated once at start.
 
     ref = default_reference()               # the packaged CSV files, cached
     ref = load_reference(Path("my/ref"))    # another directory with the same files
@@ -16,6 +17,8 @@ from schemas.reference.model import (
     CHINA_TZ,
     GB2762,
     GB2763,
+    KIND_ANALYTE_TYPE,
+    KIND_CHAIN,
     STANDARDS,
     Analyte,
     Ban,
@@ -37,6 +40,8 @@ __all__ = [
     "DATA_DIR",
     "GB2762",
     "GB2763",
+    "KIND_ANALYTE_TYPE",
+    "KIND_CHAIN",
     "STANDARDS",
     "Analyte",
     "Ban",

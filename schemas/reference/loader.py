@@ -20,9 +20,11 @@ from schemas.reference.model import (
     ALL_FOODS,
     ANY_ANALYTE,
     BANNABLE_TYPES,
+    CUTOFF_MASS_UNITS,
     GB2762,
     GB2763,
     KIND_ANALYTE_TYPE,
+    PERCENT,
     Analyte,
     Ban,
     Commodity,
@@ -448,29 +450,43 @@ def _nested(a: str, b: str, foods: dict[str, Commodity]) -> bool:
     return a in up(b) or b in up(a)
 
 
+_CUTOFF_UNIT_SPELLINGS = {"ug/kg": "µg/kg", "μg/kg": "µg/kg"}  # the Greek mu and plain u as the micro sign
+
+
 def _load_cutoffs(directory: Path, analytes: dict[str, Analyte]) -> list[QuickCutoff]:
-    out: dict[tuple[Method, str], QuickCutoff] = {}
+    out: dict[tuple[Method | None, str], QuickCutoff] = {}
     for row in _rows(directory, CUTOFFS_FILE, CUTOFF_COLUMNS):
+        raw_unit = row.text("unit")
+        unit = _CUTOFF_UNIT_SPELLINGS.get(raw_unit, raw_unit)
+        if unit != PERCENT and unit not in CUTOFF_MASS_UNITS:
+            raise row.fail(f"unit {raw_unit!r} is not one of {PERCENT}, {', '.join(CUTOFF_MASS_UNITS)}")
         raw_method = row.text("method")
-        try:
-            method = Method(raw_method)
-        except ValueError:
-            raise row.fail(f"method {raw_method!r} is not a method") from None
-        if method not in QUICK_METHODS:
-            raise row.fail(f"method {method} is not a quick method")
+        method: Method | None = None
+        if raw_method == ANY_ANALYTE:
+            if unit == PERCENT:
+                raise row.fail(f"method {ANY_ANALYTE!r} (any quick method) is for cut-offs in mg/kg or µg/kg")
+        else:
+            try:
+                method = Method(raw_method)
+            except ValueError:
+                raise row.fail(f"method {raw_method!r} is not a method") from None
+            if method not in QUICK_METHODS:
+                raise row.fail(f"method {method} is not a quick method")
         analyte = row.text("analyte")
         if analyte != ANY_ANALYTE and analyte not in analytes:
             raise row.fail(f"analyte {analyte!r} is neither {ANY_ANALYTE!r} nor in {ANALYTES_FILE}")
+        if analyte == ANY_ANALYTE and unit != PERCENT:
+            raise row.fail("a cut-off in mg/kg or µg/kg names its analyte")
         positive_at = row.positive("positive_at")
         watch_from = row.positive("watch_from", allow_zero=True)
         if watch_from > positive_at:
             raise row.fail(f"watch_from {watch_from:g} is above positive_at {positive_at:g}")
         if (method, analyte) in out:
-            raise row.fail(f"duplicate cut-off for {method}/{analyte}")
+            raise row.fail(f"duplicate cut-off for {raw_method}/{analyte}")
         out[(method, analyte)] = QuickCutoff(
             method=method,
             analyte=analyte,
-            unit=row.text("unit"),
+            unit=unit,
             standard=row.text("standard"),
             positive_at=positive_at,
             watch_from=watch_from,

@@ -172,11 +172,23 @@ class Ban:
         return self.starts <= at and (self.ends is None or at < self.ends)
 
 
+PERCENT: Final = "%"
+# mass units a quick-test cut-off may be written in -> how many of them make one mg/kg
+CUTOFF_MASS_UNITS: Final[Mapping[str, int]] = {"mg/kg": 1, "µg/kg": 1000}
+
+
 @dataclass(frozen=True, slots=True)
 class QuickCutoff:
-    """The cut-offs of a quick method that reports its own scale (enzyme inhibition, in %)."""
+    """The cut-offs of a quick method: on its own scale (enzyme inhibition, in %), or, for a strip or
+    rapid kit that reports an amount, the kit's detection cut-off for one analyte (in mg/kg or µg/kg).
 
-    method: Method
+    A mass cut-off stands in for the LOD / LOQ a device does not send: below ``watch_from`` not
+    detected, from ``watch_from`` up to ``positive_at`` detected but below the cut-off, from
+    ``positive_at`` detected. ``method`` None (``*`` in the file) means any quick method (a rapid kit
+    sent under whichever quick method the device declares); only mass cut-offs may use it.
+    """
+
+    method: Method | None
     analyte: str  # an analyte code or ``*``
     unit: str
     standard: str  # the method standard the cut-off comes from (reported as the verdict's edition)
@@ -187,14 +199,25 @@ class QuickCutoff:
     file: str = ""
     line: int = 0
     basis: str = field(init=False, compare=False, repr=False)
+    positive_mg_kg: float | None = field(init=False, compare=False, repr=False)  # None for % cut-offs
+    watch_mg_kg: float | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        per_mg = CUTOFF_MASS_UNITS.get(self.unit)
+        object.__setattr__(self, "positive_mg_kg", None if per_mg is None else self.positive_at / per_mg)
+        object.__setattr__(self, "watch_mg_kg", None if per_mg is None else self.watch_from / per_mg)
+        unit = self.unit if self.unit == PERCENT else f" {self.unit}"
         object.__setattr__(
             self,
             "basis",
-            f"{self.standard}; {self.method} positive >= {self.positive_at:g}{self.unit}, "
-            f"watch >= {self.watch_from:g}{self.unit}; {self.confidence}; {self.source}",
+            f"{self.standard}; {self.method or 'any quick method'} positive >= {self.positive_at:g}{unit}, "
+            f"watch >= {self.watch_from:g}{unit}; {self.confidence}; {self.source}",
         )
+
+    @property
+    def is_mass(self) -> bool:
+        """True for a kit's detection cut-off in mg/kg or µg/kg (False for a reading scale in %)."""
+        return self.positive_mg_kg is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +253,7 @@ class Reference:
         "_definition_of",
         "_foods",
         "_limit_chain",
+        "_mass_cutoffs",
         "_screen_analyte",
         "_sums",
         "analytes",
@@ -272,11 +296,14 @@ class Reference:
         self._alias_analyte = _alias_map((a.code, a.name_en, a.name_zh, a.aliases) for a in self.analytes)
         self._limit_chain = self._build_limit_chain()
         self._ban_chain, self._bans_all_foods = self._build_ban_chain()
-        self._cutoffs = {(c.method, c.analyte): c for c in self.cutoffs}
+        self._cutoffs = {(c.method, c.analyte): c for c in self.cutoffs if not c.is_mass}
+        self._mass_cutoffs = {(c.method, c.analyte): c for c in self.cutoffs if c.is_mass}
         # a quick method whose reading is a group screen (enzyme inhibition -> ache_inhibition): the
         # analyte it measures whatever label the device puts on it
         self._screen_analyte: dict[Method, str] = {}
         for c in self.cutoffs:
+            if c.method is None or c.is_mass:
+                continue
             if c.analyte != ANY_ANALYTE and self._analytes.get(c.analyte, _NO_ANALYTE).type is AnalyteType.screen:
                 self._screen_analyte.setdefault(c.method, c.analyte)
         sums: dict[str, list[ResidueComponent]] = {}
@@ -372,9 +399,17 @@ class Reference:
         return self._definition_of.get(component)
 
     def cutoff(self, method: Method, analyte: str) -> QuickCutoff | None:
+        """The cut-off of a reading on the method's own scale (%), for the analyte or ``*``."""
         c = self._cutoffs.get((method, analyte))
         if c is None:
             c = self._cutoffs.get((method, ANY_ANALYTE))
+        return c
+
+    def mass_cutoff(self, method: Method, analyte: str) -> QuickCutoff | None:
+        """A quick kit's detection cut-off for ``analyte`` in mg/kg: the method's own, else any quick method's."""
+        c = self._mass_cutoffs.get((method, analyte))
+        if c is None:
+            c = self._mass_cutoffs.get((None, analyte))
         return c
 
     def with_cutoff(self, method: Method, analyte: str, *, positive_at: float, watch_from: float) -> Reference:

@@ -14,10 +14,10 @@ from schemas.reference import (
     ALL_FOODS,
     CHINA_TZ,
     DATA_DIR,
+    KIND_ANALYTE_TYPE,
     Ban,
     Edition,
     Limit,
-    LimitKind,
     QuickCutoff,
     Reference,
     ReferenceDataError,
@@ -217,8 +217,7 @@ def test_every_reference_exists() -> None:
         assert REF.commodity(lim.food) is not None, lim
         analyte = REF.analyte(lim.analyte)
         assert analyte is not None, lim
-        want = AnalyteType.pesticide if lim.kind is LimitKind.mrl else AnalyteType.contaminant
-        assert analyte.type is want
+        assert analyte.type is KIND_ANALYTE_TYPE[lim.kind]
         assert lim.edition in REF.editions
     for ban in REF.bans:
         assert REF.analyte(ban.analyte) is not None
@@ -226,7 +225,7 @@ def test_every_reference_exists() -> None:
     for analyte in REF.analytes:
         assert analyte.speciated_as is None or REF.analyte(analyte.speciated_as) is not None
     for cutoff in REF.cutoffs:
-        assert cutoff.method.is_quick
+        assert cutoff.method is None or cutoff.method.is_quick  # None: any quick method (mass cut-offs)
 
 
 def test_every_limit_positive_with_source_and_confidence() -> None:
