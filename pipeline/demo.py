@@ -32,6 +32,7 @@ from schemas.alert import SINGLE_RESULT_KINDS
 from sinks.clickhouse import redact_url
 
 KIND_CLUSTER = "supplier_cluster"
+PANEL_FAMILIES = frozenset({"veterinary_drug", "banned_compound", "additive"})  # the families of issue 20
 
 SUMMARY_QUERIES: list[tuple[str, str]] = [
     (
@@ -103,12 +104,11 @@ class ClusterFamilies:
         return Counter(self.finding[r] for r in self.evidence.get(alert_id, ()) if r in self.finding)
 
     def lines(self, limit: int = 8) -> list[str]:
-        """One line per cluster, those built from findings other than pesticides first."""
+        """One line per cluster, those built from veterinary drugs, banned compounds or additives first."""
         rows = []
         for alert_id, a in self.clusters.items():
             found = self.of(alert_id)
-            families = sorted({f for f, _, _ in found})
-            other = any(f not in ("pesticide", "screen") for f in families)
+            other = any(f in PANEL_FAMILIES for f, _, _ in found)
             what = ", ".join(f"{k} {an} ({f}) x{n}" for (f, k, an), n in sorted(found.items()))
             line = (f"CLUSTER {a.get('classification')}/{a.get('risk')} {a.get('supplier_id') or '-'} "
                     f"{a.get('commodity')}: {what or 'no single-result alert seen'}")

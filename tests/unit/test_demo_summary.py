@@ -34,15 +34,18 @@ def test_a_cluster_names_the_families_of_its_findings_as_it_grows() -> None:
     assert "banned_substance clenbuterol (banned_compound) x1" in line
 
 
-def test_clusters_of_other_families_come_first() -> None:
+def test_clusters_of_the_market_panel_families_come_first() -> None:
     c = ClusterFamilies()
     for i in range(5):
         c.add(single(f"p{i}", "quick_test_positive", "pesticide", "carbofuran"))
     c.add(cluster("cowpea", [f"p{i}" for i in range(5)]))
+    c.add(single("m1", "contaminant_exceedance", "contaminant", "cadmium"))
+    c.add(cluster("rice", ["m1"]))
     c.add(single("v1", "vet_drug_exceedance", "veterinary_drug", "enrofloxacin"))
     c.add(cluster("chicken", ["v1", "unseen"]))
     lines = c.lines()
     assert "vet_drug_exceedance enrofloxacin (veterinary_drug) x1" in lines[0] and "carbofuran" in lines[1]
+    assert "cadmium" in lines[2]  # then by findings
     assert c.lines(limit=1) == lines[:1]
 
 
