@@ -509,6 +509,11 @@ def _load_residues(directory: Path, analytes: dict[str, Analyte]) -> list[Residu
         for column, code in (("definition", definition), ("component", component)):
             if code not in analytes:
                 raise row.fail(f"{column} {code!r} is not in {ANALYTES_FILE}")
+        if analytes[component].type is not analytes[definition].type:
+            raise row.fail(
+                f"component {component!r} is a {analytes[component].type}, "
+                f"its definition {definition!r} a {analytes[definition].type}: a sum adds parts of one family"
+            )
         if (definition, component) in seen:
             raise row.fail(f"duplicate component {component!r} of {definition!r}")
         seen.add((definition, component))
