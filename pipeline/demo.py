@@ -28,7 +28,11 @@ from pipeline.settings import Settings, kafka_python_security_options
 from pipeline.simulator.publish import FleetProgress, run_fleet
 from pipeline.topics import ensure_topics, group_lag
 from pipeline.worker import broker_for
+from schemas.alert import SINGLE_RESULT_KINDS
 from sinks.clickhouse import redact_url
+
+KIND_CLUSTER = "supplier_cluster"
+PANEL_FAMILIES = frozenset({"veterinary_drug", "banned_compound", "additive"})  # the families of issue 20
 
 SUMMARY_QUERIES: list[tuple[str, str]] = [
     (
@@ -54,6 +58,15 @@ SUMMARY_QUERIES: list[tuple[str, str]] = [
            FROM foodrisk.alerts FINAL GROUP BY kind, classification, risk ORDER BY alerts DESC""",
     ),
     (
+        "Findings by family (single-result alerts; family from details)",
+        """SELECT visitParamExtractString(details, 'family') AS family, kind,
+                  uniqExact(alert_id) AS alerts, uniqExact(analyte) AS analytes,
+                  arrayStringConcat(arraySlice(groupUniqArray(analyte), 1, 4), ',') AS some_analytes
+           FROM foodrisk.alerts FINAL
+           WHERE family != ''
+           GROUP BY family, kind ORDER BY family, alerts DESC""",
+    ),
+    (
         "Dead letters by kind",
         """SELECT error_kind, count() AS messages FROM foodrisk.deadletters FINAL GROUP BY error_kind""",
     ),
@@ -68,6 +81,41 @@ def alert_line(a: dict[str, Any]) -> str:
     return f"ALERT {label:<29} {a.get('kind', '?'):<24} {where:<10} {summary}"
 
 
+class ClusterFamilies:
+    """Which families of findings each supplier cluster was built from: the clusters' evidence (result
+    ids, as the alert grows) matched to the single-result alerts of those results (kind, family)."""
+
+    def __init__(self) -> None:
+        self.finding: dict[str, tuple[str, str, str]] = {}  # result_id -> (family, kind, analyte)
+        self.clusters: dict[str, dict[str, Any]] = {}  # alert_id -> the latest cluster alert
+        self.evidence: dict[str, set[str]] = {}  # alert_id -> every result id it named
+
+    def add(self, a: dict[str, Any]) -> None:
+        kind = a.get("kind")
+        details = a.get("details") or {}
+        if kind in SINGLE_RESULT_KINDS and a.get("evidence"):
+            self.finding[a["evidence"][0]] = (str(details.get("family") or "?"), str(kind), str(a.get("analyte")))
+        elif kind == KIND_CLUSTER and a.get("alert_id"):
+            self.clusters[a["alert_id"]] = a
+            self.evidence.setdefault(a["alert_id"], set()).update(a.get("evidence") or ())
+
+    def of(self, alert_id: str) -> Counter[tuple[str, str, str]]:
+        """(family, kind, analyte) -> findings of the cluster's results."""
+        return Counter(self.finding[r] for r in self.evidence.get(alert_id, ()) if r in self.finding)
+
+    def lines(self, limit: int = 8) -> list[str]:
+        """One line per cluster, those built from veterinary drugs, banned compounds or additives first."""
+        rows = []
+        for alert_id, a in self.clusters.items():
+            found = self.of(alert_id)
+            other = any(f in PANEL_FAMILIES for f, _, _ in found)
+            what = ", ".join(f"{k} {an} ({f}) x{n}" for (f, k, an), n in sorted(found.items()))
+            line = (f"CLUSTER {a.get('classification')}/{a.get('risk')} {a.get('supplier_id') or '-'} "
+                    f"{a.get('commodity')}: {what or 'no single-result alert seen'}")
+            rows.append((not other, -sum(found.values()), line))
+        return [line for _, _, line in sorted(rows)[:limit]]
+
+
 class AlertPrinter(threading.Thread):
     """Reads the alerts topic from the start and prints one line per alert."""
 
@@ -77,6 +125,8 @@ class AlertPrinter(threading.Thread):
         self._stop_event = threading.Event()
         self.seen: set[str] = set()
         self.by_kind: Counter[str] = Counter()
+        self.by_family: Counter[str] = Counter()
+        self.clusters = ClusterFamilies()
 
     def run(self) -> None:
         consumer = KafkaConsumer(
@@ -101,10 +151,16 @@ class AlertPrinter(threading.Thread):
             a = orjson.loads(value)
         except orjson.JSONDecodeError:
             return
+        if not isinstance(a, dict):
+            return
+        self.clusters.add(a)  # updates too: a cluster's evidence grows under one id
         if a.get("alert_id") in self.seen:
             return
         self.seen.add(a["alert_id"])
         self.by_kind[a.get("kind", "?")] += 1
+        family = (a.get("details") or {}).get("family")
+        if family:
+            self.by_family[str(family)] += 1
         print("  " + alert_line(a), file=self._out, flush=True)
 
     def stop(self) -> None:
@@ -210,6 +266,13 @@ def run_demo(
                 _summary(ask, say)
                 say(f"foodrisk: {len(printer.seen)} alerts: "
                     + ", ".join(f"{k} {n}" for k, n in printer.by_kind.most_common()))
+                say("foodrisk: single-result alerts by family: "
+                    + ", ".join(f"{k} {n}" for k, n in printer.by_family.most_common()))
+                cluster_lines = printer.clusters.lines()
+                if cluster_lines:
+                    say("foodrisk: supplier clusters and the findings they were built from:")
+                    for line in cluster_lines:
+                        say("  " + line)
                 printer.join(timeout=5)
         say("foodrisk: stopped cleanly")
         return 0

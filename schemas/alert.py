@@ -8,10 +8,20 @@ Single-result alerts (``alert_for_verdict``):
 
 | verdict | method | kind | classification | risk |
 |---|---|---|---|---|
-| banned | lab | banned_pesticide | alert | serious |
-| exceeds | lab | mrl_exceedance, contaminant_exceedance | alert | serious (ratio >= 2) or potentially_serious |
+| banned | lab | banned_pesticide (pesticide), banned_substance (other) | alert | serious |
+| exceeds | lab | mrl_exceedance (pesticide), contaminant_, vet_drug_, additive_exceedance | alert | serious* |
 | positive (or banned/exceeds from a quick test) | quick | quick_test_positive | follow_up | undecided |
+| watch by rule ban_trace | lab or quick | banned_trace | follow_up | undecided |
 | anything else | | no alert | | |
+
+(*) serious when ratio >= 2, else potentially_serious.
+
+Every single-result alert names the analyte's family (:data:`FAMILIES`: the ``type`` of analytes.csv,
+``screen`` for the enzyme screen, ``unknown`` for a label the reference data does not know) in
+``details.family`` and in both summaries (检出禁用农药 / 检出禁用物质, 农药残留超标 / 污染物超标 /
+兽药残留超标 / 食品添加剂超量); the delivered alert carries it as the label ``family``
+(sinks/presentation.py). The family picks the exceedance kind only when the rule does not (the rule
+names the limit table judged against: mrl, contaminant, vet_drug, additive).
 
 A finding judged against a limit whose ``confidence`` is ``unverified`` (nobody checked it against the
 standard's text) or ``old`` (from an earlier edition) says so at the end of both summaries
@@ -40,11 +50,18 @@ from schemas.verdict import Rule, Verdict, VerdictKind
 __all__ = [
     "ALERT_SCHEMA_VERSION",
     "CONFIDENCE_NOTE",
+    "EXCEEDANCE_KINDS",
+    "FAMILIES",
+    "FAMILY_NAMES",
+    "FAMILY_UNKNOWN",
+    "KIND_ADDITIVE",
     "KIND_BANNED",
+    "KIND_BANNED_SUBSTANCE",
     "KIND_BANNED_TRACE",
     "KIND_CONTAMINANT",
     "KIND_MRL",
     "KIND_QUICK_POSITIVE",
+    "KIND_VET_DRUG",
     "SERIOUS_RATIO",
     "SINGLE_RESULT_KINDS",
     "Alert",
@@ -53,17 +70,64 @@ __all__ = [
     "Risk",
     "alert_for_verdict",
     "alert_id_for",
+    "family_of",
 ]
 
 ALERT_SCHEMA_VERSION: Final = 1
 SERIOUS_RATIO: Final = 2.0
-KIND_BANNED: Final = "banned_pesticide"
-KIND_MRL: Final = "mrl_exceedance"
-KIND_CONTAMINANT: Final = "contaminant_exceedance"
+KIND_BANNED: Final = "banned_pesticide"  # a pesticide banned for the food, detected by a lab
+KIND_BANNED_SUBSTANCE: Final = "banned_substance"  # any other banned analyte (banned compounds, non-food substances)
+KIND_MRL: Final = "mrl_exceedance"  # a pesticide over its MRL (GB 2763)
+KIND_CONTAMINANT: Final = "contaminant_exceedance"  # GB 2762
+KIND_VET_DRUG: Final = "vet_drug_exceedance"  # a veterinary drug over its MRL (GB 31650)
+KIND_ADDITIVE: Final = "additive_exceedance"  # a food additive over its maximum use level (GB 2760)
 KIND_QUICK_POSITIVE: Final = "quick_test_positive"
 KIND_BANNED_TRACE: Final = "banned_trace"  # a banned substance detected below the LOQ: follow up
+EXCEEDANCE_KINDS: Final = (KIND_MRL, KIND_CONTAMINANT, KIND_VET_DRUG, KIND_ADDITIVE)
 # The kinds one screened result raises on its own (the early-warning agent adds pattern kinds).
-SINGLE_RESULT_KINDS: Final = (KIND_BANNED, KIND_MRL, KIND_CONTAMINANT, KIND_QUICK_POSITIVE, KIND_BANNED_TRACE)
+SINGLE_RESULT_KINDS: Final = (
+    KIND_BANNED,
+    KIND_BANNED_SUBSTANCE,
+    *EXCEEDANCE_KINDS,
+    KIND_QUICK_POSITIVE,
+    KIND_BANNED_TRACE,
+)
+
+FAMILY_UNKNOWN: Final = "unknown"
+"""``details.family`` of an alert whose analyte label the reference data does not know."""
+FAMILY_NAMES: Final[dict[str, tuple[str, str]]] = {
+    AnalyteType.pesticide: ("pesticide", "农药"),
+    AnalyteType.contaminant: ("contaminant", "污染物"),
+    AnalyteType.veterinary_drug: ("veterinary drug", "兽药"),
+    AnalyteType.banned_compound: ("banned compound", "禁用物质"),
+    AnalyteType.additive: ("food additive", "食品添加剂"),
+    AnalyteType.screen: ("screen", "快检筛查"),
+    FAMILY_UNKNOWN: ("unknown analyte", "未知检测项目"),
+}
+"""Each family's name in English and Chinese (the ``type`` values of analytes.csv, plus ``unknown``)."""
+FAMILIES: Final = tuple(str(f) for f in FAMILY_NAMES)
+"""The values of ``details.family`` and of the Alertmanager label ``family``."""
+
+# exceedance kind by the rule that judged the value (the limit table), then by family
+_EXCEEDANCE_BY_RULE: Final[dict[str, str]] = {
+    Rule.mrl: KIND_MRL,
+    Rule.contaminant: KIND_CONTAMINANT,
+    Rule.vet_drug: KIND_VET_DRUG,
+    Rule.additive: KIND_ADDITIVE,
+}
+_EXCEEDANCE_BY_FAMILY: Final[dict[str, str]] = {
+    AnalyteType.pesticide: KIND_MRL,
+    AnalyteType.contaminant: KIND_CONTAMINANT,
+    AnalyteType.veterinary_drug: KIND_VET_DRUG,
+    AnalyteType.additive: KIND_ADDITIVE,
+}
+# (en, zh) prefix of an exceedance summary, naming the family
+_EXCEEDANCE_TITLE: Final[dict[str, tuple[str, str]]] = {
+    KIND_MRL: ("Pesticide residue over its limit", "农药残留超标"),
+    KIND_CONTAMINANT: ("Contaminant over its limit", "污染物超标"),
+    KIND_VET_DRUG: ("Veterinary drug residue over its limit", "兽药残留超标"),
+    KIND_ADDITIVE: ("Food additive over its maximum use level", "食品添加剂超量"),
+}
 
 _ALERT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:foodrisk:alert")
 
@@ -171,6 +235,12 @@ _BAN_TRACE: Final = Rule.ban_trace.value
 """The verdicts that raise an alert on their own (the module table); any other raises none."""
 
 
+def family_of(analyte: str, reference: Reference) -> str:
+    """The analyte's family (its ``type`` in analytes.csv), or :data:`FAMILY_UNKNOWN`."""
+    row = reference.analyte(analyte)
+    return str(row.type) if row is not None else FAMILY_UNKNOWN
+
+
 def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference | None = None) -> Alert | None:
     """The alert one screened result raises, or None (see the module table).
 
@@ -181,18 +251,16 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         return None  # most results: nothing to look up or write
     ref = reference if reference is not None else default_reference()
     quick = result.method in QUICK_METHODS
+    family = family_of(result.analyte, ref)
     if verdict.rule == _BAN_TRACE:
         kind, classification, risk = KIND_BANNED_TRACE, Classification.follow_up, Risk.undecided
     elif quick:
         kind, classification, risk = KIND_QUICK_POSITIVE, Classification.follow_up, Risk.undecided
     elif kind_of is VerdictKind.banned:
-        kind, classification, risk = KIND_BANNED, Classification.alert, Risk.serious
+        kind = KIND_BANNED if family == AnalyteType.pesticide else KIND_BANNED_SUBSTANCE
+        classification, risk = Classification.alert, Risk.serious
     elif kind_of is VerdictKind.exceeds:
-        analyte_row = ref.analyte(result.analyte)
-        contaminant = verdict.rule == Rule.contaminant or (
-            analyte_row is not None and analyte_row.type is AnalyteType.contaminant
-        )
-        kind = KIND_CONTAMINANT if contaminant else KIND_MRL
+        kind = _EXCEEDANCE_BY_RULE.get(str(verdict.rule)) or _EXCEEDANCE_BY_FAMILY.get(family, KIND_MRL)
         classification = Classification.alert
         serious = verdict.ratio is not None and verdict.ratio >= SERIOUS_RATIO
         risk = Risk.serious if serious else Risk.potentially_serious
@@ -210,38 +278,50 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
     method_zh = _METHOD_ZH.get(result.method, str(result.method))
     limit = f"{verdict.limit_mg_kg:g} mg/kg" if verdict.limit_mg_kg is not None else ""
     times = f"{verdict.ratio:g}" if verdict.ratio is not None else "?"
+    fam_en, fam_zh = FAMILY_NAMES.get(family, (family, family))
+    # the banned analyte, named by family: 禁用农药 (a pesticide), 禁用物质 (a banned compound), else
+    # 禁用物质 with the family in brackets (a veterinary drug banned for this food, say)
+    if family == AnalyteType.pesticide:
+        banned_en, banned_zh = f"Banned pesticide {an_en}", f"禁用农药{an_zh}"
+    elif family == AnalyteType.banned_compound:
+        banned_en, banned_zh = f"Banned substance {an_en}", f"禁用物质{an_zh}"
+    else:
+        banned_en, banned_zh = f"Banned substance {an_en} ({fam_en})", f"禁用物质{an_zh}（{fam_zh}）"
 
-    if kind == KIND_BANNED:
-        en = (
-            f"Banned pesticide {an_en} detected in {food_en}: {read_en} ({result.method}); "
-            f"{where_en}. Basis: {verdict.edition}."
-        )
-        zh = f"{food_zh}检出禁用农药{an_zh}：{read_zh}（{method_zh}）；{where_zh}。依据：{verdict.edition}。"
+    if kind in (KIND_BANNED, KIND_BANNED_SUBSTANCE):
+        en = f"{banned_en} detected in {food_en}: {read_en} ({result.method}); {where_en}. Basis: {verdict.edition}."
+        zh = f"{food_zh}检出{banned_zh}：{read_zh}（{method_zh}）；{where_zh}。依据：{verdict.edition}。"
     elif kind == KIND_BANNED_TRACE:
         en = (
-            f"Banned pesticide {an_en} detected below the method's LOQ in {food_en}: {read_en} "
+            f"{banned_en} detected below the method's LOQ in {food_en}: {read_en} "
             f"({result.method}). Not a legal finding: follow up with a re-test by a method of lower LOQ "
             f"or a new sample; {where_en}. Basis: {verdict.edition}."
         )
         zh = (
-            f"{food_zh}检出禁用农药{an_zh}，低于方法定量限：{read_zh}（{method_zh}）。非法定结论："
+            f"{food_zh}检出{banned_zh}，低于方法定量限：{read_zh}（{method_zh}）。非法定结论："
             f"请以更低定量限的方法复检或重新抽样；{where_zh}。依据：{verdict.edition}。"
         )
-    elif kind in (KIND_MRL, KIND_CONTAMINANT):
+    elif kind in EXCEEDANCE_KINDS:
+        title_en, title_zh = _EXCEEDANCE_TITLE[kind]
         en = (
-            f"{an_en} in {food_en} at {read_en} exceeds the limit {limit} "
+            f"{title_en}: {an_en} in {food_en} at {read_en} exceeds the limit {limit} "
             f"({times}x; {verdict.edition}, {verdict.limit_food}); {where_en}."
         )
         zh = (
-            f"{food_zh}中{an_zh} {read_zh}，超过限量 {limit}（{times} 倍；{verdict.edition}，"
+            f"{title_zh}：{food_zh}中{an_zh} {read_zh}，超过限量 {limit}（{times} 倍；{verdict.edition}，"
             f"{verdict.limit_food}）；{where_zh}。"
         )
     else:
+        # the family in brackets, except for the enzyme screen (a group screen, no family of its own)
+        quick_en, quick_zh = ("", "") if family == AnalyteType.screen else (f" ({fam_en})", f"{fam_zh}；")
         en = (
-            f"Quick test positive: {an_en} on {food_en} ({result.method}, {read_en}). Not a legal "
+            f"Quick test positive: {an_en}{quick_en} on {food_en} ({result.method}, {read_en}). Not a legal "
             f"finding: suspend sale and confirm by a lab test; {where_en}."
         )
-        zh = f"快检阳性：{food_zh}{an_zh}（{method_zh}，{read_zh}）。非法定结论：暂停销售并送实验室确证；{where_zh}。"
+        zh = (
+            f"快检阳性：{food_zh}{an_zh}（{quick_zh}{method_zh}，{read_zh}）。非法定结论：暂停销售并送实验室确证；"
+            f"{where_zh}。"
+        )
         if result.method is Method.enzyme_inhibition and food is not None and food.enzyme_false_positive:
             en += f" {food_en} is known to give enzyme-inhibition false positives."
             zh += f"{food_zh}易出现酶抑制法假阳性。"
@@ -267,6 +347,7 @@ def alert_for_verdict(result: Result, verdict: Verdict, *, reference: Reference 
         "limit_food": verdict.limit_food,
         "basis": verdict.basis,
         "origin": result.origin,
+        "family": family,
     }
     return Alert(
         # over the result's identity (device, id): two devices' findings with one result_id are two

@@ -9,18 +9,22 @@ Labels (Alertmanager identifies an alert by its label set, so these never change
 
 | label | from |
 |---|---|
-| ``alertname`` | ``kind`` (``banned_pesticide``, ``mrl_exceedance``, ``quick_test_positive``, ...) |
+| ``alertname`` | ``kind`` (``banned_pesticide``, ``banned_substance``, ``vet_drug_exceedance``, ...) |
 | ``alert_id`` | ``alert_id`` (deterministic: one Alertmanager alert per foodrisk alert) |
 | ``severity`` | classification and risk, table :data:`SEVERITY` below |
 | ``classification``, ``risk`` | as they are |
 | ``district``, ``site`` (``site_id``), ``site_type``, ``commodity``, ``analyte`` | the alert's fields, only when set |
 | ``supplier``, ``vendor``, ``device`` | ``supplier_id``, ``vendor_id``, ``device_id``, only when set |
+| ``family`` | ``details.family`` of a single-result alert (``pesticide``, ``veterinary_drug``, ...) |
 | ``limit_confidence`` | ``details.confidence`` when ``unverified`` or ``old`` (absent when ``checked``) |
 | ``field`` | a ``reference_gap`` alert's ``details.field`` (``commodity`` or ``analyte``) |
 
 ``limit_confidence`` says that the limit a finding was judged against was not checked against the
-standard's text (``unverified``) or comes from an older edition (``old``); ``field`` names the field
-whose label the reference data does not know (the data steward's alert, agents/early/gap.py).
+standard's text (``unverified``) or comes from an older edition (``old``); ``family`` is the analyte's
+family (schemas/alert.py ``FAMILIES``: ``pesticide``, ``contaminant``, ``veterinary_drug``,
+``banned_compound``, ``additive``, ``screen`` for the enzyme screen, ``unknown``: route banned
+compounds or veterinary drugs apart, say); ``field`` names the field whose label the reference data
+does not know (the data steward's alert, agents/early/gap.py).
 
 Severity (``SEVERITY``), what routing and paging key on:
 
@@ -143,6 +147,9 @@ def alert_labels(alert: Alert) -> dict[str, str]:
         value = getattr(alert, attr)
         if value is not None and str(value).strip():
             labels[label] = str(value).strip()
+    family = alert.details.get("family")
+    if isinstance(family, str) and family.strip():
+        labels["family"] = family.strip()
     confidence = alert.details.get("confidence")
     if confidence in UNSURE_CONFIDENCE:
         labels["limit_confidence"] = str(confidence)

@@ -14,7 +14,7 @@ Classification and risk per kind (docs/domain.md §4; a RASFF-like classificatio
 | kind | subject | classification | risk |
 |---|---|---|---|
 | rate_surge | food | follow_up | undecided (quick method) / potentially_serious (lab) |
-| repeat_offender | food | alert if a lab found a banned pesticide, else follow_up | serious / potentially_serious |
+| repeat_offender | food | alert if a lab found anything banned, else follow_up | serious / potentially_serious |
 | supplier_cluster | food | alert if a lab confirmed any of it, else follow_up | serious / undecided |
 | unconfirmed_positive | food | follow_up | undecided |
 | device_silent | device | attention | not_serious |

@@ -17,6 +17,7 @@ from pipeline.simulator.limits import BANNED_ON_VEGETABLES, sim_limit_mg_kg
 from pipeline.simulator.model import (
     CST,
     DEFAULT_RATE_PER_SIM_HOUR,
+    TAG_CLENBUTEROL_PORK,
     TAG_CONFIRMATION,
     TAG_COWPEA_CARBOFURAN,
     TAG_FAULTY_DEVICE,
@@ -34,6 +35,7 @@ __all__ = [
     "CST",
     "DEFAULT_RATE_PER_SIM_HOUR",
     "DISTRICTS",
+    "TAG_CLENBUTEROL_PORK",
     "TAG_CONFIRMATION",
     "TAG_COWPEA_CARBOFURAN",
     "TAG_FAULTY_DEVICE",

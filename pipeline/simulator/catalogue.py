@@ -36,11 +36,44 @@ CATEGORY: Final[dict[str, str]] = {
     "pork": "meat",
     "fish": "fish",
     "predatory_fish": "fish",
+    # animal products and dry goods (issue 20): poultry and eggs from the meat stalls, dried goods
+    # from the grain and dry-goods stall (粮油干货), shrimp from the fish stall
+    "beef": "meat",
+    "mutton": "meat",
+    "chicken": "meat",
+    "chicken_egg": "meat",
+    "grass_carp": "fish",
+    "penaeid_prawn": "fish",
+    "dried_daylily": "grain",
+    "dried_longan": "grain",
 }
+
+ANIMAL_PRODUCTS: Final = frozenset({"pork", "beef", "mutton", "chicken", "chicken_egg", "grass_carp", "penaeid_prawn"})
+"""The animal products the fleet tests for veterinary drugs and banned compounds."""
+DRIED_GOODS: Final = frozenset({"dried_daylily", "dried_longan"})
+"""The dry goods the fleet tests for additives (sulfur dioxide)."""
 
 ZH_NAME: Final[dict[str, str]] = {"cowpea": "豇豆", "leek": "韭菜"}
 
 METALS: Final = frozenset({"lead", "cadmium", "mercury", "methylmercury", "arsenic", "inorganic_arsenic", "chromium"})
+
+BETA_AGONISTS: Final = ("clenbuterol", "ractopamine", "salbutamol")
+"""瘦肉精: beta-agonists banned in food animals (MARA announcement 250)."""
+VET_PANELS: Final[dict[str, tuple[str, ...]]] = {
+    "pork": (*BETA_AGONISTS, "enrofloxacin", "doxycycline"),
+    "beef": BETA_AGONISTS,
+    "mutton": BETA_AGONISTS,
+    "chicken": ("enrofloxacin", "doxycycline", "florfenicol", "aoz", "chloramphenicol"),
+    "chicken_egg": ("enrofloxacin", "florfenicol", "chloramphenicol"),
+    "fish": ("malachite_green", "leucomalachite_green", "aoz", "amoz", "sem", "chloramphenicol", "enrofloxacin"),
+    "grass_carp": ("malachite_green", "leucomalachite_green", "aoz", "amoz", "chloramphenicol", "enrofloxacin"),
+    "penaeid_prawn": ("aoz", "amoz", "sem", "ahd", "chloramphenicol", "enrofloxacin"),
+}
+"""A lab's LC-MS/MS panels on animal products: veterinary drugs (GB 31650) and banned compounds."""
+VET_LOD_LOQ: Final = (0.0003, 0.001)
+"""LC-MS/MS LOD and LOQ (mg/kg) for banned compounds (0.3 and 1 ug/kg, the usual confirmatory levels)."""
+VET_DRUG_LOD_LOQ: Final = (0.002, 0.005)
+"""LC-MS/MS LOD and LOQ (mg/kg) for veterinary drugs with an MRL (tens to hundreds of ug/kg)."""
 
 
 LC_ANALYTES: Final = frozenset(
@@ -132,6 +165,33 @@ GOLD_PAIRS: Final[tuple[tuple[str, str, float], ...]] = (
     ("spinach", "omethoate", 2),
 )
 GOLD_P_POSITIVE: Final = 0.001
+ANIMAL_QUICK_SHARE: Final = 0.14  # of a market analyser's tests: strips and kits on meat, fish, eggs, dried goods
+ANIMAL_QUICK: Final[tuple[tuple[str, str, float, float], ...]] = (
+    # commodity, analyte, weight, P(positive): colloidal-gold strips for beta-agonists (瘦肉精),
+    # malachite green, nitrofuran metabolites and fluoroquinolones; rapid kits for formaldehyde on
+    # aquatic products and sulfur dioxide on dried goods. Rates stay at or below the surge baseline
+    # (EarlyParams.baseline_quick 0.15%) so that ordinary traffic raises no rate surges.
+    ("pork", "clenbuterol", 8, 0.0005),
+    ("pork", "ractopamine", 5, 0.0005),
+    ("pork", "salbutamol", 3, 0.0005),
+    ("beef", "clenbuterol", 3, 0.0005),
+    ("mutton", "clenbuterol", 2, 0.0005),
+    ("grass_carp", "malachite_green", 5, 0.001),
+    ("grass_carp", "aoz", 2, 0.001),
+    ("grass_carp", "enrofloxacin", 2, 0.001),
+    ("grass_carp", "formaldehyde", 2, 0.001),
+    ("penaeid_prawn", "aoz", 2, 0.001),
+    ("penaeid_prawn", "formaldehyde", 2, 0.001),
+    ("chicken", "enrofloxacin", 4, 0.001),
+    ("chicken_egg", "enrofloxacin", 3, 0.001),
+    ("dried_daylily", "sulfur_dioxide", 3, 0.001),
+    ("dried_longan", "sulfur_dioxide", 2, 0.001),
+)
+KIT_METHOD: Final = "colloidal_gold"
+"""What the strips and kits report as their method. The wire format's quick methods are enzyme
+inhibition, colloidal gold and XRF: a colorimetric kit (formaldehyde, SO2) has no method of its own,
+so it reports as a read-out (qualitative) under colloidal gold, as the strip readers that also read
+kits do."""
 GOLD_P_INVALID: Final = 0.002  # the strip's control line failed: a valid result saying "invalid"
 XRF_PAIRS: Final[tuple[tuple[str, str, float], ...]] = (
     ("rice", "cadmium", 6),
@@ -168,6 +228,21 @@ LAB_COMMODITIES: Final[tuple[tuple[str, float], ...]] = (
     ("predatory_fish", 3),
 )
 LAB_VEG_METAL_SHARE: Final = 0.1
+LAB_ANIMAL: Final[tuple[tuple[str, float], ...]] = (
+    ("pork", 4),
+    ("beef", 2),
+    ("mutton", 1),
+    ("chicken", 3),
+    ("chicken_egg", 2),
+    ("grass_carp", 3),
+    ("penaeid_prawn", 2),
+)
+"""Routine lab samples of animal products for veterinary drugs (added to LAB_COMMODITIES' draw)."""
+LAB_VET_SHARE: Final = 0.6  # of pork and fish lab samples: the vet-drug panel (the rest: metals)
+LAB_VET_P_EXCEED: Final = 0.008
+LAB_VET_P_DETECT: Final = 0.08
+LAB_VET_P_BANNED_DETECT: Final = 0.003
+LAB_VET_P_BANNED_TRACE: Final = 0.004
 LAB_P_EXCEED: Final = 0.03
 LAB_P_DETECT: Final = 0.30
 LAB_P_BANNED_DETECT: Final = 0.006
@@ -208,6 +283,18 @@ ORIGINS: Final[dict[str, tuple[tuple[str, float], ...]]] = {
     "fish": (("440000", 6),),
     "predatory_fish": (("440000", 3), ("350000", 2), ("460000", 1)),
 }
+ANIMAL_ORIGINS: Final[dict[str, tuple[tuple[str, float], ...]]] = {
+    "beef": (("150000", 3), ("440000", 2), ("530000", 1)),
+    "mutton": (("150000", 4), ("650000", 2)),
+    "chicken": (("440000", 5), ("450000", 2)),
+    "chicken_egg": (("440000", 4), ("420000", 2), ("410000", 2)),
+    "grass_carp": (("440000", 6), ("360000", 1)),
+    "penaeid_prawn": (("440000", 5), ("460000", 2)),
+    "dried_daylily": (("430000", 3), ("610000", 2)),
+    "dried_longan": (("440000", 3), ("350000", 2)),
+}
+"""Origins of the commodities added in issue 20; their suppliers are drawn after the others (own RNG),
+so a seed's markets, stalls, devices and original suppliers stay as they were."""
 
 # Market hours: relative weight per local hour (normalised to a daily mean of 1 below).
 HOURLY_WEIGHTS: Final[tuple[float, ...]] = (

@@ -11,11 +11,15 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   e-commerce warehouses, two wholesale markets and three testing centres (the labs).
 * Quick tests: enzyme inhibition on vegetables (``ache_inhibition`` in %, positive at >= 50, a watch
   band of 40-50), colloidal-gold strips for single pesticides (qualitative) and XRF for heavy metals
-  (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%).
+  (mg/kg). About 0.1-0.2% of quick tests are positive (docs/domain.md §3: 0.03-0.3%). A market
+  analyser's tests include (``ANIMAL_QUICK_SHARE``) strips and kits on meat, fish, shrimp, poultry,
+  eggs and dried goods: beta-agonists (瘦肉精), malachite green, AOZ, enrofloxacin, formaldehyde, SO2,
+  read positive / negative (``catalogue.ANIMAL_QUICK``).
 * Lab results (LC-MS/MS, GC-MS/MS, ICP-MS, AAS, AFS): one line per analyte of a routine sample, most
   not detected (value 0.0 with ``lod`` set), a long right tail, 1-3% of lines non-compliant against
   the limits and bans of the screening reference in force at the fleet's start (``limits.py``). One
-  testing centre's MS instruments report in ug/kg.
+  testing centre's MS instruments report in ug/kg. Animal products also get LC-MS/MS panels of
+  veterinary drugs and banned compounds (``catalogue.VET_PANELS``).
 * About 70% of quick-test positives are followed, 2-10 simulated hours later, by a lab result on the
   same sample with ``confirms`` set (tag ``"confirmation"``); the rest are never confirmed.
 * A share ``invalid_fraction`` of messages is deliberately malformed (tag ``"invalid"``).
@@ -23,7 +27,9 @@ What the fleet looks like (everything derived from the seed, so a seed always gi
   ``incident:cowpea_carbofuran`` (one Hainan supplier's cowpea lot with carbofuran in seven markets
   in seven districts, confirmed by LC-MS/MS within the hour), ``incident:faulty_device`` (an enzyme
   reader whose readings drift upwards for three hours) and ``incident:repeat_offender`` (one stall
-  with a non-compliant result every day for six days).
+  with a non-compliant result every day for six days) and ``incident:clenbuterol_pork`` (one pig
+  supplier's pork with clenbuterol in three markets in three districts, strip positives confirmed by
+  LC-MS/MS).
 
 The volume follows market hours (most results 05:00-11:00 local time, few at night);
 ``rate_per_sim_hour`` is the mean over a whole day, so the 06:00-07:00 hour carries about 2.7 times
@@ -42,6 +48,8 @@ from typing import Any
 import orjson
 
 from pipeline.simulator.catalogue import (
+    ANIMAL_QUICK,
+    ANIMAL_QUICK_SHARE,
     CATEGORY,
     CONFIRM_DELAY_S,
     CONFIRM_SHARE,
@@ -53,6 +61,8 @@ from pipeline.simulator.catalogue import (
     GOLD_P_POSITIVE,
     GOLD_PAIRS,
     HOURLY_WEIGHTS,
+    KIT_METHOD,
+    LAB_ANIMAL,
     LAB_COMMODITIES,
     LAB_METAL_P_DETECT,
     LAB_METAL_P_EXCEED,
@@ -61,6 +71,11 @@ from pipeline.simulator.catalogue import (
     LAB_P_DETECT,
     LAB_P_EXCEED,
     LAB_VEG_METAL_SHARE,
+    LAB_VET_P_BANNED_DETECT,
+    LAB_VET_P_BANNED_TRACE,
+    LAB_VET_P_DETECT,
+    LAB_VET_P_EXCEED,
+    LAB_VET_SHARE,
     LC_ANALYTES,
     METAL_LOD_LOQ,
     METAL_PANELS,
@@ -70,6 +85,9 @@ from pipeline.simulator.catalogue import (
     QUICK_PESTICIDE,
     QUICK_XRF,
     VEGETABLES,
+    VET_DRUG_LOD_LOQ,
+    VET_LOD_LOQ,
+    VET_PANELS,
     XRF_LOD,
     XRF_P_DETECT,
     XRF_P_EXCEED,
@@ -107,6 +125,11 @@ from schemas.reference import default_reference
 
 Item = tuple[int, int, SimMessage]
 
+VET_ANALYTES = frozenset(a for panel in VET_PANELS.values() for a in panel)
+"""Veterinary drugs and banned compounds: run on LC-MS/MS at their own LOD and LOQ."""
+UNCONFIRMABLE = frozenset({"formaldehyde", "sulfur_dioxide"})
+"""Kit analytes with no lab method in the wire format: their positives are not sent to a lab."""
+
 
 class Fleet:
     """The simulated devices. Deterministic for a seed, whatever the sequence of ``until`` values."""
@@ -143,8 +166,11 @@ class Fleet:
         self._gold_cum = cumulative([w for _, _, w in GOLD_PAIRS])
         self._xrf = [(c, a) for c, a, _ in XRF_PAIRS]
         self._xrf_cum = cumulative([w for _, _, w in XRF_PAIRS])
-        self._lab_commodities = [c for c, _ in LAB_COMMODITIES]
-        self._lab_cum = cumulative([w for _, w in LAB_COMMODITIES])
+        self._animal = [(c, a, p) for c, a, _, p in ANIMAL_QUICK]
+        self._animal_cum = cumulative([w for _, _, w, _ in ANIMAL_QUICK])
+        lab_mix = LAB_COMMODITIES + LAB_ANIMAL
+        self._lab_commodities = [c for c, _ in lab_mix]
+        self._lab_cum = cumulative([w for _, w in lab_mix])
 
         # arrivals per second, by local hour, so that results (not arrivals) match the configured rate
         lines = (1.0 - P_LAB_SAMPLE) + P_LAB_SAMPLE * self._mean_lab_lines()
@@ -206,9 +232,10 @@ class Fleet:
             t = float(seg_end)
 
     def _mean_lab_lines(self) -> float:
-        total = sum(w for _, w in LAB_COMMODITIES)
+        lab_mix = LAB_COMMODITIES + LAB_ANIMAL
+        total = sum(w for _, w in lab_mix)
         mean = 0.0
-        for commodity, weight in LAB_COMMODITIES:
+        for commodity, weight in lab_mix:
             expected = 0.0
             for panel, share in self._panels(commodity):
                 expected += share * sum(min(len(panel), k) for k in range(2, 6)) / 4
@@ -224,6 +251,10 @@ class Fleet:
             ]
         if commodity in PESTICIDE_PANELS:
             return [(PESTICIDE_PANELS[commodity], 1.0)]
+        if commodity in VET_PANELS and commodity in METAL_PANELS:
+            return [(VET_PANELS[commodity], LAB_VET_SHARE), (METAL_PANELS[commodity], 1 - LAB_VET_SHARE)]
+        if commodity in VET_PANELS:
+            return [(VET_PANELS[commodity], 1.0)]
         return [(METAL_PANELS[commodity], 1.0)]
 
     def _arrival(self, ts: int, out: list[Item]) -> None:
@@ -297,6 +328,7 @@ class Fleet:
         device = self._quick[bisect_right(self._quick_cum, rng.random() * self._quick_cum[-1])]
         sampled = ts - 3 * MIN - int(rng.random() * 17 * MIN)  # a quick test takes 3-20 minutes
         tag: str | None = None
+        confirmable = True
         if device.kind == QUICK_XRF:
             commodity, analyte = self._xrf[bisect_right(self._xrf_cum, rng.random() * self._xrf_cum[-1])]
             sample = self.draw_sample(rng, device.site, commodity)
@@ -311,6 +343,21 @@ class Fleet:
             wire["unit"] = "mg/kg"
             wire["lod"] = lod
             positive = value > limit
+        elif rng.random() < ANIMAL_QUICK_SHARE:
+            # a strip or kit on meat, fish, eggs or dried goods, read positive / negative
+            pick = bisect_right(self._animal_cum, rng.random() * self._animal_cum[-1])
+            commodity, analyte, p_positive = self._animal[pick]
+            sample = self.draw_sample(rng, device.site, commodity)
+            wire = self.make_wire(device, sample, analyte, KIT_METHOD, sampled, ts)
+            u = rng.random()
+            qualitative = (
+                "positive" if u < p_positive else "invalid" if u < p_positive + GOLD_P_INVALID else "negative"
+            )
+            wire["qualitative"] = qualitative
+            # a lab confirms what it has a method for (LC-MS/MS); formaldehyde and SO2 kits are
+            # followed up on site (the wire format has no method for their lab tests)
+            positive = qualitative == "positive"
+            confirmable = analyte not in UNCONFIRMABLE
         elif rng.random() < ENZYME_SHARE:
             analyte = "ache_inhibition"
             commodity = self._enz_commodities[bisect_right(self._enz_cum, rng.random() * self._enz_cum[-1])]
@@ -339,7 +386,7 @@ class Fleet:
             )
             wire["qualitative"] = qualitative
             positive = qualitative == "positive"
-        if self._finish(rng, out, ts, device, wire, tag) and positive and rng.random() < CONFIRM_SHARE:
+        if self._finish(rng, out, ts, device, wire, tag) and positive and confirmable and rng.random() < CONFIRM_SHARE:
             delay = rng.randint(*CONFIRM_DELAY_S)
             p_confirmed = 0.0 if tag == TAG_FAULTY_DEVICE else None
             self.confirmation(rng, wire, sample, sampled, ts + delay, tag or TAG_CONFIRMATION, p_confirmed)
@@ -352,7 +399,7 @@ class Fleet:
 
     def instrument(self, rng: random.Random, centre: Site, analyte: str) -> Device:
         if analyte not in METALS:
-            method = "lc_msms" if analyte in LC_ANALYTES else "gc_msms"
+            method = "lc_msms" if analyte in LC_ANALYTES or analyte in VET_ANALYTES else "gc_msms"
         elif analyte in ("lead", "cadmium") and (centre.id, "aas") in self._lab_device and rng.random() < 0.3:
             method = "aas"
         elif analyte in ("mercury", "arsenic") and (centre.id, "afs") in self._lab_device:
@@ -389,6 +436,8 @@ class Fleet:
         limit = self._limits.limit_mg_kg(analyte, commodity) or 1.0
         if analyte in METALS:
             lod, loq = METAL_LOD_LOQ[(analyte, method)]
+        elif analyte in VET_ANALYTES:
+            lod, loq = VET_LOD_LOQ if self._limits.banned(analyte, commodity) else VET_DRUG_LOD_LOQ
         else:
             lod, loq = pesticide_lod_loq(limit)
         return limit, lod, loq
@@ -398,7 +447,7 @@ class Fleet:
         site = self._lab_sites[bisect_right(self._lab_sites_cum, rng.random() * self._lab_sites_cum[-1])]
         commodity = self._lab_commodities[bisect_right(self._lab_cum, rng.random() * self._lab_cum[-1])]
         panels = self._panels(commodity)
-        panel = panels[0][0] if len(panels) == 1 or rng.random() >= LAB_VEG_METAL_SHARE else panels[1][0]
+        panel = panels[0][0] if len(panels) == 1 or rng.random() < panels[0][1] else panels[1][0]
         analytes = rng.sample(panel, min(len(panel), rng.randint(2, 5)))
         centre = rng.choice(self.centres)
         sample = self.draw_sample(rng, site, commodity)
@@ -408,6 +457,10 @@ class Fleet:
             limit, lod, loq = self._lod_loq(analyte, commodity, device.info.methods[0])
             if analyte in METALS:
                 p_exceed, p_detect, banned = LAB_METAL_P_EXCEED, LAB_METAL_P_DETECT, False
+            elif analyte in VET_ANALYTES and self._limits.banned(analyte, commodity):
+                p_exceed, p_detect, banned = LAB_VET_P_BANNED_DETECT, LAB_VET_P_BANNED_TRACE, True
+            elif analyte in VET_ANALYTES:
+                p_exceed, p_detect, banned = LAB_VET_P_EXCEED, LAB_VET_P_DETECT, False
             elif self._limits.banned(analyte, commodity):
                 p_exceed, p_detect, banned = LAB_P_BANNED_DETECT, LAB_P_BANNED_TRACE, True
             else:

@@ -1,6 +1,7 @@
 """The injected incidents (``FleetConfig.incidents``), all starting in the first simulated hour: a
-cowpea lot with carbofuran in seven markets, an enzyme reader that drifts, and a stall with a
-non-compliant result every day. They go into the fleet's pending queue with their own RNG, so the
+cowpea lot with carbofuran in seven markets, an enzyme reader that drifts, a stall with a
+non-compliant result every day, and one pig supplier's pork with clenbuterol (瘦肉精) in three
+markets. They go into the fleet's pending queue with their own RNG, so the
 ordinary traffic is the same with incidents on or off.
 """
 
@@ -9,11 +10,18 @@ from __future__ import annotations
 import random
 from typing import Any, Protocol
 
-from pipeline.simulator.catalogue import CONFIRM_DELAY_S, CONFIRM_SHARE, ENZYME_COMMODITIES, QUICK_PESTICIDE
+from pipeline.simulator.catalogue import (
+    CONFIRM_DELAY_S,
+    CONFIRM_SHARE,
+    ENZYME_COMMODITIES,
+    KIT_METHOD,
+    QUICK_PESTICIDE,
+)
 from pipeline.simulator.model import (
     DAY,
     HOUR,
     MIN,
+    TAG_CLENBUTEROL_PORK,
     TAG_COWPEA_CARBOFURAN,
     TAG_FAULTY_DEVICE,
     TAG_REPEAT_OFFENDER,
@@ -66,6 +74,7 @@ class Incidents:
         self._cowpea_carbofuran()
         self._faulty_device()
         self._repeat_offender()
+        self._clenbuterol_pork()
 
     # a tiny tracker of what each incident emitted
     def _info(
@@ -249,4 +258,48 @@ class Incidents:
             [site],
             supplier=supplier,
             vendor_id=stall,
+        )
+
+    def _clenbuterol_pork(self) -> None:
+        """(d) 瘦肉精: one pig supplier's pork with clenbuterol, sold in three markets in three districts;
+        colloidal-gold strip positives confirmed by LC-MS/MS (a compound banned in food animals)."""
+        rng, fleet, start = self._rng, self._fleet, self._start
+        tag = TAG_CLENBUTEROL_PORK
+        supplier = rng.choice([s for s in self._suppliers if "pork" in s.commodities])
+        by_district: dict[str, list[Site]] = {}
+        for site in self._markets:
+            if site.id not in self._used:
+                by_district.setdefault(site.district, []).append(site)
+        districts = rng.sample(sorted(by_district), 3)
+        markets = [rng.choice(by_district[d]) for d in districts]
+        times: list[int] = []
+        for i, market in enumerate(markets):
+            self._used.add(market.id)
+            if supplier not in market.suppliers["pork"]:
+                market.suppliers["pork"].append(supplier)  # the supplier now sells there too
+                supplier.sites.add(market.id)
+            stall = rng.choice(market.stalls["meat"])
+            device = rng.choice(self._pesticide[market.id])
+            centre = fleet.centre_near(rng, market.district)
+            # two carcasses' cuts tested at each market, 20-40 min apart; all but the last confirmed
+            for j in range(2):
+                tested = start + 12 * MIN + i * 9 * MIN + j * rng.randint(20 * MIN, 40 * MIN)
+                sampled = tested - rng.randint(6 * MIN, 12 * MIN)
+                sample = fleet.draw_sample(rng, market, "pork", vendor_id=stall, supplier=supplier)
+                wire = self._quick(device, sample, "clenbuterol", KIT_METHOD, sampled, tested, tag, "positive")
+                times.append(tested)
+                if i == 2 and j == 1:
+                    continue  # sent to the lab later: for the unconfirmed-positive detector
+                lab_t = tested + rng.randint(25 * MIN, 45 * MIN)
+                value = round(rng.uniform(0.002, 0.03), 4)  # 2-30 ug/kg, as found in 瘦肉精 cases
+                fleet.confirmation(rng, wire, sample, sampled, lab_t, tag, value_mg_kg=value, centre=centre)
+                times.append(lab_t)
+        self._info(
+            tag,
+            f"pork from pig supplier {supplier.id} (origin {supplier.origin}) carrying clenbuterol (瘦肉精) "
+            f"2-30 ug/kg, strip positives in {len(markets)} markets in {len(districts)} districts, "
+            "confirmed by LC-MS/MS",
+            times,
+            markets,
+            supplier=supplier,
         )

@@ -20,6 +20,7 @@ TAG_CONFIRMATION: Final = "confirmation"
 TAG_COWPEA_CARBOFURAN: Final = "incident:cowpea_carbofuran"
 TAG_FAULTY_DEVICE: Final = "incident:faulty_device"
 TAG_REPEAT_OFFENDER: Final = "incident:repeat_offender"
+TAG_CLENBUTEROL_PORK: Final = "incident:clenbuterol_pork"
 
 LOCAL_OFFSET_S: Final = 8 * 3600
 HOUR: Final = 3600

@@ -8,6 +8,7 @@ import random
 from typing import NamedTuple
 
 from pipeline.simulator.catalogue import (
+    ANIMAL_ORIGINS,
     CATEGORY,
     DISTRICTS,
     MARKET_WORDS,
@@ -77,8 +78,11 @@ class World:
         self.suppliers: list[Supplier] = []
         self.centres: list[Site] = []
         self._build_sites(rng)
-        self._build_suppliers(rng)
+        self._build_suppliers(rng, ORIGINS)
         self._build_devices(rng)
+        # the commodities added later (meat, poultry, eggs, aquatic products, dried goods) get their
+        # suppliers from an RNG of their own, drawn last: the rest of a seed's world is unchanged
+        self._build_suppliers(random.Random(rng.random()), ANIMAL_ORIGINS)  # noqa: S311 - simulation
 
     def _build_sites(self, rng: random.Random) -> None:
         words = list(MARKET_WORDS)
@@ -123,32 +127,35 @@ class World:
                 stalls.append(f"{site.id}-S{n:02d}")
             site.stalls[category] = stalls
 
-    def _build_suppliers(self, rng: random.Random) -> None:
+    def _build_suppliers(self, rng: random.Random, origins: dict[str, tuple[tuple[str, float], ...]]) -> None:
         markets = [s for s in self.sites if s.type != "testing_centre"]
-        commodities = list(ORIGINS)
-        primaries = commodities + rng.choices(commodities, k=30)
-        for i, primary in enumerate(primaries):
-            regions, weights = zip(*ORIGINS[primary], strict=True)
+        commodities = list(origins)
+        primaries = commodities + rng.choices(commodities, k=30 * len(commodities) // len(ORIGINS))
+        first = len(self.suppliers)
+        added: list[Supplier] = []
+        for i, primary in enumerate(primaries, start=first):
+            regions, weights = zip(*origins[primary], strict=True)
             # the first cowpea supplier is a Hainan one: the winter cowpea trade (and incident a)
             origin = "460000" if i == 0 else rng.choices(regions, weights=weights)[0]
             carried = {primary}
             for other in commodities:
                 same_kind = CATEGORY[other] == CATEGORY[primary]
-                if other != primary and same_kind and origin in dict(ORIGINS[other]) and rng.random() < 0.4:
+                if other != primary and same_kind and origin in dict(origins[other]) and rng.random() < 0.4:
                     carried.add(other)
             supplier = Supplier(f"SUP-{origin}-{i + 1:03d}", origin, carried)
             for site in rng.sample(markets, rng.randint(4, 10)):
                 supplier.sites.add(site.id)
-            self.suppliers.append(supplier)
+            added.append(supplier)
+        self.suppliers += added
         by_id = {s.id: s for s in markets}
-        for supplier in self.suppliers:
+        for supplier in added:
             for site_id in sorted(supplier.sites):
                 for commodity in supplier.commodities:
                     by_id[site_id].suppliers.setdefault(commodity, []).append(supplier)
         for site in markets:
             for commodity in commodities:
                 if commodity not in site.suppliers:
-                    supplier = rng.choice([s for s in self.suppliers if commodity in s.commodities])
+                    supplier = rng.choice([s for s in added if commodity in s.commodities])
                     supplier.sites.add(site.id)
                     site.suppliers[commodity] = [supplier]
 

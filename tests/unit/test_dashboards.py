@@ -85,6 +85,10 @@ EXPECTED_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {
         "vendor_id", "site_id", "district", "commodity", "findings", "listed_since", "summary_en", "summary_zh",
         "alert_id",
     ),
+    ("alerts", "Findings by family over time"): ("time", "family", "findings"),
+    ("alerts", "Findings by family"): (
+        "family", "kind", "findings", "analytes", "some_analytes", "commodities", "districts", "suppliers",
+    ),
     ("devices", "Devices: last seen"): (
         "device_id", "site_id", "district", "site_type", "methods", "results", "findings", "positive_rate",
         "last_seen", "silent_hours",

@@ -18,6 +18,7 @@ from pipeline.simulator import (
     BANNED_ON_VEGETABLES,
     CST,
     DISTRICTS,
+    TAG_CLENBUTEROL_PORK,
     TAG_CONFIRMATION,
     TAG_COWPEA_CARBOFURAN,
     TAG_FAULTY_DEVICE,
@@ -29,12 +30,16 @@ from pipeline.simulator import (
     SimMessage,
     sim_limit_mg_kg,
 )
+from pipeline.simulator.catalogue import ANIMAL_PRODUCTS, BETA_AGONISTS, DRIED_GOODS
+from pipeline.simulator.limits import current_limits
+from schemas.reference import default_reference
 
 START = datetime(2026, 11, 27, 6, 0, tzinfo=CST)  # a morning market, the shell's default start
 
 COMMODITIES = {
     "cowpea", "leek", "celery", "ginger", "radish", "pepper", "banana", "chinese_cabbage", "spinach",
     "rice", "pork", "fish", "predatory_fish",
+    "beef", "mutton", "chicken", "chicken_egg", "grass_carp", "penaeid_prawn", "dried_daylily", "dried_longan",
 }  # fmt: skip
 ZH = {"豇豆": "cowpea", "韭菜": "leek"}
 ANALYTES = {
@@ -42,6 +47,9 @@ ANALYTES = {
     "acetamiprid", "chlorpyrifos", "procymidone", "phorate", "isofenphos_methyl", "imidacloprid", "omethoate",
     "methamidophos", "isocarbophos", "fenthion", "lead", "cadmium", "mercury", "methylmercury", "arsenic",
     "inorganic_arsenic", "chromium", "ache_inhibition",
+    # veterinary drugs, banned compounds, additives (issue 20)
+    "clenbuterol", "ractopamine", "salbutamol", "enrofloxacin", "doxycycline", "florfenicol", "chloramphenicol",
+    "malachite_green", "leucomalachite_green", "aoz", "amoz", "sem", "ahd", "formaldehyde", "sulfur_dioxide",
 }  # fmt: skip
 QUICK = {"enzyme_inhibition", "colloidal_gold", "xrf"}
 LAB = {"lc_msms", "gc_ms", "gc_msms", "icp_ms", "aas", "afs"}
@@ -116,6 +124,8 @@ def quick_positive(d: Mapping[str, Any]) -> bool:
 def lab_noncompliant(d: Mapping[str, Any]) -> bool:
     value = mg_kg(d)
     if commodity(d) in VEGETABLES and d["analyte"] in BANNED_ON_VEGETABLES:
+        return value > 0 and value >= mg_kg(d, "loq")
+    if current_limits().banned(d["analyte"], commodity(d)):  # banned compounds on animal products
         return value > 0 and value >= mg_kg(d, "loq")
     limit = sim_limit_mg_kg(d["analyte"], commodity(d))
     assert limit is not None, (d["analyte"], d["commodity"])
@@ -385,7 +395,10 @@ def test_every_incident_shows_in_the_first_simulated_hour() -> None:
     fleet = Fleet(FleetConfig(start=START))
     tags = Counter(m.tag for m in fleet.next_batch(START + timedelta(hours=1)))
     assert tags[TAG_COWPEA_CARBOFURAN] >= 10 and tags[TAG_FAULTY_DEVICE] >= 10 and tags[TAG_REPEAT_OFFENDER] >= 1
-    assert {i.tag for i in fleet.incidents()} == {TAG_COWPEA_CARBOFURAN, TAG_FAULTY_DEVICE, TAG_REPEAT_OFFENDER}
+    assert tags[TAG_CLENBUTEROL_PORK] >= 8
+    assert {i.tag for i in fleet.incidents()} == {
+        TAG_COWPEA_CARBOFURAN, TAG_FAULTY_DEVICE, TAG_REPEAT_OFFENDER, TAG_CLENBUTEROL_PORK,
+    }  # fmt: skip
 
 
 def test_cowpea_lot_with_carbofuran(incident_fleet: Fleet, incidents: Run) -> None:
@@ -463,4 +476,56 @@ def test_incident_confirmations_reference_earlier_positives(incidents: Run) -> N
             by_tag[tag] += 1
         seen[d["result_id"]] = d
     assert by_tag[TAG_COWPEA_CARBOFURAN] and by_tag[TAG_FAULTY_DEVICE] and by_tag[TAG_REPEAT_OFFENDER]
+    assert by_tag[TAG_CLENBUTEROL_PORK] == 5
     assert by_tag[TAG_CONFIRMATION]
+
+
+# ---- animal products and dried goods (issue 20) ---------------------------------------------------
+
+
+def family(analyte: str) -> str:
+    row = default_reference().analyte(analyte)
+    assert row is not None, analyte
+    return str(row.type)
+
+
+def test_animal_products_are_tested_by_strip_and_lc_msms(baseline: Run) -> None:
+    animal = [d for d in baseline.results if commodity(d) in ANIMAL_PRODUCTS | DRIED_GOODS]
+    quick = [d for d in animal if d["method"] in QUICK]
+    lab = [d for d in animal if d["method"] in LAB and family(d["analyte"]) not in ("contaminant",)]
+    # strips and kits: read-outs on meat, fish, shrimp, poultry, eggs and dried goods, about a tenth of quick tests
+    assert {d["method"] for d in quick} == {"colloidal_gold"} and all("qualitative" in d for d in quick)
+    assert {commodity(d) for d in quick} == ANIMAL_PRODUCTS | DRIED_GOODS
+    assert 0.05 < len(quick) / sum(d["method"] in QUICK for d in baseline.results) < 0.2
+    assert {family(d["analyte"]) for d in quick} == {"banned_compound", "veterinary_drug", "additive"}
+    assert {d["analyte"] for d in quick if commodity(d) in {"pork", "beef", "mutton"}} == set(BETA_AGONISTS)
+    assert 0 < sum(map(quick_positive, quick)) / len(quick) <= 0.002  # at or below the surge baseline
+    # the labs' LC-MS/MS panels: banned compounds at 0.3/1 ug/kg, drugs with an MRL at 2/5 ug/kg
+    assert {d["method"] for d in lab} == {"lc_msms"}
+    assert {family(d["analyte"]) for d in lab} == {"banned_compound", "veterinary_drug"}
+    for d in lab:
+        banned = current_limits().banned(d["analyte"], commodity(d))
+        assert (mg_kg(d, "lod"), mg_kg(d, "loq")) == pytest.approx((0.0003, 0.001) if banned else (0.002, 0.005))
+    non_compliant = sum(map(lab_noncompliant, lab)) / len(lab)
+    assert 0.001 < non_compliant < 0.02  # mostly clean, a few findings
+    assert sum(d["value"] == 0.0 for d in lab) / len(lab) > 0.8
+
+
+def test_clenbuterol_pork_from_one_pig_supplier_in_three_markets(incident_fleet: Fleet, incidents: Run) -> None:
+    (info,) = [i for i in incident_fleet.incidents() if i.tag == TAG_CLENBUTEROL_PORK]
+    rows = [d for d, t in zip(incidents.results, incidents.tags, strict=True) if t == TAG_CLENBUTEROL_PORK]
+    assert {(commodity(d), d["analyte"]) for d in rows} == {("pork", "clenbuterol")}
+    assert {d["supplier_id"] for d in rows} == {info.supplier_id}
+    strips = [d for d in rows if d["method"] in QUICK]
+    labs = [d for d in rows if d["method"] in LAB]
+    assert len(strips) == 6 and all(quick_positive(d) and d["method"] == "colloidal_gold" for d in strips)
+    assert len({d["site"]["id"] for d in strips}) == 3 and len({d["site"]["district"] for d in strips}) == 3
+    assert {d["site"]["id"] for d in strips} == set(info.site_ids)
+    assert all(d["vendor_id"] in {s["vendor_id"] for s in strips} for d in labs)  # counted at the meat stall
+    assert len(labs) == 5 and {d["method"] for d in labs} == {"lc_msms"}
+    assert {d["confirms"] for d in labs} < {d["result_id"] for d in strips}  # one strip never confirmed
+    for d in labs:
+        assert 0.002 <= mg_kg(d) <= 0.03 and lab_noncompliant(d)  # banned in food animals: detected is the finding
+    first_hour = START + timedelta(hours=1)
+    assert all(datetime.fromisoformat(d["tested_at"]) < first_hour + timedelta(minutes=30) for d in strips)
+    assert sum(datetime.fromisoformat(d["tested_at"]) < first_hour for d in labs) >= 2

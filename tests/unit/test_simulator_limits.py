@@ -7,7 +7,16 @@ from datetime import datetime
 import pytest
 
 from pipeline.simulator import BANNED_ON_VEGETABLES, CST, VEGETABLES, sim_limit_mg_kg
-from pipeline.simulator.catalogue import CATEGORY, GOLD_PAIRS, METAL_PANELS, METALS, PESTICIDE_PANELS, XRF_PAIRS
+from pipeline.simulator.catalogue import (
+    ANIMAL_QUICK,
+    CATEGORY,
+    GOLD_PAIRS,
+    METAL_PANELS,
+    METALS,
+    PESTICIDE_PANELS,
+    VET_PANELS,
+    XRF_PAIRS,
+)
 from pipeline.simulator.limits import SimLimits, after_last_change
 from schemas.reference import default_reference
 
@@ -20,6 +29,8 @@ def simulated_pairs() -> set[tuple[str, str]]:
     pairs |= {(a, c) for c in VEGETABLES for a in METAL_PANELS["veg"]}
     pairs |= {(a, c) for c, panel in METAL_PANELS.items() if c != "veg" for a in panel}
     pairs |= {(a, c) for c, a, _ in (*GOLD_PAIRS, *XRF_PAIRS)}
+    pairs |= {(a, c) for c, panel in VET_PANELS.items() for a in panel}
+    pairs |= {(a, c) for c, a, _, _ in ANIMAL_QUICK}
     return pairs
 
 
