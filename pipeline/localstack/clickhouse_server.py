@@ -49,7 +49,7 @@ def find_server_command() -> list[str]:
     raise ServerBinaryMissing(f"clickhouse-server is not installed (no clickhouse-server binary); run: {INSTALL_HINT}")
 
 
-def _config_xml(workdir: Path, host: str, tcp_port: int, http_port: int) -> str:
+def _config_xml(workdir: Path, host: str, tcp_port: int, http_port: int, extra: str = "") -> str:
     def d(name: str) -> str:
         return escape(str(workdir / name)) + "/"
 
@@ -82,7 +82,7 @@ def _config_xml(workdir: Path, host: str, tcp_port: int, http_port: int) -> str:
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
     <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
+    <keep_alive_timeout>3</keep_alive_timeout>{extra}
 </yandex>
 """
 
@@ -126,10 +126,16 @@ _USERS_XML = """<?xml version="1.0"?>
 """
 
 
-def _users_xml(extra: dict[str, str]) -> str:
-    """The users file: ``default`` without a password, plus ``extra`` users with SHA-256 passwords."""
+def _users_xml(extra: dict[str, str], profile: dict[str, str] | None = None) -> str:
+    """The users file: ``default`` without a password, plus ``extra`` users with SHA-256 passwords;
+    ``profile`` adds settings to the default profile."""
+    base = _USERS_XML
+    if profile:
+        added = "".join(f"<{escape(k)}>{escape(v)}</{escape(k)}>" for k, v in profile.items())
+        base = base.replace("            <poll_interval>1</poll_interval>",
+                            f"            <poll_interval>1</poll_interval>\n            {added}", 1)
     if not extra:
-        return _USERS_XML
+        return base
     entries = "".join(
         f"""
         <{name}>
@@ -140,7 +146,7 @@ def _users_xml(extra: dict[str, str]) -> str:
         </{name}>"""
         for name, password in extra.items()
     )
-    return _USERS_XML.replace("    </users>", entries + "\n    </users>", 1)
+    return base.replace("    </users>", entries + "\n    </users>", 1)
 
 
 class ClickHouseServer(ManagedServer):
@@ -160,8 +166,12 @@ class ClickHouseServer(ManagedServer):
         ready_timeout: float = 30.0,
         command: list[str] | None = None,
         users: dict[str, str] | None = None,
+        extra_config: str = "",
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        # XML elements added inside <yandex> (a cluster member's remote_servers, zookeeper, macros)
+        self.extra_config = extra_config
+        self.profile_settings: dict[str, str] = {}  # added to the default profile (users.xml)
         self.users = dict(users or {})  # extra users (name -> plain password), e.g. for secret-handling drills
         self.host = host
         self.tcp_port = tcp_port or free_port(host)
@@ -189,8 +199,9 @@ class ClickHouseServer(ManagedServer):
     def write_config(self) -> None:
         for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(_config_xml(self.workdir, self.host, self.tcp_port, self.http_port))
-        (self.workdir / "users.xml").write_text(_users_xml(self.users))
+        self.config_path.write_text(_config_xml(self.workdir, self.host, self.tcp_port, self.http_port,
+                                                 self.extra_config))
+        (self.workdir / "users.xml").write_text(_users_xml(self.users, self.profile_settings))
 
     def start(self) -> ClickHouseServer:
         """Start (or start again) and wait until ``SELECT 1`` answers. Raises StartupError."""

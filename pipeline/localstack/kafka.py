@@ -121,6 +121,11 @@ def new_cluster_id() -> str:
 def metadata_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     """True when the broker answers a Metadata request (v1) that lists at least one broker: the
     listener is up and the broker has registered with its controller."""
+    return metadata_brokers(host, port, timeout) > 0
+
+
+def metadata_brokers(host: str, port: int, timeout: float = 1.0) -> int:
+    """How many live brokers a Metadata request (v1) to ``host:port`` lists (0: no answer)."""
     client = b"foodrisk-probe"
     body = struct.pack(">i", -1)  # v1: null topic array = no topics, brokers only
     header = struct.pack(">hhih", 3, 1, 7, len(client)) + client
@@ -132,9 +137,9 @@ def metadata_answers(host: str, port: int, timeout: float = 1.0) -> bool:
             size = struct.unpack(">i", _read_exact(sock, 4))[0]
             payload = _read_exact(sock, size)
     except (OSError, struct.error):
-        return False
+        return 0
     correlation, brokers = struct.unpack(">ii", payload[:8])
-    return bool(correlation == 7 and brokers > 0)
+    return int(brokers) if correlation == 7 else 0
 
 
 def _read_exact(sock: socket.socket, n: int) -> bytes:
@@ -202,8 +207,14 @@ class KafkaBroker(ManagedServer):
         config: Mapping[str, str] | None = None,
         ready_timeout: float = 60.0,
         jars: Path | None = None,
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.node_id = node_id
+        self.voters = voters  # controller.quorum.voters; None: this node alone
+        self.cluster_id = cluster_id  # the KRaft cluster id the log dir is formatted with; None: a new one
         self.host = host
         self.port = port or free_port(host)
         self.controller_port = controller_port or free_port(host)
@@ -214,6 +225,7 @@ class KafkaBroker(ManagedServer):
         self.ready_timeout = ready_timeout
         self._jars = jars
         self._child: ChildProcess | None = None
+        self._started = 0.0
         self.ready_s: float | None = None  # seconds the last start took, JVM start to Metadata answer
 
     @property
@@ -237,8 +249,8 @@ class KafkaBroker(ManagedServer):
     def server_properties(self) -> dict[str, str]:
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@{self.host}:{self.controller_port}",
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -279,7 +291,7 @@ class KafkaBroker(ManagedServer):
         if (self.log_dir / "meta.properties").is_file():
             return
         argv = [*self._java(libs, log4j, heap=False), "kafka.tools.StorageTool", "format",
-                "-t", new_cluster_id(), "-c", str(props), "--ignore-formatted"]
+                "-t", self.cluster_id or new_cluster_id(), "-c", str(props), "--ignore-formatted"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         (self.logs / "format.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -289,29 +301,42 @@ class KafkaBroker(ManagedServer):
         """Start (or start again on the same log dir) and wait until Metadata answers."""
         if self.running:
             return self
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting (:meth:`wait_ready` waits): the members of a
+        cluster are launched together, since none is ready before a majority of voters runs."""
         libs = self._jars or fetch_kafka()
         for port in (self.port, self.controller_port):
             if port_open(self.host, port):
                 raise StartupError(f"kafka: port {self.host}:{port} is already taken by another process")
         props, log4j = self._write_files()
         self._format(libs, props, log4j)
-        started = time.monotonic()
+        self._started = time.monotonic()
         self._child = ChildProcess(
-            "embedded broker (kafka)",
+            f"embedded broker (kafka node {self.node_id})",
             [*self._java(libs, log4j, heap=True), "kafka.Kafka", str(props)],
             log_path=self.logs / "stdout.log",
             ready=lambda: metadata_answers(self.host, self.port),
             ready_timeout=self.ready_timeout,
             cwd=self.workdir,
         )
+        self._child.launch()
+
+    def wait_ready(self) -> KafkaBroker:
+        """Wait until the launched broker answers Metadata (StartupError after ``ready_timeout``)."""
+        if self._child is None:
+            raise StartupError(f"kafka node {self.node_id}: wait_ready() before launch()")
         try:
-            self._child.start()
+            self._child.wait_ready()
         except StartupError as exc:
             self._child = None
             raise StartupError(f"{exc}\nserver log {self.logs / 'server.log'}:\n{log_tail(self.logs / 'server.log')}") \
                 from exc
-        self.ready_s = time.monotonic() - started
-        log.info("kafka %s on %s (pid %s) ready in %.1fs", KAFKA_VERSION, self.bootstrap, self.pid, self.ready_s)
+        self.ready_s = time.monotonic() - self._started
+        log.info("kafka %s node %d on %s (pid %s) ready in %.1fs", KAFKA_VERSION, self.node_id, self.bootstrap,
+                 self.pid, self.ready_s)
         return self
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -334,3 +359,103 @@ class KafkaBroker(ManagedServer):
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"KafkaBroker({self.bootstrap}, controller {self.controller_port}, {state}, {self.workdir})"
+
+
+# A cluster's internal topics are replicated like the pipeline's own (three copies, two in sync),
+# so that losing one broker loses no committed offset.
+CLUSTER_CONFIG: Mapping[str, str] = {
+    "offsets.topic.replication.factor": "3",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "default.replication.factor": "3",
+    "min.insync.replicas": "2",
+    # a broker that comes back is moved back to leading its preferred partitions soon
+    "leader.imbalance.check.interval.seconds": "10",
+}
+
+
+class KafkaCluster:
+    """``size`` KRaft nodes on loopback, each broker and controller (combined roles), one voter set
+    (``controller.quorum.voters`` lists all of them) and one cluster id; ``brokers[i]`` is node
+    ``i + 1`` (a :class:`KafkaBroker`: ``kill()`` and ``start()`` it for drills). The nodes are
+    launched together: none answers before a majority of voters runs."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        size: int = 3,
+        host: str = "127.0.0.1",
+        heap_mb: int = 384,
+        config: Mapping[str, str] | None = None,
+        ready_timeout: float = 90.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.workdir = Path(workdir).resolve()
+        self.cluster_id = new_cluster_id()
+        ports = [(free_port(host), free_port(host)) for _ in range(size)]
+        voters = ",".join(f"{i + 1}@{host}:{cport}" for i, (_, cport) in enumerate(ports))
+        settings = {**CLUSTER_CONFIG, **(config or {})}
+        self.brokers = [
+            KafkaBroker(
+                self.workdir / f"node{i + 1}", host=host, port=port, controller_port=cport, heap_mb=heap_mb,
+                config=settings, ready_timeout=ready_timeout, node_id=i + 1, voters=voters,
+                cluster_id=self.cluster_id,
+            )
+            for i, (port, cport) in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node, comma-separated (as kafka-python and aiokafka take it)."""
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [b.bootstrap for b in self.brokers]
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    def broker(self, node_id: int) -> KafkaBroker:
+        return self.brokers[node_id - 1]
+
+    def start(self) -> KafkaCluster:
+        """Launch every node that is not running, then wait for each."""
+        started = [b for b in self.brokers if not b.running]
+        try:
+            for b in started:
+                b.launch()
+            for b in started:
+                b.wait_ready()
+            self.wait_registered()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_registered(self, timeout_s: float = 60.0) -> float:
+        """Until every running node's Metadata lists every running node; returns the seconds waited."""
+        started = time.monotonic()
+        while True:
+            live = [b for b in self.brokers if b.running]
+            if all(metadata_brokers(b.host, b.port) >= len(live) for b in live):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise StartupError(f"kafka cluster: not every node registered within {timeout_s:.0f}s: {self!r}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for b in self.brokers:
+            b.stop()
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"KafkaCluster({', '.join(repr(b) for b in self.brokers)})"

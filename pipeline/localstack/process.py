@@ -92,6 +92,7 @@ class ChildProcess:
         self._cwd = cwd
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
+        self._launched = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -102,6 +103,11 @@ class ChildProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> ChildProcess:
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         _install_handlers()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         binary = self.argv[0]
@@ -120,7 +126,14 @@ class ChildProcess:
                 raise StartupError(f"{self.name}: cannot run {binary}: {exc}") from exc
         with _LOCK:
             _RUNNING[self._proc.pid] = self
-        deadline = time.monotonic() + self._ready_timeout
+        self._launched = time.monotonic()
+
+    def wait_ready(self) -> ChildProcess:
+        """Poll ``ready`` until it holds, ``ready_timeout`` seconds after :meth:`launch`."""
+        if self._proc is None:
+            raise StartupError(f"{self.name}: wait_ready() before launch()")
+        binary = self.argv[0]
+        deadline = self._launched + self._ready_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
