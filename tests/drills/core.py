@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaProducer
 
@@ -97,11 +97,32 @@ class Stack:
         self.clickhouse.stop()
 
 
+class BrokerEndpoint(Protocol):
+    """What a drill needs of its Kafka: one broker or a cluster (``bootstrap`` comma-separated)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def bootstrap(self) -> str: ...
+
+
+class Servers(Protocol):
+    """A Kafka and the ClickHouse server the workers write to (a cluster's entry node)."""
+
+    @property
+    def broker(self) -> BrokerEndpoint: ...
+
+    @property
+    def clickhouse(self) -> ClickHouseServer: ...
+
+
 @dataclass
 class Run:
-    stack: Stack
+    stack: Servers
     name: str
     workdir: Path
+    replication: int = 1  # FOODRISK_TOPIC_REPLICATION of the topics and of the workers
 
     @property
     def db(self) -> str:
@@ -113,24 +134,29 @@ class Run:
 
     @property
     def settings(self) -> Settings:
-        return Settings(broker_url=self.stack.broker.url, topic_partitions=PARTITIONS)
+        return Settings(broker_url=self.stack.broker.url, topic_partitions=PARTITIONS,
+                        topic_replication=self.replication)
+
+    @property
+    def bootstrap(self) -> list[str]:
+        return self.stack.broker.bootstrap.split(",")
 
     def prepare(self) -> None:
-        ensure_topics(self.settings, [self.stack.broker.bootstrap], list(self.topics.values()), partitions=PARTITIONS)
+        ensure_topics(self.settings, self.bootstrap, list(self.topics.values()), partitions=PARTITIONS)
 
     def worker(self, tag: str = "w", clickhouse_url: str | None = None, **env: str) -> WorkerProcess:
         url = clickhouse_url or f"clickhouse://default:@127.0.0.1:{self.stack.clickhouse.tcp_port}"
         return WorkerProcess(
             self.workdir / tag, broker_url=self.stack.broker.url, clickhouse_url=url, app_id=f"drill-{self.name}",
             topics=self.topics, FOODRISK_CLICKHOUSE_DATABASE=self.db, FOODRISK_TOPIC_PARTITIONS=str(PARTITIONS),
-            **env,
+            FOODRISK_TOPIC_REPLICATION=str(self.replication), **env,
         )
 
     def ch(self) -> ClickHouse:
         return DriverBackend(host="127.0.0.1", port=self.stack.clickhouse.tcp_port, database=self.db)
 
     def lag(self) -> int | None:
-        return group_lag(self.settings, [self.stack.broker.bootstrap], f"drill-{self.name}", self.topics["results"])
+        return group_lag(self.settings, self.bootstrap, f"drill-{self.name}", self.topics["results"])
 
     def stored(self) -> tuple[int, int]:
         """(distinct result ids in `results`, rows of `deadletters` FINAL)."""
@@ -173,7 +199,7 @@ class Run:
         pending = {"alerts", "deadletter"}
         while pending and time.monotonic() - started < timeout_s:
             for name in sorted(pending):
-                if group_lag(self.settings, [self.stack.broker.bootstrap], group, self.topics[name]) == 0:
+                if group_lag(self.settings, self.bootstrap, group, self.topics[name]) == 0:
                     pending.discard(name)
             ch = self.ch()
             try:
