@@ -36,7 +36,14 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     """Connected and migrated."""
     if settings.uses_chdb:
         settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
-    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database)
+    opts: dict[str, object] = {}
+    if settings.clickhouse_cluster:
+        # An insert into a Distributed table returns only once every shard's replica has the rows
+        # (README, "ClickHouse cluster"): by default it returns when the rows are queued on the
+        # node asked, and on 18.16 a queued block whose replica dies mid-send is moved to
+        # `broken/` and never sent (the cluster drill lost 40 of 4,000 results so).
+        opts["settings"] = {"insert_distributed_sync": 1}
+    ch = connect_clickhouse(settings.clickhouse_url, database=settings.database, **opts)
     applied = migrate(ch, settings.database, cluster=settings.clickhouse_cluster)
     if applied:
         log.info("ClickHouse migrations applied: %s", applied)

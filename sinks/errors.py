@@ -14,6 +14,7 @@ from __future__ import annotations
 # that say "try again later" rather than "this request is wrong".
 TRANSIENT_CODES: frozenset[int] = frozenset(
     {
+        32,  # ATTEMPT_TO_READ_AFTER_EOF (a shard's replica closed the connection mid-insert, insert_distributed_sync)
         95,  # CANNOT_READ_FROM_SOCKET
         96,  # CANNOT_WRITE_TO_SOCKET
         159,  # TIMEOUT_EXCEEDED

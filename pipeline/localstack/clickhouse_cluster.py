@@ -59,7 +59,7 @@ class ClickHouseCluster:
             ClickHouseServer(self.workdir / m.replica_macro, host=host) for m in self.members
         ]
         self._interserver = [free_port(host) for _ in self.members]
-        for node, member, port in zip(self.nodes, self.members, self._interserver, strict=True):
+        for node in self.nodes:
             # distributed_ddl_task_timeout is a user setting: ON CLUSTER with a node down gives up
             # (code 159) after this many seconds instead of 180; the node still applies it when back.
             node.profile_settings = {"distributed_ddl_task_timeout": str(ddl_timeout_s)}

@@ -65,8 +65,9 @@ class ZooKeeperServer(ManagedServer):
         java = shutil.which("java")
         missing = [str(j) for j in ZOOKEEPER_JARS if not j.is_file()]
         if java is None or missing:
-            raise ZooKeeperMissing(f"ZooKeeper needs java and Debian's zookeeper package ({', '.join(missing) or 'java'} "
-                                   f"missing); run: {INSTALL_HINT}")
+            what = ", ".join(missing) or "java"
+            raise ZooKeeperMissing(f"ZooKeeper needs java and Debian's zookeeper package ({what} missing); "
+                                   f"run: {INSTALL_HINT}")
         if port_open(self.host, self.port):
             raise StartupError(f"zookeeper: port {self.host}:{self.port} is already taken by another process")
         data = self.workdir / "data"
@@ -79,7 +80,7 @@ class ZooKeeperServer(ManagedServer):
         )
         self._child = ChildProcess(
             "zookeeper",
-            [java, f"-Xms64m", f"-Xmx{self.heap_mb}m", "-Dzookeeper.admin.enableServer=false",
+            [java, "-Xms64m", f"-Xmx{self.heap_mb}m", "-Dzookeeper.admin.enableServer=false",
              "-cp", ":".join(str(j) for j in ZOOKEEPER_JARS),
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             log_path=self.workdir / "zookeeper.log",

@@ -398,7 +398,7 @@ def hourly_mismatches(server: ClickHouseServer, db: str) -> tuple[int, int]:
     return len(a ^ b), len(a)
 
 
-def board_answers(server: ClickHouseServer, db: str) -> dict[str, Any]:
+def board_answers(server: ClickHouseServer, db: str, until: datetime) -> dict[str, Any]:
     """Every ClickHouse panel of the Grafana boards (their SQL as shipped, expanded as Grafana
     would, every variable on All) run through ``server``: ``{panel: sorted rows}``; a panel whose
     columns differ from the expected ones raises."""
@@ -406,7 +406,7 @@ def board_answers(server: ClickHouseServer, db: str) -> dict[str, Any]:
     from tests.integration.factories import SAMPLED
     from tests.unit.test_dashboards import EXPECTED_COLUMNS
 
-    window = TimeRange(SAMPLED - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=1), interval_s=900)
+    window = TimeRange(SAMPLED - timedelta(hours=2), until, interval_s=900)
     out: dict[str, Any] = {}
     ch = _node(server)
     try:
@@ -416,7 +416,10 @@ def board_answers(server: ClickHouseServer, db: str) -> dict[str, Any]:
             for panel, target in targets_of(board, CLICKHOUSE_TYPE):
                 sql = expand(target["rawSql"], selection={n: [ALL] for n in multi}, constants=consts,
                              time_range=window)
-                res = ch.query(sql)
+                try:
+                    res = ch.query(sql)
+                except Exception as exc:
+                    raise AssertionError(f"{uid} / {panel['title']} failed on {server!r}: {exc}\n{sql}") from exc
                 if tuple(res.columns) != EXPECTED_COLUMNS[(uid, panel["title"])]:
                     raise AssertionError(f"{uid} / {panel['title']}: columns {res.columns}")
                 out[f"{uid} / {panel['title']} / {target.get('refId', '')}"] = sorted(map(repr, res.rows))
@@ -464,7 +467,9 @@ def drill_clickhouse_cluster(workdir: Path, *, n: int, rate: float, down_s: floa
         caught_up = time.monotonic() - back
         mismatched, compared = hourly_mismatches(stack.clickhouse, run.db)
         other_entry = cluster.node(shards, replicas)
-        boards_here, boards_there = board_answers(stack.clickhouse, run.db), board_answers(other_entry, run.db)
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        boards_here = board_answers(stack.clickhouse, run.db, until)
+        boards_there = board_answers(other_entry, run.db, until)
         boards_differ = sorted(k for k in boards_here if boards_here[k] != boards_there.get(k))
         boards_empty = sorted(k for k, v in boards_here.items() if not v)
         row = run.row(f"ClickHouse {shards}x{replicas}: replica killed {down_s:.0f}s", values, exp, caught_up,
