@@ -286,6 +286,7 @@ def drill_kafka_ha(workdir: Path, *, n: int, rate: float, down_s: float, outage_
         retried=retried_total, refused=refused,
         errors=sorted({e for p in producer.phases.values() for e in p.errors})[:5],
         acked_while_down=acked_while_down, refused_while_down=refused_while_down, outage_sent=out.sent,
+        outage_acked=out.acked,
         outage_waited_s=waited_out, outage_total_s=back - both_down + waited_out, drained_s=drained,
         same_workers=same_workers, worker_logs=logs,
     )
@@ -314,6 +315,19 @@ def foodrisk_migrate(node: ClickHouseServer, database: str, cluster: str) -> flo
     if done.returncode != 0:
         raise AssertionError(f"foodrisk migrate on the cluster failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return time.monotonic() - started
+
+
+def cluster_layout(cluster: ClickHouseCluster, db: str) -> dict[str, dict[str, str]]:
+    """``{replica: {table: engine}}`` of ``db`` on every node, as ``foodrisk migrate`` left it."""
+    out = {}
+    for node, member in zip(cluster.nodes, cluster.members, strict=True):
+        ch = _node(node)
+        try:
+            rows = ch.query("SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": db}).rows
+        finally:
+            ch.close()
+        out[member.replica_macro] = {str(name): str(engine) for name, engine in rows}
+    return out
 
 
 def replica_ids(server: ClickHouseServer, db: str) -> tuple[list[str], int]:
@@ -443,6 +457,7 @@ def drill_clickhouse_cluster(workdir: Path, *, n: int, rate: float, down_s: floa
     try:
         run.prepare()
         migrate_s = foodrisk_migrate(stack.clickhouse, run.db, cluster.name)
+        layout = cluster_layout(cluster, run.db)
         values = _inputs("chcluster", n)
         exp = expected_outcome(values, datetime.now(UTC))
         env = {"FOODRISK_CLICKHOUSE_CLUSTER": cluster.name}
@@ -477,7 +492,7 @@ def drill_clickhouse_cluster(workdir: Path, *, n: int, rate: float, down_s: floa
         row.extra.update(
             ready_s=ready, migrate_s=migrate_s, killed_at_s=killed - started, drained_s=drained, converged_s=converged,
             hourly_mismatches=mismatched, hourly_rows=compared, boards=len(boards_here), boards_differ=boards_differ,
-            boards_empty=boards_empty, victim=cluster.member(victim).replica_macro, **figures,
+            boards_empty=boards_empty, victim=cluster.member(victim).replica_macro, layout=layout, **figures,
         )
         row.duplicated += figures["dup_final"] + figures["overlap"]
         row.note += (f"; {len(exp.valid_ids)} results checked on each of {len(cluster.nodes)} replicas, hourly view "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from pipeline.localstack.process import StartupError
 from tests.conftest import unavailable
 from tests.drills.analyst import drill_hostile_analyst_queries
+from tests.drills.cluster import drill_clickhouse_cluster, drill_kafka_ha
 from tests.drills.core import (
     DrillRow,
     Stack,
@@ -95,3 +96,50 @@ def test_hostile_analyst_queries(stack: Stack, tmp_path: Path) -> None:
     assert set(row.extra["statuses"]) <= {200, 400, 413, 429}, row  # never a server error
     assert all(400 in statuses or 429 in statuses for kind, statuses in row.extra["by_kind"].items()
                if "file" in kind or "system" in kind), row
+
+
+def _drill_or_unavailable(run: Callable[[], DrillRow]) -> DrillRow:
+    try:
+        return run()
+    except StartupError as exc:
+        unavailable(str(exc))
+        raise
+
+
+def test_kafka_three_brokers_leader_killed_then_two_lost(tmp_path: Path) -> None:
+    """Three KRaft brokers, topics of replication 3 / min.insync 2, two workers: the leader of the
+    most results partitions killed mid-stream and restarted, then two brokers lost while a batch
+    is sent (`make drills` runs it at full size)."""
+    row = _drill_or_unavailable(lambda: drill_kafka_ha(tmp_path, n=3_000, rate=500, down_s=3, outage_s=5,
+                                                       n_outage=300))
+    x = row.extra
+    logs = x.pop("worker_logs")
+    print(row)
+    assert row.lost == 0 and row.duplicated == 0, logs
+    check(row)
+    assert x["replicas"] == 3 and x["min_insync"] == "2", x  # as foodrisk created the topics
+    assert x["refused"] == 0, x["errors"]  # no write refused: the producer's retries covered the loss
+    assert x["leaders_moved_s"] is not None, x  # every partition led by a live broker again
+    assert x["acked_while_down"] == 0 and x["refused_while_down"] == 0, x  # writes waited ...
+    assert x["outage_acked"] == x["outage_sent"] >= 300, x  # ... and every one was acknowledged once one was back
+    assert x["extra_deadletters"] == 0, x
+
+
+def test_clickhouse_two_shards_two_replicas_replica_killed(tmp_path: Path) -> None:
+    """`foodrisk migrate` lays the schema out ON CLUSTER on a real 2 x 2 cluster of 18.16; two
+    workers write through the Distributed tables while a replica is killed and restarted."""
+    row = _drill_or_unavailable(lambda: drill_clickhouse_cluster(tmp_path, n=2_000, rate=500, down_s=3))
+    x = row.extra
+    print(row)
+    check(row)
+    for replica, tables in x["layout"].items():  # the cluster DDL ran on every node
+        assert tables["results_local"] == "ReplicatedReplacingMergeTree", (replica, tables)
+        assert tables["results"] == "Distributed", (replica, tables)
+        assert tables["results_hourly_local"] == "ReplicatedAggregatingMergeTree", (replica, tables)
+        assert tables["schema_migrations"] == "ReplicatedMergeTree", (replica, tables)
+        assert tables["results_hourly_mv"] == "MaterializedView", (replica, tables)
+    assert x["missing"] == 0 and x["overlap"] == 0 and x["dup_final"] == 0, x
+    assert x["same_within_shard"], x
+    assert all(r["readonly"] == 0 and r["queue"] == 0 for r in x["replicas"].values()), x
+    assert x["hourly_mismatches"] == 0 and x["hourly_rows"] > 0, x
+    assert x["boards"] > 20 and x["boards_differ"] == [], x
