@@ -76,7 +76,8 @@ def main() -> int:
         rows.append(drill_secrets_not_logged(work))
     print(table(rows))
     bad = [r for r in rows if not r.ok or r.extra.get("leaks") or r.extra.get("restarted")
-           or r.extra.get("extra_deadletters") or r.extra.get("refused") or r.extra.get("boards_differ") or r.extra.get("same_worker") is False or r.extra.get("escapes")
+           or r.extra.get("extra_deadletters") or r.extra.get("refused") or r.extra.get("boards_differ")
+           or r.extra.get("same_worker") is False or r.extra.get("escapes")
            or r.extra.get("ratio", 0) > 2]  # ingest latency under hostile analyst queries within 2x of idle
     return 1 if bad else 0
 

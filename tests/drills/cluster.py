@@ -172,6 +172,32 @@ def leaders(bootstrap: str, topic: str) -> dict[int, int]:
     return {int(p["partition_index"]): int(p["leader_id"]) for t in described for p in t["partitions"]}
 
 
+def under_replicated(bootstrap: str) -> int | None:
+    """Partitions of every topic whose in-sync replicas are fewer than their replicas (None: no
+    answer); Kafka's UnderReplicatedPartitions, summed over the cluster."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    except KafkaError:
+        return None
+    try:
+        described = admin.describe_topics()
+    except KafkaError:
+        return None
+    finally:
+        admin.close()
+    return sum(len(p["isr_nodes"]) < len(p["replica_nodes"]) for t in described for p in t["partitions"])
+
+
+def wait_fully_replicated(bootstrap: str, timeout_s: float) -> float:
+    """Until no partition is under-replicated (a broker that came back has caught up); seconds."""
+    started = time.monotonic()
+    while under_replicated(bootstrap) != 0:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"partitions still under-replicated after {timeout_s:.0f}s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def topic_layout(bootstrap: str, topic: str, timeout_s: float = 30) -> tuple[int, str]:
     """(replicas of each partition, the topic's min.insync.replicas), once the metadata of a
     topic just created has reached the broker asked."""
@@ -250,7 +276,10 @@ def drill_kafka_ha(workdir: Path, *, n: int, rate: float, down_s: float, outage_
         retried_one = producer.retried
         stall_one = producer.phases["one"].max_gap_s(killed)
 
-        # 2. two nodes lost: writes wait until one returns
+        # 2. two nodes lost: writes wait until one returns. First the restarted node must be in
+        # sync again: had it not caught up, losing the two others could leave a partition whose
+        # only in-sync replica is down, and it would wait for that very node (no unclean election).
+        caught_up = wait_fully_replicated(stack.broker.bootstrap, 120)
         first, second = (b for b in stack.broker.brokers if b.node_id != victim_id)
         first.kill()
         second.kill()
@@ -282,7 +311,8 @@ def drill_kafka_ha(workdir: Path, *, n: int, rate: float, down_s: float, outage_
     refused = sum(p.failed for p in producer.phases.values())
     row.extra.update(
         cluster_ready_s=cluster_ready, replicas=replicas, min_insync=min_isr, victim=victim_id, victim_led=led,
-        leaders_moved_s=moved, victim_ready_s=rejoined, stall_one_s=stall_one, retried_one=retried_one,
+        leaders_moved_s=moved, victim_ready_s=rejoined, victim_in_sync_s=caught_up, stall_one_s=stall_one,
+        retried_one=retried_one,
         retried=retried_total, refused=refused,
         errors=sorted({e for p in producer.phases.values() for e in p.errors})[:5],
         acked_while_down=acked_while_down, refused_while_down=refused_while_down, outage_sent=out.sent,
