@@ -250,7 +250,10 @@ def drill_kafka_ha(workdir: Path, *, n: int, rate: float, down_s: float, outage_
 
         # 1. the leader of the most results partitions, killed mid-stream, back after down_s
         t = producer.send_in_thread("one", topic, values, rate=rate)
+        deadline = time.monotonic() + 120
         while producer.phases["one"].acked < n // 4:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"a quarter of the results not acknowledged in 120 s: {producer.phases}")
             time.sleep(0.05)
         by_leader = Counter(leaders(stack.broker.bootstrap, topic).values())
         if not by_leader:
@@ -496,7 +499,10 @@ def drill_clickhouse_cluster(workdir: Path, *, n: int, rate: float, down_s: floa
         victim = cluster.node(shards, 1)
         producer = CountingProducer(stack.broker.bootstrap)
         t = producer.send_in_thread("all", run.topics["results"], values, rate=rate)
-        while sum(w.consumed() for w in workers) < n / 4:
+        deadline = time.monotonic() + 120
+        while sum(w.consumed() for w in workers) < n / 4:  # kill while the workers write
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the workers consumed under a quarter in 120 s:\n{workers[0].log_tail()}")
             time.sleep(0.1)
         victim.kill()
         killed = time.monotonic()
