@@ -42,7 +42,7 @@ def main() -> int:
                                        down_s=10 if full else 3, outage_s=15 if full else 5,
                                        n_outage=2_000 if full else 300),
                 lambda: drill_clickhouse_cluster(work / "chcluster", n=20_000 if full else 2_000,
-                                                 rate=1_000 if full else 500, down_s=30 if full else 3),
+                                                 rate=1_000 if full else 500, down_s=10 if full else 3),
             ]
             for step in cluster_steps:
                 started = time.monotonic()
