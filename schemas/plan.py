@@ -34,8 +34,8 @@ finding move a 2 % prior to (1 + 0.4) / 23 = 6 %, not to 33 %.
 3. citizens' priority categories (the period's top-10 categories of ``citizen_votes``): up to
    ``priority_share`` of the budget (default 10 %, at least one test where a candidate stratum falls in a
    category and budget remains), the highest-scoring cells whose commodity is in a category;
-4. the rest by risk: cells by estimate, highest first, at most ``max_tests_per_line`` (default 2)
-   per line, round-robin down the ranking until the budget is spent.
+4. the rest by risk: cells by estimate, highest first, each up to ``max_tests_per_line`` (default 2)
+   tests, down the ranking until the budget is spent.
 """
 
 from __future__ import annotations
@@ -430,19 +430,21 @@ def make_plan(
 def _round_robin(
     cells: Sequence[tuple[float, Stratum, str]], budget: int, cap: int
 ) -> list[tuple[tuple[float, int], Stratum, str]]:
-    """Spend ``budget`` down the ranking: one test per cell per pass, at most ``cap`` per cell;
-    returns ((estimate, tests), stratum, tag) per cell used, in ranking order."""
-    given = [0] * len(cells)
+    """Spend ``budget`` down the ranking: each cell up to ``cap`` tests, best first; with fewer cells
+    than budget / cap, the cap rises until the budget is spent. Returns ((estimate, tests), stratum,
+    tag) per cell used, in ranking order."""
+    if not cells or budget <= 0:
+        return []
+    limit = max(cap, -(-budget // len(cells)))
+    given: list[int] = []
     spent = 0
-    for _ in range(cap):
-        for i in range(len(cells)):
-            if spent >= budget:
-                break
-            given[i] += 1
-            spent += 1
-        if spent >= budget:
+    for _ in cells:
+        n = min(limit, budget - spent)
+        if n <= 0:
             break
-    return [((cells[i][0], n), cells[i][1], cells[i][2]) for i, n in enumerate(given) if n > 0]
+        given.append(n)
+        spent += n
+    return [((cells[i][0], n), cells[i][1], cells[i][2]) for i, n in enumerate(given)]
 
 
 def _merge(lines: list[PlanLine]) -> list[PlanLine]:
