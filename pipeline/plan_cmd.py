@@ -129,7 +129,7 @@ def gather(
         params["district"] = district
     results = _table(database, "results")
     rows = select(
-        "SELECT site_id, any(district) AS district, any(site_type) AS site_type, commodity, method, analyte, "  # noqa: S608
+        "SELECT site_id, any(district) AS site_district, any(site_type) AS site_kind, commodity, method, analyte, "  # noqa: S608
         "toDate(sampled_at + 28800) AS day, count() AS tests, "
         f"countIf(verdict IN ('exceeds', 'banned', 'positive')) AS noncompliant FROM {results} FINAL WHERE {where} "
         "GROUP BY site_id, commodity, method, analyte, day",

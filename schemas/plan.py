@@ -422,7 +422,7 @@ def make_plan(
 
     out: list[PlanLine] = []
     for b in budgets:
-        merged = _merge(lines[b.site_id])
+        merged = sorted(_merge(lines[b.site_id]), key=lambda ln: REASONS.index(ln.reason))  # stable: follow-ups first
         out.extend(replace(line, line=i) for i, line in enumerate(merged, start=1))
     return Plan(day, seed, tuple(out), {b.site_id: b.tests for b in budgets}, tuple(deferred))
 

@@ -464,6 +464,29 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
                 "truncated": {"type": "boolean"},
             },
         },
+        "PlanResponse": {
+            "type": "object",
+            "required": ["date", "district", "seed", "planned_at", "sites", "budget", "tests_by_reason", "columns",
+                         "rows", "deferred"],
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "district": {"type": ["string", "null"]},
+                "seed": {"type": "integer"},
+                "planned_at": {"type": "string", "format": "date-time",
+                               "description": "the run's id in sampling_plans"},
+                "sites": {"type": "integer"},
+                "budget": {"type": "integer", "description": "tests of the day over all sites planned"},
+                "tests_by_reason": {"type": "object", "additionalProperties": {"type": "integer"},
+                                    "description": "tests per reason: unconfirmed_positive, supplier_cluster, "
+                                    "redlist, priority, risk, random"},
+                "columns": {"type": "array", "items": {"type": "string"},
+                            "description": "district, site_id, line, commodity, method, analyte, vendor_id, "
+                            "supplier_id, tests, reason, reason_text, score"},
+                "rows": {"type": "array", "items": {"type": "array"}, "description": "one per plan line"},
+                "deferred": {"type": "array", "items": {"type": "object"},
+                             "description": "follow-ups past a site's budget (not planned, not dropped)"},
+            },
+        },
         "ErrorResponse": {
             "type": "object",
             "required": ["error"],
@@ -487,8 +510,9 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "foodrisk analyst query API",
             "version": "1",
-            "description": "Read-only SELECTs on the foodrisk database, for analysts on the worker's host "
-            "(the query port stays on loopback). In production analysts use ClickHouse users instead.",
+            "description": "Read-only SELECTs on the foodrisk database, and the day's sampling plan, for analysts "
+            "on the worker's host (the query port stays on loopback). In production analysts use ClickHouse users "
+            "instead.",
         },
         "components": {
             "schemas": schemas,
@@ -516,6 +540,38 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
                         "401": answer("Analyst token missing, malformed, unknown, revoked, or a device token.",
                                       "ErrorResponse", "WWW-Authenticate"),
                         "413": answer(f"Body over {MAX_BODY_BYTES} bytes.", "ErrorResponse"),
+                        "429": answer(f"{settings.query_concurrency} queries running and {settings.query_queue} "
+                                      "waiting already.", "ErrorResponse", "Retry-After"),
+                        "503": answer("ClickHouse is unavailable, or the worker is stopping.", "ErrorResponse",
+                                      "Retry-After"),
+                    },
+                }
+            },
+            "/v1/plan": {
+                "get": {
+                    "summary": "Make, store and return the sampling plan of a day",
+                    "description": "Plans the day from the history in ClickHouse (schemas/plan.py): follow-ups first "
+                    "(unconfirmed quick positives, open supplier clusters, red-listed vendors), the citizens' priority "
+                    "categories, the highest shrunk non-compliance estimates, and a fixed random share drawn "
+                    "uniformly; within each site's daily budget. Every call stores its plan in `sampling_plans` "
+                    "under its `planned_at` (readers take the latest run per day and district: "
+                    "`sampling_plans_latest`).",
+                    "operationId": "getPlan",
+                    "security": [{"analystToken": []}],
+                    "parameters": [
+                        {"name": "date", "in": "query", "required": True, "description": "the day to plan",
+                         "schema": {"type": "string", "format": "date"}},
+                        {"name": "district", "in": "query", "required": False, "description": "only this district",
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+                        {"name": "seed", "in": "query", "required": False,
+                         "description": "seed of the random share (default: the date as YYYYMMDD)",
+                         "schema": {"type": "integer", "minimum": 0}},
+                    ],
+                    "responses": {
+                        "200": answer("The plan, as stored.", "PlanResponse"),
+                        "400": answer("A parameter is missing or malformed.", "ErrorResponse"),
+                        "401": answer("Analyst token missing, malformed, unknown, revoked, or a device token.",
+                                      "ErrorResponse", "WWW-Authenticate"),
                         "429": answer(f"{settings.query_concurrency} queries running and {settings.query_queue} "
                                       "waiting already.", "ErrorResponse", "Retry-After"),
                         "503": answer("ClickHouse is unavailable, or the worker is stopping.", "ErrorResponse",
