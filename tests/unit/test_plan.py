@@ -225,3 +225,14 @@ def test_params_are_checked() -> None:
         PlanParams(random_share=1.5)
     with pytest.raises(ValueError, match="half_life"):
         PlanParams(half_life_days=0)
+
+
+def test_backtest_arms_spend_the_same_budget_and_are_deterministic() -> None:
+    from pipeline.plan_backtest import run_backtest
+
+    a = run_backtest(days=2, seed=3, warmup_days=10)
+    assert a.tests_risk == a.tests_uniform == 2 * a.tests_per_day
+    assert a.random_tests == 2 * round(0.2 * a.tests_per_day)
+    assert 0.9 < a.true_pass_rate < 1.0
+    assert run_backtest(days=2, seed=3, warmup_days=10) == a
+    assert any("ratio" in line for line in a.lines())
