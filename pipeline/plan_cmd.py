@@ -296,6 +296,9 @@ def print_document(doc: Mapping[str, Any], fmt: str, out: TextIO, err: TextIO) -
                f"lines, {doc['budget']} tests at {doc['sites']} sites ({by or 'none'}); seed {doc['seed']}; stored "
                f"in sampling_plans at {doc['planned_at']}")
     print(summary, file=out if fmt == "table" else err)
+    if not doc["sites"]:
+        print(f"no sampling site has results in the {doc.get('lookback_days', 'look-back')} days before "
+              f"{doc['date']}: nothing to plan (FOODRISK_PLAN_LOOKBACK_DAYS)", file=err)
     for f in doc["deferred"]:
         print(f"deferred (over the site's budget): {f['reason']} at {f['site_id']}: {f['text']}", file=err)
 
