@@ -119,9 +119,23 @@ def read_findings(select: Select, database: str, start: datetime, end: datetime)
     ]
 
 
+def priorities_query(database: str, period: str) -> tuple[str, dict[str, str]]:
+    """The period's priority categories from the latest import of its votes (migration 9's view)."""
+    view = f"{quote_identifier(database)}.citizen_votes_latest"
+    sql = (  # a quoted identifier and fixed text; the period is a bound parameter
+        f"SELECT category, label, votes, rank FROM {view} "  # noqa: S608
+        "WHERE period = %(period)s AND rank BETWEEN 1 AND 10 ORDER BY rank, category"
+    )
+    return sql, {"period": period}
+
+
 def read_priorities(select: Select, database: str, period: str) -> list[Priority]:
-    """The citizens' top-10 categories of the period (none until votes are imported)."""
-    return []
+    """The citizens' top-10 categories of the period (none when no votes were imported for it)."""
+    sql, params = priorities_query(database, period)
+    return [
+        Priority(category=str(r["category"]), label=str(r["label"]), votes=int(r["votes"]), rank=int(r["rank"]))
+        for r in _rows(select, sql, params, "votes")
+    ]
 
 
 def write_site(files: dict[str, str], out: Path) -> None:

@@ -50,6 +50,8 @@ class Table:
     columns: tuple[Column, ...]
     records: list[Record]
     row_class: Callable[[Record], str] | None = None
+    empty_zh: str = "本期无记录。"
+    empty_en: str = "Nothing in this period."
 
 
 COUNT_COLUMNS: tuple[Column, ...] = (
@@ -58,7 +60,7 @@ COUNT_COLUMNS: tuple[Column, ...] = (
     Column("lab_pass", "合格", "Pass", numeric=True),
     Column("lab_noncompliant", "不合格", "Non-compliant", numeric=True),
     Column("lab_not_judged", "实验室未判定", "Lab not judged", numeric=True, html=False),
-    Column("lab_pass_rate_pct", "合格率 %", "Pass rate %", numeric=True),
+    Column("lab_pass_rate_pct", "合格率(%)", "Pass rate (%)", numeric=True),
     Column("quick_tests", "快检", "Quick tests", numeric=True),
     Column("quick_negative", "快检阴性", "Quick negative", numeric=True, html=False),
     Column("quick_positive", "快检阳性(待实验室确认)", "Quick positive (unconfirmed)", numeric=True),
@@ -67,8 +69,8 @@ COUNT_COLUMNS: tuple[Column, ...] = (
 )
 NAME_COLUMNS: tuple[Column, ...] = (
     Column("key", "代码", "Code", html=False),
-    Column("name_zh", "名称", "Name (zh)"),
-    Column("name_en", "Name", "Name (en)"),
+    Column("name_zh", "名称", "Name"),
+    Column("name_en", "英文名称", "English name"),
 )
 
 
@@ -133,7 +135,7 @@ PRIORITY_COLUMNS: tuple[Column, ...] = (
     Column("label", "投票名称", "Voted as", html=False),
     Column("votes", "票数", "Votes", numeric=True),
     Column("name_zh", "类别", "Category"),
-    Column("name_en", "Category", "Category (en)"),
+    Column("name_en", "英文名称", "Category (English)"),
     Column("classified", "已归类", "Classified", html=False),
 )
 VERDICT_NAMES = {"exceeds": "超标 Exceeds the limit", "banned": "检出禁用物质 Banned substance found"}
@@ -163,11 +165,13 @@ def tables(report: Report) -> list[Table]:
               "仅列实验室确证检测(确证方法)判定超标或检出禁用物质的结果。快检阳性不在此列。",
               "Only results of confirmatory lab methods judged over the limit or with a banned substance found. "
               "Quick-test positives are not listed here.",
-              FINDING_COLUMNS, [finding_record(f) for f in report.findings]),
+              FINDING_COLUMNS, [finding_record(f) for f in report.findings],
+              empty_zh="本期实验室检测未发现不合格。", empty_en="No lab test found a non-compliance this period."),
         Table("priorities", "市民“你点我检”重点类别", "Citizens' priority categories",
               f"本期得票前十的食品类别及其检测结果。{rate_zh}",
               f"The ten food categories with the most citizens' votes this period, with their results. {rate_en}",
-              (*PRIORITY_COLUMNS, *COUNT_COLUMNS), [priority_record(p) for p in report.priorities]),
+              (*PRIORITY_COLUMNS, *COUNT_COLUMNS), [priority_record(p) for p in report.priorities],
+              empty_zh="本期未导入市民投票。", empty_en="No citizens' votes were imported for this period."),
     ]
 
 
@@ -212,7 +216,8 @@ def summary_record(report: Report) -> Record:
 
 CSS = """
 *{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif;
+body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",
+"WenQuanYi Micro Hei",sans-serif;
 margin:0 auto;max-width:1100px;padding:12px;color:#1a1a1a;line-height:1.45;background:#fff}
 h1{font-size:1.35rem;margin:.4em 0}h2{font-size:1.1rem}
 nav{display:flex;flex-wrap:wrap;gap:.3em .8em;margin:.5em 0 1em;padding:.5em;background:#f2f5f8;border-radius:6px}
@@ -225,8 +230,8 @@ table.data td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.data tr.sub td:first-child{padding-left:1.6em}
 table.data tr.total td{font-weight:600}
 .empty{padding:1em;background:#f7f7f7;border-radius:6px}
-dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}
-dl.summary dd{margin:0;font-weight:600}
+dl.summary{display:grid;grid-template-columns:minmax(0,max-content) auto;gap:.3em 1.2em;align-items:baseline}
+dl.summary dd{margin:0;font-weight:600;text-align:right;font-variant-numeric:tabular-nums}
 footer{margin-top:2em;font-size:.8rem;color:#555}
 @media (max-width:640px){
  table.data thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
@@ -234,7 +239,8 @@ footer{margin-top:2em;font-size:.8rem;color:#555}
  table.data tr{border:1px solid #c8cfd6;border-radius:6px;margin:0 0 .7em;padding:.2em 0}
  table.data td,table.data td.num{border:none;border-bottom:1px solid #eef0f2;display:flex;
   justify-content:space-between;gap:1em;text-align:right;word-break:break-word}
- table.data td::before{content:attr(data-label);font-weight:600;text-align:left;color:#333}
+ table.data td::before{content:attr(data-label);font-weight:600;text-align:left;color:#333;
+  flex:0 0 auto;max-width:48%;word-break:normal;overflow-wrap:normal}
  table.data tr.sub td:first-child{padding-left:.5em}
 }
 """
@@ -246,9 +252,11 @@ def e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _number(value: Any) -> str:
+def _number(value: Any, *, percent: bool = False) -> str:
     if value is None:
         return "—"
+    if percent:
+        return f"{float(value):.1f}"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -263,7 +271,7 @@ def _cell(col: Column, rec: Record) -> str:
     elif col.key == "limit_mg_kg" and v is None and rec.get("verdict") == "banned":
         text = "不得检出 Not permitted"
     elif col.numeric:
-        text = _number(v)
+        text = _number(v, percent=col.key.endswith("_pct"))
     else:
         text = "—" if v in (None, "") else str(v)
     cls = ' class="num"' if col.numeric else ""
@@ -273,7 +281,7 @@ def _cell(col: Column, rec: Record) -> str:
 def table_html(table: Table) -> str:
     cols = [c for c in table.columns if c.html]
     if not table.records:
-        return '<p class="empty">本期无记录。 Nothing in this period.</p>'
+        return f'<p class="empty">{e(table.empty_zh)} {e(table.empty_en)}</p>'
     head = "".join(f'<th scope="col">{e(c.zh)}<br><small>{e(c.en)}</small></th>' for c in cols)
     rows = []
     for r in table.records:
@@ -307,13 +315,13 @@ def page_html(title_zh: str, title_en: str, report: Report, body: str, all_table
 
 def _summary_html(report: Report) -> str:
     t = report.total
-    rate = _number(t.pass_rate_pct)
+    rate = _number(t.pass_rate_pct, percent=True)
     items = [
         ("检测总数", "Tests", _number(t.tests)),
         ("实验室检测", "Lab tests", _number(t.lab_tests)),
         ("合格", "Pass", _number(t.lab_pass)),
         ("不合格", "Non-compliant", _number(t.lab_noncompliant)),
-        ("合格率 %", "Pass rate %", rate),
+        ("合格率(%)", "Pass rate (%)", rate),
         ("快检", "Quick tests", _number(t.quick_tests)),
         ("快检阳性(待实验室确认)", "Quick positives (awaiting lab confirmation)", _number(t.quick_positive)),
         ("未判定", "Not judged", _number(t.not_judged)),
