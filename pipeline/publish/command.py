@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.publish.page import render_site
-from pipeline.publish.tally import CountRow, Names, Priority, Report, ResultRow, build_report
+from pipeline.publish.tally import (
+    CountRow,
+    FollowUps,
+    Names,
+    Priority,
+    Report,
+    ResultRow,
+    build_report,
+    follow_ups,
+)
 from schemas.reference import CHINA_TZ
 from sinks.clickhouse import quote_identifier
 
@@ -119,6 +128,38 @@ def read_findings(select: Select, database: str, start: datetime, end: datetime)
     ]
 
 
+def quick_positives_query(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, str]]:
+    """The ids of the period's quick positives (nothing else of them is read)."""
+    where, params = _window(start, end)
+    table = f"{quote_identifier(database)}.results"
+    sql = (  # as above
+        f"SELECT result_id FROM {table} FINAL "  # noqa: S608
+        f"WHERE {where} AND quick = 1 AND verdict IN ('positive', 'exceeds', 'banned') ORDER BY result_id"
+    )
+    return sql, params
+
+
+def lab_follow_ups_query(database: str, start: datetime) -> tuple[str, dict[str, str]]:
+    """Lab results that follow up a quick test (``confirms``), sampled from the period's start on: a
+    confirmation made after the month ended counts when the period is published again."""
+    params = {"start": start.strftime("%Y-%m-%d %H:%M:%S")}
+    table = f"{quote_identifier(database)}.results"
+    sql = (  # as above
+        f"SELECT confirms, verdict FROM {table} FINAL "  # noqa: S608
+        "WHERE sampled_at >= toDateTime(%(start)s, 'UTC') AND quick = 0 AND confirms IS NOT NULL AND confirms != '' "
+        "ORDER BY confirms, verdict"
+    )
+    return sql, params
+
+
+def read_follow_ups(select: Select, database: str, start: datetime, end: datetime) -> FollowUps:
+    sql, params = quick_positives_query(database, start, end)
+    ids = [str(r["result_id"]) for r in _rows(select, sql, params, "quick positives")]
+    sql, params = lab_follow_ups_query(database, start)
+    labs = [(str(r["confirms"]), str(r["verdict"])) for r in _rows(select, sql, params, "lab follow-ups")]
+    return follow_ups(ids, labs)
+
+
 def priorities_query(database: str, period: str) -> tuple[str, dict[str, str]]:
     """The period's priority categories from the latest import of its votes (migration 9's view)."""
     view = f"{quote_identifier(database)}.citizen_votes_latest"
@@ -155,7 +196,8 @@ def publish(
     counts = read_counts(select, database, start, end)
     findings = read_findings(select, database, start, end)
     priorities = read_priorities(select, database, period)
-    report = build_report(period, counts, findings, priorities, names,
+    follow_up = read_follow_ups(select, database, start, end)
+    report = build_report(period, counts, findings, priorities, names, follow_up=follow_up,
                           generated_at=generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     files = render_site(report)
     write_site(files, out)
@@ -166,7 +208,8 @@ def summary_line(report: Report, out: Path, names: Sequence[str]) -> str:
     t = report.total
     return (f"published {report.period} to {out}: {len(names)} files; {t.tests:,} tests ({t.lab_tests:,} lab, "
             f"{t.quick_tests:,} quick), {t.lab_noncompliant:,} lab non-compliant ({len(report.findings):,} named), "
-            f"{t.quick_positive:,} quick positives counted, {t.not_judged:,} not judged")
+            f"{t.quick_positive:,} quick positives counted ({report.follow_ups.confirmed:,} confirmed by a lab), "
+            f"{t.not_judged:,} not judged")
 
 
 def print_summary(report: Report, out: Path, names: Sequence[str], stream: TextIO) -> None:

@@ -208,7 +208,19 @@ def to_json(table: Table, report: Report) -> str:
 
 
 def summary_record(report: Report) -> Record:
-    return {"period": report.period, "findings_named": len(report.findings)} | count_record(report.total)
+    fu = report.follow_ups
+    return {"period": report.period, "findings_named": len(report.findings)} | count_record(report.total) | {
+        "quick_positive_confirmed": fu.confirmed, "quick_positive_not_confirmed": fu.not_confirmed,
+        "quick_positive_awaiting": fu.awaiting,
+    }
+
+
+FOLLOW_UP_COLUMNS: tuple[Column, ...] = (
+    Column("quick_positive_confirmed", "快检阳性经实验室确认", "Quick positives confirmed by a lab", numeric=True),
+    Column("quick_positive_not_confirmed", "快检阳性经实验室复检合格", "Quick positives not confirmed (lab passed)",
+           numeric=True),
+    Column("quick_positive_awaiting", "快检阳性待复检", "Quick positives awaiting a lab result", numeric=True),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +337,7 @@ def _summary_html(report: Report) -> str:
         ("快检", "Quick tests", _number(t.quick_tests)),
         ("快检阳性(待实验室确认)", "Quick positives (awaiting lab confirmation)", _number(t.quick_positive)),
         ("未判定", "Not judged", _number(t.not_judged)),
+        *((c.zh, c.en, _number(summary_record(report)[c.key])) for c in FOLLOW_UP_COLUMNS),
     ]
     dl = "".join(f'<dt>{e(zh)} {e(en)}</dt><dd data-key="{e(en)}">{e(v)}</dd>' for zh, en, v in items)
     return (
@@ -348,7 +361,7 @@ def render_site(report: Report) -> dict[str, str]:
         files[f"{t.stem}.json"] = to_json(t, report)
     summary = Table("summary", "概况", "Overview", "", "",
                     (Column("period", "期间", "Period"), Column("findings_named", "公布的不合格结果", "Findings named"),
-                     *COUNT_COLUMNS), [summary_record(report)])
+                     *COUNT_COLUMNS, *FOLLOW_UP_COLUMNS), [summary_record(report)])
     files["index.html"] = page_html("概况", "Overview", report, _summary_html(report), all_tables, "summary")
     files["summary.csv"] = to_csv(summary)
     files["summary.json"] = to_json(summary, report)

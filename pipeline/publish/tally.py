@@ -228,6 +228,36 @@ def named_findings(rows: Iterable[ResultRow], names: Names) -> list[Finding]:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUps:
+    """What became of the period's quick positives: a lab result that ``confirms`` one found a
+    non-compliance (confirmed), lab results on it all passed (not confirmed), or none yet / none judged
+    (awaiting). Counts only: nothing here names anyone."""
+
+    confirmed: int = 0
+    not_confirmed: int = 0
+    awaiting: int = 0
+
+
+def follow_ups(quick_positive_ids: Iterable[str], lab_follow_ups: Iterable[tuple[str, str]]) -> FollowUps:
+    """Each quick positive (by result id, as a lab result's ``confirms`` names it) counted once: confirmed
+    when any lab result on it is ``exceeds`` or ``banned``, not confirmed when lab results on it exist and
+    all pass, else awaiting (no lab result yet, or only results not judged)."""
+    verdicts: dict[str, set[str]] = {}
+    for confirms, verdict in lab_follow_ups:
+        verdicts.setdefault(confirms, set()).add(verdict)
+    confirmed = not_confirmed = awaiting = 0
+    for rid in quick_positive_ids:
+        seen = verdicts.get(rid, set())
+        if seen & NONCOMPLIANT_VERDICTS:
+            confirmed += 1
+        elif seen and seen <= PASS_VERDICTS:
+            not_confirmed += 1
+        else:
+            awaiting += 1
+    return FollowUps(confirmed, not_confirmed, awaiting)
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line of a table: a key (a code), its names, its level (category tables) and its counts."""
 
@@ -260,6 +290,7 @@ class Report:
     findings: list[Finding]
     priorities: list[PriorityLine]
     generated_at: str
+    follow_ups: FollowUps = FollowUps()
 
 
 SITE_TYPE_NAMES: Mapping[str, tuple[str, str]] = {
@@ -343,13 +374,15 @@ def total(rows: Iterable[CountRow]) -> Counts:
 
 def build_report(
     period: str, rows: Sequence[CountRow], results: Iterable[ResultRow], priorities: Iterable[Priority],
-    names: Names, *, generated_at: str,
+    names: Names, *, generated_at: str, follow_up: FollowUps | None = None,
 ) -> Report:
-    """The whole report of a period from its counts, the rows offered as findings and the votes."""
+    """The whole report of a period from its counts, the rows offered as findings, the votes and what
+    became of the quick positives."""
     return Report(
         period=period, total=total(rows), categories=by_category(rows, names), districts=by_district(rows),
         site_types=by_site_type(rows), findings=named_findings(results, names),
         priorities=priority_lines(rows, priorities, names), generated_at=generated_at,
+        follow_ups=follow_up or FollowUps(awaiting=total(rows).quick_positive),
     )
 
 

@@ -93,7 +93,8 @@ def _messages() -> list[dict[str, Any]]:
     msgs = [
         # lab: cyromazine on cowpea, limit 0.5 mg/kg: 8 compliant, 1 over it (named), 1 over it by a hostile vendor id
         *[_lab(f"lab-ok-{i}", "cyromazine", 0.1, sampled_at=nov + timedelta(hours=i)) for i in range(8)],
-        _lab("lab-exceeds", "cyromazine", 2.0, vendor_id="stall-lab-07"),
+        _lab("lab-exceeds", "cyromazine", 2.0, vendor_id="stall-lab-07", confirms="q-pos-1"),
+        _lab("lab-clears", "cyromazine", 0.1, confirms="q-pos-0"),  # the lab does not confirm q-pos-0
         _lab("lab-hostile", "cyromazine", 1.5, vendor_id=HOSTILE),
         # lab: clenbuterol in pork, banned (named)
         _lab("lab-banned", "clenbuterol", 0.002, loq=0.0005, commodity="pork", vendor_id="stall-pork-03"),
@@ -164,9 +165,9 @@ def _publish(env: dict[str, str], out: Path, capsys: Any) -> str:
 def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "site"
     summary = _publish(stored, out, capsys)
-    # 8 + 2 + 1 + 1 + 1 (edge-in) lab, 7 quick; December and October left out
-    assert ("20 tests (13 lab, 7 quick), 3 lab non-compliant (3 named), 2 quick positives counted, "
-            "1 not judged") in summary
+    # 8 + 1 + 2 + 1 + 1 + 1 (edge-in) lab, 7 quick; December and October left out
+    assert ("21 tests (14 lab, 7 quick), 3 lab non-compliant (3 named), 2 quick positives counted "
+            "(1 confirmed by a lab), 1 not judged") in summary
 
     files = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
     assert {f"{p}.html" for p in PAGES} <= set(files)
@@ -178,13 +179,16 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
     summary_json = orjson.loads(files["summary.json"])["rows"][0]
     summary_csv = next(csv.DictReader(io.StringIO(files["summary.csv"])))
     rate = (summary_json["lab_pass"], summary_json["lab_noncompliant"], summary_json["lab_pass_rate_pct"])
-    assert rate == (9, 3, 75.0)  # 9 / 12: the unclassified lab result is not judged
+    assert rate == (10, 3, 76.9)  # 10 / 13 rounded down: the unclassified lab result is not judged
+    follow = (summary_json["quick_positive_confirmed"], summary_json["quick_positive_not_confirmed"],
+              summary_json["quick_positive_awaiting"])
+    assert follow == (1, 1, 0)
     assert {k: str(v) for k, v in summary_json.items()} == summary_csv
     named = orjson.loads(files["noncompliant.json"])["rows"]
     assert sorted(r["vendor_id"] for r in named) == sorted(["stall-lab-07", "stall-pork-03", HOSTILE])
     prio = orjson.loads(files["priorities.json"])["rows"]
     assert [(p["rank"], p["category"], p["lab_tests"], p["lab_noncompliant"]) for p in prio] == [
-        (1, "vegetables", 11, 2), (2, "meat", 1, 1)]
+        (1, "vegetables", 12, 2), (2, "meat", 1, 1)]
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -204,7 +208,8 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
             assert "检出禁用物质 Banned substance found" in text and "不得检出 Not permitted" in text
             assert "经营者 Vendor" in dom.cells()  # each cell names its column (the phone layout's cards)
         if page == "index":
-            assert "75" in text and "Quick positives (awaiting lab confirmation)" in text
+            assert "76.9" in text and "Quick positives (awaiting lab confirmation)" in text
+            assert "Quick positives confirmed by a lab" in text
         if page == "priorities":
             assert "蔬菜" in text and "肉" in text and "粮食" not in text
         if page == "categories":

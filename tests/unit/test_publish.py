@@ -19,10 +19,12 @@ from pipeline.publish.tally import (
     UNCLASSIFIED,
     CountRow,
     Counts,
+    FollowUps,
     Priority,
     ResultRow,
     build_report,
     by_category,
+    follow_ups,
     is_confirmed_finding,
     named_findings,
     names_from,
@@ -87,6 +89,14 @@ def test_quick_positives_are_counted_never_passes_and_never_named() -> None:
     assert report.total.quick_positive == 5 and report.findings == []
     files = render_site(report)
     assert all("stall" not in text and "alert" not in text for text in files.values())
+
+
+def test_quick_positive_follow_ups_are_counted_once_each() -> None:
+    labs = [("q1", "exceeds"), ("q1", "compliant"), ("q2", "compliant"), ("q2", "watch"), ("q3", "no_limit"),
+            ("other", "banned")]
+    assert follow_ups(["q1", "q2", "q3", "q4"], labs) == FollowUps(confirmed=1, not_confirmed=1, awaiting=2)
+    report = build_report("2026-11", [count("cowpea", "positive", 3, quick=True)], [], [], NAMES, generated_at="-")
+    assert report.follow_ups == FollowUps(awaiting=3)  # nothing known of them: all awaiting
 
 
 def test_pass_rate_excludes_not_judged() -> None:
