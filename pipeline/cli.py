@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
     _reference_parser(sub)
+    from pipeline.votes_cmd import add_votes_parser
+
+    add_votes_parser(sub, EPILOG)
 
     sub.add_parser(
         "check",
@@ -459,6 +462,13 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return main_import(args, settings)
 
 
+def _cmd_votes(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.votes_cmd import run_votes_import
+    from pipeline.worker import open_clickhouse
+
+    return run_votes_import(args, settings, open_writer=open_clickhouse, now=datetime.now(UTC))
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topics import admin_client
     from pipeline.worker import broker_for, open_clickhouse
@@ -491,6 +501,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "analysts": _cmd_analysts,
     "import": _cmd_import,
     "reference": _cmd_reference,
+    "votes": _cmd_votes,
 }
 
 
