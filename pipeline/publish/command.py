@@ -28,6 +28,7 @@ from pipeline.publish.tally import (
     follow_ups,
 )
 from schemas.reference import CHINA_TZ
+from schemas.votes import PRIORITY_CATEGORIES
 from sinks.clickhouse import quote_identifier
 
 Select = Callable[[str, dict[str, str], int], tuple[list[str], list[list[Any]], bool]]
@@ -165,7 +166,7 @@ def priorities_query(database: str, period: str) -> tuple[str, dict[str, str]]:
     view = f"{quote_identifier(database)}.citizen_votes_latest"
     sql = (  # a quoted identifier and fixed text; the period is a bound parameter
         f"SELECT category, label, votes, rank FROM {view} "  # noqa: S608
-        "WHERE period = %(period)s AND rank BETWEEN 1 AND 10 ORDER BY rank, category"
+        f"WHERE period = %(period)s AND rank BETWEEN 1 AND {int(PRIORITY_CATEGORIES)} ORDER BY rank, category"
     )
     return sql, {"period": period}
 

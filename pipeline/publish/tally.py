@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from schemas.codes import QUICK_METHODS
 from schemas.reference import CHINA_TZ, Reference
+from schemas.votes import PRIORITY_CATEGORIES
 
 PASS_VERDICTS = frozenset({"compliant", "watch"})
 NONCOMPLIANT_VERDICTS = frozenset({"exceeds", "banned"})
@@ -349,11 +350,11 @@ def by_site_type(rows: Sequence[CountRow]) -> list[Line]:
 
 
 def priority_lines(rows: Sequence[CountRow], priorities: Iterable[Priority], names: Names) -> list[PriorityLine]:
-    """The citizens' top-10 categories (rank 1..10) with the results on every food within each (a
-    category the classification does not know is listed, with no results, never dropped)."""
+    """The citizens' top-10 categories (rank 1..PRIORITY_CATEGORIES) with the results on every food within
+    each (a category the classification does not know is listed, with no results, never dropped)."""
     out = []
     for p in sorted(priorities, key=lambda p: (p.rank, -p.votes, p.category)):
-        if p.rank > 10:
+        if not 1 <= p.rank <= PRIORITY_CATEGORIES:
             continue
         c = Counts()
         for r in rows:

@@ -1,6 +1,6 @@
-"""`foodrisk publish` end to end: results screened and stored in chdb (no worker: the command opens the
-database itself, as `foodrisk query` does then), citizens' votes stored as `foodrisk votes import`
-stores them, the command run, and every page loaded in headless Chromium (Debian's `chromium`): the
+"""`foodrisk publish` end to end: results screened and stored in chdb (no worker: the commands open the
+database themselves, as `foodrisk query` does then), citizens' votes imported with `foodrisk votes
+import`, the command run, and every page loaded in headless Chromium (Debian's `chromium`): the
 content checked in the DOM Chromium built, and a screenshot in a phone's window.
 
 Chromium is required, never skipped: `make test` (and so .ci/run) installs it with the other system
@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import shutil
 import struct
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,6 +27,7 @@ import pytest
 
 from agents.records import result_values
 from pipeline.cli import main
+from pipeline.localstack.clickhouse_server import ClickHouseServer
 from schemas.reference import default_reference
 from schemas.result import parse_result
 from schemas.rules import screen
@@ -40,6 +43,7 @@ pytestmark = pytest.mark.integration
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 QUICK_VENDOR, QUICK_SITE = "stall-quick-99", "快检阳性市场 Quick Market"
 PHONE = (390, 844)
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("index", "categories", "districts", "site-types", "noncompliant", "priorities")
 
 
@@ -127,15 +131,6 @@ def _store(ch: ClickHouse) -> None:
         asyncio.run(writer.insert("results", RESULTS_COLUMNS, rows[:3]))  # stored twice: still one result each
     finally:
         writer.close()
-    old, new = datetime(2026, 12, 1, 1), datetime(2026, 12, 1, 2)  # noqa: DTZ001 - naive UTC
-    cols = ("period", "category", "label", "votes", "rank", "imported_at")
-    ch.insert(f"{ch.database}.citizen_votes", cols, [
-        ("2026-11", "fruits", "水果", 999, 1, old),  # an earlier import of the period: replaced
-        ("2026-11", "vegetables", "蔬菜 | 青菜", 1200, 1, new),
-        ("2026-11", "meat", "肉类", 800, 2, new),
-        ("2026-11", "cereals", "粮食", 5, 11, new),  # not in the top ten
-        ("2026-10", "eggs", "蛋", 50, 1, new),  # another period
-    ])
 
 
 @pytest.fixture
@@ -151,15 +146,31 @@ def stored(chdb_path: Path, tmp_path: Path) -> Any:
     ch.close()
 
 
-def _publish(env: dict[str, str], out: Path, capsys: Any) -> str:
+# The citizens' votes, as `foodrisk votes import` takes them: a first file of the period, replaced by a
+# second (蔬菜 and 肉类 first; eleven categories, so 谷物 in 11th place is no priority), and another period.
+VOTES_FIRST = "category,votes,period\n水果,999,2026-11\n蛋类,50,2026-10\n"
+VOTES = "category,votes,period\n蔬菜,1200,2026-11\n肉类,800,2026-11\n" + "".join(
+    f"{name},{100 - i},2026-11\n" for i, name in enumerate(
+        ["水果", "蛋类", "水产品", "食用菌", "坚果", "饮料类", "调味料", "糖料", "谷物"]))
+
+
+def _foodrisk(env: dict[str, str], capsys: Any, *argv: str) -> str:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
         capsys.readouterr()
-        code = main(["publish", "--period", "2026-11", "--out", str(out)])
+        code = main(list(argv))
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return str(captured.out)
+
+
+def _publish(env: dict[str, str], out: Path, capsys: Any) -> str:
+    for i, text in enumerate((VOTES_FIRST, VOTES)):
+        path = out.parent / f"votes-{i}.csv"
+        path.write_text(text, encoding="utf-8")
+        _foodrisk(env, capsys, "votes", "import", str(path))
+    return _foodrisk(env, capsys, "publish", "--period", "2026-11", "--out", str(out))
 
 
 def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Path, capsys: Any) -> None:
@@ -187,8 +198,9 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
     named = orjson.loads(files["noncompliant.json"])["rows"]
     assert sorted(r["vendor_id"] for r in named) == sorted(["stall-lab-07", "stall-pork-03", HOSTILE])
     prio = orjson.loads(files["priorities.json"])["rows"]
-    assert [(p["rank"], p["category"], p["lab_tests"], p["lab_noncompliant"]) for p in prio] == [
-        (1, "vegetables", 12, 2), (2, "meat", 1, 1)]
+    assert [(p["rank"], p["category"], p["lab_tests"], p["lab_noncompliant"]) for p in prio[:3]] == [
+        (1, "vegetables", 12, 2), (2, "meat", 1, 1), (3, "fruit", 0, 0)]
+    assert len(prio) == 10 and "cereals" not in {p["category"] for p in prio}
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -211,7 +223,7 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
             assert "76.9" in text and "Quick positives (awaiting lab confirmation)" in text
             assert "Quick positives confirmed by a lab" in text
         if page == "priorities":
-            assert "蔬菜" in text and "肉" in text and "粮食" not in text
+            assert "蔬菜" in text and "肉类" in text and "谷物" not in text
         if page == "categories":
             assert "未分类食品名称" in text and "Unclassified food label" in text
 
@@ -221,3 +233,22 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
         assert len(png) > 5_000 and png[:8] == b"\x89PNG\r\n\x1a\n", page
         width, height = struct.unpack(">II", png[16:24])
         assert (width, height) == PHONE, page
+
+
+def test_publish_on_the_server(ch_server: ClickHouse, clickhouse_server: ClickHouseServer, tmp_path: Path) -> None:
+    """The same queries on Debian's 18.16 server, over clickhouse:// as an operator runs the command."""
+    migrate(ch_server, ch_server.database)
+    _store(ch_server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOODRISK_")}
+    env["FOODRISK_CLICKHOUSE_URL"] = f"clickhouse://default:@{clickhouse_server.host}:{clickhouse_server.tcp_port}"
+    env["FOODRISK_CLICKHOUSE_DATABASE"] = ch_server.database
+    votes = tmp_path / "votes.csv"
+    votes.write_text(VOTES, encoding="utf-8")
+    for argv in (["votes", "import", str(votes)], ["publish", "--period", "2026-11", "--out", str(tmp_path / "site")]):
+        res = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True, timeout=120,
+                             env=env, cwd=ROOT, check=False)
+        assert res.returncode == 0, res.stderr
+    assert ("21 tests (14 lab, 7 quick), 3 lab non-compliant (3 named), 2 quick positives counted "
+            "(1 confirmed by a lab), 1 not judged") in res.stdout
+    prio = orjson.loads((tmp_path / "site" / "priorities.json").read_text(encoding="utf-8"))["rows"]
+    assert [p["category"] for p in prio[:2]] == ["vegetables", "meat"] and len(prio) == 10
