@@ -12,6 +12,8 @@ from datetime import datetime
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.publish.command import parse_period
 from pipeline.publish.page import render_site
@@ -21,6 +23,7 @@ from pipeline.publish.tally import (
     Counts,
     FollowUps,
     Priority,
+    Report,
     ResultRow,
     build_report,
     by_category,
@@ -178,3 +181,58 @@ def test_period_is_a_month_in_china_time() -> None:
     for bad in ("2026-13", "2026-1", "Nov 2026"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             parse_period(bad)
+
+
+VERDICTS = ["compliant", "watch", "positive", "exceeds", "banned", "unclassified", "inconclusive", "no_limit",
+            "something_new"]
+METHODS = ["lc_msms", "gc_ms", "icp_ms", "enzyme_inhibition", "colloidal_gold", "xrf"]
+COMMODITIES = ["cowpea", "pork", "rice", "vegetables", "eggs", "mystery_x"]
+
+
+@st.composite
+def count_rows(draw: st.DrawFn) -> CountRow:
+    return CountRow(commodity=draw(st.sampled_from(COMMODITIES)),
+                    district=draw(st.sampled_from(["天河", "越秀", HOSTILE])),
+                    site_type=draw(st.sampled_from(["farmers_market", "supermarket"])), quick=draw(st.booleans()),
+                    verdict=draw(st.sampled_from(VERDICTS)), tests=draw(st.integers(1, 1000)))
+
+
+@st.composite
+def result_rows(draw: st.DrawFn) -> ResultRow:
+    return row(draw(st.text(min_size=1, max_size=8)), method=draw(st.sampled_from(METHODS)), quick=draw(st.booleans()),
+               verdict=draw(st.sampled_from(VERDICTS)), vendor=draw(st.one_of(st.none(), st.text(max_size=20))),
+               commodity=draw(st.sampled_from(COMMODITIES)))
+
+
+def counted_once(report: Report, rows: list[CountRow]) -> bool:
+    n = sum(r.tests for r in rows)
+    tops = [x for x in report.categories if x.level == "category"]
+    return (report.total.tests == n == sum(x.counts.tests for x in tops)
+            == sum(x.counts.tests for x in report.districts) == sum(x.counts.tests for x in report.site_types))
+
+
+def pass_rate_over_judged_lab_tests(c: Counts) -> bool:
+    judged = c.lab_pass + c.lab_noncompliant
+    parts = c.lab_pass + c.lab_noncompliant + c.lab_not_judged == c.lab_tests and (
+        c.quick_negative + c.quick_positive + c.quick_not_judged == c.quick_tests)
+    return parts and (c.pass_rate_pct is None if judged == 0 else c.pass_rate_pct == (c.lab_pass * 1000 // judged) / 10)
+
+
+def names_only_confirmed(report: Report, offered: list[ResultRow]) -> bool:
+    confirmed = [r for r in offered if r.method not in {"enzyme_inhibition", "colloidal_gold", "xrf"}
+                 and not r.quick and r.verdict in {"exceeds", "banned"}]
+    return len(report.findings) == len(confirmed) and all(f.verdict in {"exceeds", "banned"} for f in report.findings)
+
+
+@settings(deadline=2000, max_examples=30)
+@given(st.lists(count_rows(), max_size=30), st.lists(result_rows(), max_size=10))
+def test_report_invariants(rows: list[CountRow], offered: list[ResultRow]) -> None:
+    before = (copy.deepcopy(rows), copy.deepcopy(offered))
+    report = build_report("2026-11", rows, offered, [], NAMES, generated_at="-")
+    assert (rows, offered) == before
+    assert counted_once(report, rows)
+    assert all(pass_rate_over_judged_lab_tests(x.counts) for x in [*report.categories, *report.districts])
+    assert names_only_confirmed(report, offered)
+    site = render_site(report)
+    assert site == render_site(build_report("2026-11", rows, offered, [], NAMES, generated_at="-"))  # deterministic
+    assert all("<script" not in text for name, text in site.items() if name.endswith(".html"))
