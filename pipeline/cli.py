@@ -198,9 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
     _reference_parser(sub)
+    from pipeline.plan_cmd import add_plan_parser
     from pipeline.votes_cmd import add_votes_parser
 
     add_votes_parser(sub, EPILOG)
+    add_plan_parser(sub, EPILOG)
 
     sub.add_parser(
         "check",
@@ -469,6 +471,17 @@ def _cmd_votes(args: argparse.Namespace, settings: Settings) -> int:
     return run_votes_import(args, settings, open_writer=open_clickhouse, now=datetime.now(UTC))
 
 
+def _cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.plan_cmd import run_plan
+    from pipeline.query.guard import QueryRejected
+
+    try:
+        return run_plan(args, settings, now=datetime.now(UTC))
+    except QueryRejected as exc:
+        print(f"foodrisk plan: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topics import admin_client
     from pipeline.worker import broker_for, open_clickhouse
@@ -502,6 +515,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "import": _cmd_import,
     "reference": _cmd_reference,
     "votes": _cmd_votes,
+    "plan": _cmd_plan,
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -28,10 +29,10 @@ import os
 import queue
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BODY_BYTES: Final = 64 * 1024
 MAX_ROWS_LIMIT: Final = 1_000_000
@@ -112,6 +114,32 @@ def parse_query_request(body: bytes) -> QueryRequest:
     return QueryRequest(sql=sql, params=params or None, max_rows=max_rows)
 
 
+_PLAN_FIELDS = frozenset({"date", "district", "seed"})
+_DISTRICT = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+
+def parse_plan_request(query: Mapping[str, str]) -> tuple[dt.date, str | None, int | None]:
+    """``date`` (YYYY-MM-DD, required), ``district`` and ``seed`` of GET /v1/plan, or 400."""
+    unknown = sorted(set(query) - _PLAN_FIELDS)
+    if unknown:
+        raise Refused(400, f"unknown parameter {unknown[0][:64]!r}: the parameters are date, district and seed")
+    text = query.get("date", "")
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise Refused(400, "`date` is required: the day to plan, YYYY-MM-DD") from None
+    district = query.get("district") or None
+    if district is not None and not _DISTRICT.match(district):
+        raise Refused(400, "`district` is a district name (1-128 characters, no control characters)")
+    seed_text = query.get("seed")
+    seed: int | None = None
+    if seed_text:
+        if not seed_text.isdigit() or len(seed_text) > 18:
+            raise Refused(400, "`seed` is a whole number >= 0")
+        seed = int(seed_text)
+    return day, district, seed
+
+
 async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, or 413 as soon as it is known to be over ``limit`` (declared or streamed)."""
     length = request.content_length
@@ -154,12 +182,12 @@ class AnalystQueries:
         """Seconds until a place is likely free: the mean query time times the queue ahead."""
         return max(1, min(60, math.ceil(self._avg_s * self.admitted / self.running)))
 
-    def _call(self, sql: str, params: dict[str, Any] | None) -> QueryResult:
+    def _call(self, work: Callable[[ClickHouse], T]) -> T:
         conn = self._idle.get()
         try:
             if conn is None:
                 conn = self._open()
-            return conn.query(sql, params)
+            return work(conn)
         except ClickHouseUnavailable:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -174,6 +202,10 @@ class AnalystQueries:
             self._idle.put(conn)
 
     async def query(self, sql: str, params: dict[str, Any] | None) -> QueryResult:
+        return await self.run(lambda conn: conn.query(sql, params))
+
+    async def run(self, work: Callable[[ClickHouse], T]) -> T:
+        """``work(connection)`` on one of the query threads, admitted like a query (429 past the queue)."""
         if self._closed:
             raise Refused(503, "the worker is stopping", headers={"Retry-After": "5"})
         if self.admitted >= self.running + self.waiting:
@@ -192,7 +224,7 @@ class AnalystQueries:
             raise
         started = time.monotonic()
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, sql, params)
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
         except RuntimeError:  # the executor is shut down
             turns.release()
             self.admitted -= 1
@@ -302,9 +334,36 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
     async def get_openapi(request: web.Request) -> web.Response:
         return _json(openapi)
 
+    async def get_plan(request: web.Request) -> web.Response:
+        try:
+            analyst = authenticate(request)
+            day, district, seed = parse_plan_request(request.query)
+            return _json(await make_plan_answer(day, district, seed, analyst))
+        except Refused as r:
+            headers = dict(r.headers)
+            if r.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="foodrisk-query"'
+            return _json({"error": r.error}, r.status, headers)
+
+    async def make_plan_answer(day: dt.date, district: str | None, seed: int | None, analyst: str) -> dict[str, Any]:
+        from pipeline.plan_cmd import make_and_store
+        from pipeline.refdata import load_configured_reference
+
+        reference = await asyncio.to_thread(load_configured_reference, settings)
+        now = dt.datetime.now(dt.UTC)
+        try:
+            return await queries.run(lambda conn: make_and_store(conn, settings, reference, day, district, seed, now))
+        except Refused:
+            raise
+        except ClickHouseUnavailable as exc:
+            log.warning("plan for %s: ClickHouse unavailable: %s", analyst, type(exc).__name__)
+            raise Refused(503, f"ClickHouse is unavailable ({type(exc).__name__}); retry later",
+                          headers={"Retry-After": "5"}) from None
+
     app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/query", post_query)
     app.router.add_get("/openapi.json", get_openapi)
+    app.router.add_get("/v1/plan", get_plan)
     return app
 
 
