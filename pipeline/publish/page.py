@@ -32,6 +32,7 @@ class Column:
     en: str
     numeric: bool = False
     html: bool = True  # shown on the page (every column is in the CSV and JSON)
+    also: str = ""  # on the page, this other column's value follows (the English name after the Chinese)
 
     @property
     def label(self) -> str:
@@ -118,10 +119,10 @@ FINDING_COLUMNS: tuple[Column, ...] = (
     Column("site_name", "被抽样单位", "Site"),
     Column("vendor_id", "经营者", "Vendor"),
     Column("commodity", "食品代码", "Product code", html=False),
-    Column("commodity_zh", "食品", "Product"),
+    Column("commodity_zh", "食品", "Product", also="commodity_en"),
     Column("commodity_en", "食品(英)", "Product (en)", html=False),
     Column("analyte", "项目代码", "Item code", html=False),
-    Column("analyte_zh", "不合格项目", "Item"),
+    Column("analyte_zh", "不合格项目", "Item", also="analyte_en"),
     Column("analyte_en", "项目(英)", "Item (en)", html=False),
     Column("verdict", "结论", "Verdict"),
     Column("value_mg_kg", "检测值 mg/kg", "Value mg/kg", numeric=True),
@@ -286,6 +287,9 @@ def _cell(col: Column, rec: Record) -> str:
         text = _number(v, percent=col.key.endswith("_pct"))
     else:
         text = "—" if v in (None, "") else str(v)
+    extra = rec.get(col.also) if col.also else None
+    if extra and extra != v:
+        text = f"{text} {extra}"
     cls = ' class="num"' if col.numeric else ""
     return f'<td{cls} data-label="{e(col.label)}">{e(text)}</td>'
 

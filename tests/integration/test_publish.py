@@ -217,7 +217,8 @@ def test_publish_period_checked_in_chromium(stored: dict[str, str], tmp_path: Pa
         assert "Food safety test results" in text and "食品安全抽检结果" in text
         if page == "noncompliant":
             assert "stall-lab-07" in text and "stall-pork-03" in text and HOSTILE in text
-            assert "检出禁用物质 Banned substance found" in text and "不得检出 Not permitted" in text
+            assert "猪肉 Pork" in text and "检出禁用物质 Banned substance found" in text
+            assert "不得检出 Not permitted" in text
             assert "经营者 Vendor" in dom.cells()  # each cell names its column (the phone layout's cards)
         if page == "index":
             assert "76.9" in text and "Quick positives (awaiting lab confirmation)" in text
