@@ -8,14 +8,16 @@ import copy
 import csv
 import io
 import re
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.publish.command import parse_period
+from pipeline.publish.command import FINDING_COLUMNS, PublishError, parse_period, publish
 from pipeline.publish.page import render_site
 from pipeline.publish.tally import (
     UNCLASSIFIED,
@@ -236,3 +238,38 @@ def test_report_invariants(rows: list[CountRow], offered: list[ResultRow]) -> No
     site = render_site(report)
     assert site == render_site(build_report("2026-11", rows, offered, [], NAMES, generated_at="-"))  # deterministic
     assert all("<script" not in text for name, text in site.items() if name.endswith(".html"))
+
+
+def test_shell_reads_rows_as_the_query_port_answers(tmp_path: Path) -> None:
+    """Through a worker's query port, times come as ISO text and numbers as JSON numbers: the shell takes
+    both, asks for no vendor of a quick result, and writes every file."""
+    asked: list[str] = []
+
+    def select(sql: str, params: dict[str, str], max_rows: int) -> tuple[list[str], list[list[Any]], bool]:
+        asked.append(sql)
+        assert params["period" if "citizen_votes" in sql else "start"]
+        if "count() AS tests" in sql:
+            return (["commodity", "district", "site_type", "quick", "verdict", "tests"],
+                    [["cowpea", "天河", "farmers_market", 0, "exceeds", 1], ["cowpea", "天河", "farmers_market", 1,
+                                                                           "positive", 2]], False)
+        if "vendor_id" in sql:
+            assert "quick = 0" in sql and "verdict IN ('exceeds', 'banned')" in sql
+            return (list(FINDING_COLUMNS), [["r1", "s1", "lc_msms", 0, "exceeds", "stall-1", "市场", "天河",
+                                             "farmers_market", "cowpea", "cyromazine", 2.0, 0.5, "GB 2763",
+                                             "2026-11-20T23:30:00"]], False)
+        if "quick = 1" in sql:
+            return ["result_id"], [["q1"], ["q2"]], False
+        if "confirms" in sql:
+            return ["confirms", "verdict"], [["q1", "exceeds"]], False
+        return ["category", "label", "votes", "rank"], [["vegetables", "蔬菜", 12, 1]], False
+
+    report, files = publish(select, database="foodrisk", period="2026-11", names=NAMES, out=tmp_path / "site",
+                            generated_at=datetime(2026, 12, 7, tzinfo=UTC))
+    assert [f.sampled_on for f in report.findings] == ["2026-11-21"]  # 23:30 UTC is the next day in China
+    assert report.follow_ups == FollowUps(confirmed=1, awaiting=1)
+    assert report.priorities[0].counts.quick_positive == 2
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == files and len(files) == 18
+    assert all("vendor_id" not in sql or "quick = 0" in sql for sql in asked)
+    with pytest.raises(PublishError, match="more than"):
+        publish(lambda sql, p, n: (["result_id"], [], True), database="foodrisk", period="2026-11", names=NAMES,
+                out=tmp_path / "x", generated_at=datetime(2026, 12, 7, tzinfo=UTC))
