@@ -32,10 +32,13 @@ run: $(STAMP) system-deps
 
 # Java and Maven for the embedded broker (Apache Kafka, its jars fetched from Maven Central on first
 # use), kcat for the outside-client contract test, and Debian's clickhouse-server, Alertmanager and
-# Prometheus (with promtool) for the integration tests. Installed only when running as root on
-# Debian and one of their binaries is missing; otherwise this says what is absent in one line.
-SYSTEM_BINARIES := java mvn kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool
-SYSTEM_PACKAGES := openjdk-17-jre-headless maven kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus
+# Prometheus (with promtool) for the integration tests, and Debian's chromium (with a CJK font for
+# its screenshots) for the published pages' browser test (tests/integration/test_publish.py).
+# Installed only when running as root on Debian and one of their binaries is missing; otherwise
+# this says what is absent in one line.
+SYSTEM_BINARIES := java mvn kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool chromium
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus \
+	chromium fonts-wqy-microhei
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -z "$$missing" ]; then \
