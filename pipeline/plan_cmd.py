@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from schemas.plan import (
     POPULATIONS_FILE,
@@ -59,6 +59,20 @@ PLAN_COLUMNS = ("district", "site_id", "line", "commodity", "method", "analyte",
 Select = Callable[[str, Mapping[str, Any]], Sequence[Sequence[Any]]]
 
 
+
+# The days a plan can be made for: ClickHouse DateTime covers 1970-2106, and a plan reads 90 days of
+# history before its day.
+FIRST_PLAN_DAY: Final = dt.date(2000, 1, 1)
+LAST_PLAN_DAY: Final = dt.date(2100, 12, 31)
+
+
+def plan_day(text: str) -> dt.date:
+    """``YYYY-MM-DD`` within [FIRST_PLAN_DAY, LAST_PLAN_DAY]; ValueError naming the range otherwise."""
+    day = dt.date.fromisoformat(text)
+    if not FIRST_PLAN_DAY <= day <= LAST_PLAN_DAY:
+        raise ValueError(f"the day to plan must lie between {FIRST_PLAN_DAY} and {LAST_PLAN_DAY}")
+    return day
+
 def add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:
     p = sub.add_parser(
         "plan",
@@ -71,7 +85,7 @@ def add_plan_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], ep
         "--backtest runs the risk plan against uniform allocation on the simulator's hidden truth instead.",
         epilog=epilog,
     )
-    p.add_argument("--date", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+    p.add_argument("--date", type=plan_day, default=None, metavar="YYYY-MM-DD",
                    help="the day to plan (default: tomorrow in China)")
     p.add_argument("--district", default=None, help="only this district")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")

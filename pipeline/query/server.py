@@ -123,11 +123,15 @@ def parse_plan_request(query: Mapping[str, str]) -> tuple[dt.date, str | None, i
     unknown = sorted(set(query) - _PLAN_FIELDS)
     if unknown:
         raise Refused(400, f"unknown parameter {unknown[0][:64]!r}: the parameters are date, district and seed")
+    from pipeline.plan_cmd import FIRST_PLAN_DAY, LAST_PLAN_DAY, plan_day
+
     text = query.get("date", "")
     try:
-        day = dt.date.fromisoformat(text)
+        day = plan_day(text)
     except ValueError:
-        raise Refused(400, "`date` is required: the day to plan, YYYY-MM-DD") from None
+        raise Refused(
+            400, f"`date` is required: the day to plan, YYYY-MM-DD, from {FIRST_PLAN_DAY} to {LAST_PLAN_DAY}"
+        ) from None
     district = query.get("district") or None
     if district is not None and not _DISTRICT.match(district):
         raise Refused(400, "`district` is a district name (1-128 characters, no control characters)")
@@ -559,7 +563,8 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
                     "operationId": "getPlan",
                     "security": [{"analystToken": []}],
                     "parameters": [
-                        {"name": "date", "in": "query", "required": True, "description": "the day to plan",
+                        {"name": "date", "in": "query", "required": True,
+                         "description": "the day to plan, 2000-01-01 to 2100-12-31",
                          "schema": {"type": "string", "format": "date"}},
                         {"name": "district", "in": "query", "required": False, "description": "only this district",
                          "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
