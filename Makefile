@@ -32,11 +32,14 @@ run: $(STAMP) system-deps
 
 # Java and Maven for the embedded broker (Apache Kafka, its jars fetched from Maven Central on first
 # use), kcat for the outside-client contract test, and Debian's clickhouse-server, Alertmanager and
-# Prometheus (with promtool) for the integration tests, and Debian's ZooKeeper for the ClickHouse
-# cluster drill (no binary on PATH: its jar is looked for). Installed only when running as root on
-# Debian and one of their binaries is missing; otherwise this says what is absent in one line.
-SYSTEM_BINARIES := java mvn kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool
-SYSTEM_PACKAGES := openjdk-17-jre-headless maven kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus zookeeper
+# Prometheus (with promtool) for the integration tests, Debian's chromium (with a CJK font for
+# its screenshots) for the published pages' browser test (tests/integration/test_publish.py), and
+# Debian's ZooKeeper for the ClickHouse cluster drill (no binary on PATH: its jar is looked for).
+# Installed only when running as root on Debian and one of their binaries is missing; otherwise
+# this says what is absent in one line.
+SYSTEM_BINARIES := java mvn kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus promtool chromium
+SYSTEM_PACKAGES := openjdk-17-jre-headless maven kcat clickhouse-server clickhouse-client prometheus-alertmanager prometheus \
+	chromium fonts-wqy-microhei zookeeper
 ZOOKEEPER_JAR := /usr/share/java/zookeeper.jar
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \

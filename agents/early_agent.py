@@ -110,6 +110,11 @@ def register_early_warning(
                 base = int(time.time() * 1_000_000)
                 rows = [redlist_row(e, base + i) for i, e in enumerate(out.redlist)]
                 await writer.insert("redlist", REDLIST_COLUMNS, rows)
+            # The writes below pick their changelog partition from the producer's metadata without
+            # waiting (Faust's eager partitioning). A metadata refresh drops a topic the broker
+            # answered with an error for (e.g. a partition briefly without a leader under load), so
+            # check the changelog topics again here: no await lies between this check and the writes.
+            await _know_changelogs(app, tables.values())
             for name, updates in out.updates.items():
                 table = tables[name]
                 if name in SHARDED:
@@ -132,7 +137,8 @@ def register_early_warning(
 
 
 async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
-    """Wait until the producer's metadata lists every changelog topic of ``tables``. A table write
+    """Wait until the producer's metadata lists every changelog topic of ``tables`` (at once when it
+    does: a dictionary look-up per table). A table write
     picks its changelog partition from that metadata without waiting for it (``use_partitioner``),
     and Faust creates the changelog topics after the producer first read the broker's metadata: the
     first write of a fresh worker then crashed the agent ("'NoneType' object is not iterable")

@@ -114,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--vendor", default=None, help="only this vendor id")
     rl.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
+    pub = sub.add_parser(
+        "publish",
+        help="write a static site of a period's results, as a regulator publishes them",
+        description="Read the period's results from ClickHouse (like `foodrisk query`) and write HTML pages with "
+        "CSV and JSON beside them to --out: tests and pass rate by food category, district and site type; the "
+        "lab-confirmed non-compliant results with vendor, product, item, value, limit and basis; the citizens' "
+        "priority categories. Quick-test positives are counts only; results not judged are never passes.",
+        epilog=EPILOG,
+    )
+    pub.add_argument("--period", required=True, metavar="YYYY-MM",
+                     help="a calendar month in China time (Asia/Shanghai), e.g. 2026-11")
+    pub.add_argument("--out", required=True, metavar="DIR", help="directory to write (created; files replaced)")
+
     mig = sub.add_parser(
         "migrate",
         help="create or upgrade the ClickHouse schema (idempotent)",
@@ -185,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
     _reference_parser(sub)
+    from pipeline.plan_cmd import add_plan_parser
+    from pipeline.votes_cmd import add_votes_parser
+
+    add_votes_parser(sub, EPILOG)
+    add_plan_parser(sub, EPILOG)
 
     sub.add_parser(
         "check",
@@ -359,6 +377,33 @@ def _cmd_redlist(args: argparse.Namespace, settings: Settings) -> int:
     return _cmd_query(argparse.Namespace(sql=sql, format=args.format, param=params, max_rows=10_000), settings)
 
 
+def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.publish.command import parse_period, print_summary, publish
+    from pipeline.publish.tally import names_from
+    from pipeline.query.client import SelectReader
+    from pipeline.query.guard import QueryRejected
+    from pipeline.refdata import load_configured_reference
+
+    parse_period(args.period)  # a PublishError (ValueError): one line, exit 2
+    names = names_from(load_configured_reference(settings))
+    reader = SelectReader(settings)
+    out = Path(args.out)
+    try:
+        report, files = publish(
+            lambda sql, params, max_rows: reader.select(sql, dict(params), max_rows=max_rows),
+            database=settings.database, period=args.period, names=names, out=out, generated_at=datetime.now(UTC),
+        )
+    except QueryRejected as exc:
+        print(f"foodrisk publish: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        reader.close()
+    print_summary(report, out, files, sys.stdout)
+    return 0
+
+
 def _cmd_reference(args: argparse.Namespace, settings: Settings) -> int:
     return REFERENCE_COMMANDS[args.reference_command](args, settings)
 
@@ -419,6 +464,24 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return main_import(args, settings)
 
 
+def _cmd_votes(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.votes_cmd import run_votes_import
+    from pipeline.worker import open_clickhouse
+
+    return run_votes_import(args, settings, open_writer=open_clickhouse, now=datetime.now(UTC))
+
+
+def _cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.plan_cmd import run_plan
+    from pipeline.query.guard import QueryRejected
+
+    try:
+        return run_plan(args, settings, now=datetime.now(UTC))
+    except QueryRejected as exc:
+        print(f"foodrisk plan: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.topics import admin_client
     from pipeline.worker import broker_for, open_clickhouse
@@ -444,12 +507,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "query": _cmd_query,
     "rescreen": _cmd_rescreen,
     "redlist": _cmd_redlist,
+    "publish": _cmd_publish,
     "migrate": _cmd_migrate,
     "check": _cmd_check,
     "devices": _cmd_devices,
     "analysts": _cmd_analysts,
     "import": _cmd_import,
     "reference": _cmd_reference,
+    "votes": _cmd_votes,
+    "plan": _cmd_plan,
 }
 
 

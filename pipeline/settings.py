@@ -215,6 +215,25 @@ class Settings(BaseSettings):
         "(0: never)",
     )
 
+    # -- sampling plan (schemas/plan.py, pipeline/plan_cmd.py; README "Sampling plan") ----------
+    plan_tests_per_1000: float = Field(
+        5.0, gt=0, le=1000, description="tests a year per 1,000 residents: the plan's budget from district populations"
+    )
+    plan_site_budget: int | None = Field(
+        None, ge=1, le=10_000, description="tests per site per day (unset: from the district populations)"
+    )
+    plan_populations_file: Path | None = Field(
+        None, description="district populations CSV (unset: schemas/reference/planning/district_populations.csv)"
+    )
+    plan_random_share: float = Field(0.2, ge=0, le=1, description="share of the budget sampled uniformly at random")
+    plan_priority_share: float = Field(0.1, ge=0, le=1, description="share of a site's budget for priority categories")
+    plan_half_life_days: float = Field(
+        30.0, gt=0, le=3650, description="recency weighting: a test this many days old weighs half"
+    )
+    plan_prior_tests: float = Field(20.0, gt=0, le=100_000, description="tests the shrinkage prior is worth")
+    plan_lookback_days: int = Field(90, ge=1, le=3650, description="days of history the plan reads")
+    plan_max_tests_per_line: int = Field(2, ge=1, le=1000, description="most tests of one risk line")
+
     # -- early warning (agents/early; README "Early warning") -----------------------------------
     screened_topic: str = Field("foodrisk.screened", description="internal topic of screened batches (1 partition)")
     ew_grace_s: float = Field(3600, ge=0, description="watermark = latest sampled_at seen minus this")

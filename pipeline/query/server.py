@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -28,10 +29,10 @@ import os
 import queue
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 from aiohttp import web
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BODY_BYTES: Final = 64 * 1024
 MAX_ROWS_LIMIT: Final = 1_000_000
@@ -112,6 +114,36 @@ def parse_query_request(body: bytes) -> QueryRequest:
     return QueryRequest(sql=sql, params=params or None, max_rows=max_rows)
 
 
+_PLAN_FIELDS = frozenset({"date", "district", "seed"})
+_DISTRICT = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+
+def parse_plan_request(query: Mapping[str, str]) -> tuple[dt.date, str | None, int | None]:
+    """``date`` (YYYY-MM-DD, required), ``district`` and ``seed`` of GET /v1/plan, or 400."""
+    unknown = sorted(set(query) - _PLAN_FIELDS)
+    if unknown:
+        raise Refused(400, f"unknown parameter {unknown[0][:64]!r}: the parameters are date, district and seed")
+    from pipeline.plan_cmd import FIRST_PLAN_DAY, LAST_PLAN_DAY, plan_day
+
+    text = query.get("date", "")
+    try:
+        day = plan_day(text)
+    except ValueError:
+        raise Refused(
+            400, f"`date` is required: the day to plan, YYYY-MM-DD, from {FIRST_PLAN_DAY} to {LAST_PLAN_DAY}"
+        ) from None
+    district = query.get("district") or None
+    if district is not None and not _DISTRICT.match(district):
+        raise Refused(400, "`district` is a district name (1-128 characters, no control characters)")
+    seed_text = query.get("seed")
+    seed: int | None = None
+    if seed_text:
+        if not seed_text.isdigit() or len(seed_text) > 18:
+            raise Refused(400, "`seed` is a whole number >= 0")
+        seed = int(seed_text)
+    return day, district, seed
+
+
 async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, or 413 as soon as it is known to be over ``limit`` (declared or streamed)."""
     length = request.content_length
@@ -154,12 +186,12 @@ class AnalystQueries:
         """Seconds until a place is likely free: the mean query time times the queue ahead."""
         return max(1, min(60, math.ceil(self._avg_s * self.admitted / self.running)))
 
-    def _call(self, sql: str, params: dict[str, Any] | None) -> QueryResult:
+    def _call(self, work: Callable[[ClickHouse], T]) -> T:
         conn = self._idle.get()
         try:
             if conn is None:
                 conn = self._open()
-            return conn.query(sql, params)
+            return work(conn)
         except ClickHouseUnavailable:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -174,6 +206,10 @@ class AnalystQueries:
             self._idle.put(conn)
 
     async def query(self, sql: str, params: dict[str, Any] | None) -> QueryResult:
+        return await self.run(lambda conn: conn.query(sql, params))
+
+    async def run(self, work: Callable[[ClickHouse], T]) -> T:
+        """``work(connection)`` on one of the query threads, admitted like a query (429 past the queue)."""
         if self._closed:
             raise Refused(503, "the worker is stopping", headers={"Retry-After": "5"})
         if self.admitted >= self.running + self.waiting:
@@ -192,7 +228,7 @@ class AnalystQueries:
             raise
         started = time.monotonic()
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, sql, params)
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
         except RuntimeError:  # the executor is shut down
             turns.release()
             self.admitted -= 1
@@ -302,9 +338,36 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
     async def get_openapi(request: web.Request) -> web.Response:
         return _json(openapi)
 
+    async def get_plan(request: web.Request) -> web.Response:
+        try:
+            analyst = authenticate(request)
+            day, district, seed = parse_plan_request(request.query)
+            return _json(await make_plan_answer(day, district, seed, analyst))
+        except Refused as r:
+            headers = dict(r.headers)
+            if r.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="foodrisk-query"'
+            return _json({"error": r.error}, r.status, headers)
+
+    async def make_plan_answer(day: dt.date, district: str | None, seed: int | None, analyst: str) -> dict[str, Any]:
+        from pipeline.plan_cmd import make_and_store
+        from pipeline.refdata import load_configured_reference
+
+        reference = await asyncio.to_thread(load_configured_reference, settings)
+        now = dt.datetime.now(dt.UTC)
+        try:
+            return await queries.run(lambda conn: make_and_store(conn, settings, reference, day, district, seed, now))
+        except Refused:
+            raise
+        except ClickHouseUnavailable as exc:
+            log.warning("plan for %s: ClickHouse unavailable: %s", analyst, type(exc).__name__)
+            raise Refused(503, f"ClickHouse is unavailable ({type(exc).__name__}); retry later",
+                          headers={"Retry-After": "5"}) from None
+
     app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/query", post_query)
     app.router.add_get("/openapi.json", get_openapi)
+    app.router.add_get("/v1/plan", get_plan)
     return app
 
 
@@ -405,6 +468,29 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
                 "truncated": {"type": "boolean"},
             },
         },
+        "PlanResponse": {
+            "type": "object",
+            "required": ["date", "district", "seed", "planned_at", "sites", "budget", "tests_by_reason", "columns",
+                         "rows", "deferred"],
+            "properties": {
+                "date": {"type": "string", "format": "date"},
+                "district": {"type": ["string", "null"]},
+                "seed": {"type": "integer"},
+                "planned_at": {"type": "string", "format": "date-time",
+                               "description": "the run's id in sampling_plans"},
+                "sites": {"type": "integer"},
+                "budget": {"type": "integer", "description": "tests of the day over all sites planned"},
+                "tests_by_reason": {"type": "object", "additionalProperties": {"type": "integer"},
+                                    "description": "tests per reason: unconfirmed_positive, supplier_cluster, "
+                                    "redlist, priority, risk, random"},
+                "columns": {"type": "array", "items": {"type": "string"},
+                            "description": "district, site_id, line, commodity, method, analyte, vendor_id, "
+                            "supplier_id, tests, reason, reason_text, score"},
+                "rows": {"type": "array", "items": {"type": "array"}, "description": "one per plan line"},
+                "deferred": {"type": "array", "items": {"type": "object"},
+                             "description": "follow-ups past a site's budget (not planned, not dropped)"},
+            },
+        },
         "ErrorResponse": {
             "type": "object",
             "required": ["error"],
@@ -428,8 +514,9 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "foodrisk analyst query API",
             "version": "1",
-            "description": "Read-only SELECTs on the foodrisk database, for analysts on the worker's host "
-            "(the query port stays on loopback). In production analysts use ClickHouse users instead.",
+            "description": "Read-only SELECTs on the foodrisk database, and the day's sampling plan, for analysts "
+            "on the worker's host (the query port stays on loopback). In production analysts use ClickHouse users "
+            "instead.",
         },
         "components": {
             "schemas": schemas,
@@ -457,6 +544,39 @@ def query_openapi_document(settings: Settings) -> dict[str, Any]:
                         "401": answer("Analyst token missing, malformed, unknown, revoked, or a device token.",
                                       "ErrorResponse", "WWW-Authenticate"),
                         "413": answer(f"Body over {MAX_BODY_BYTES} bytes.", "ErrorResponse"),
+                        "429": answer(f"{settings.query_concurrency} queries running and {settings.query_queue} "
+                                      "waiting already.", "ErrorResponse", "Retry-After"),
+                        "503": answer("ClickHouse is unavailable, or the worker is stopping.", "ErrorResponse",
+                                      "Retry-After"),
+                    },
+                }
+            },
+            "/v1/plan": {
+                "get": {
+                    "summary": "Make, store and return the sampling plan of a day",
+                    "description": "Plans the day from the history in ClickHouse (schemas/plan.py): follow-ups first "
+                    "(unconfirmed quick positives, open supplier clusters, red-listed vendors), the citizens' priority "
+                    "categories, the highest shrunk non-compliance estimates, and a fixed random share drawn "
+                    "uniformly; within each site's daily budget. Every call stores its plan in `sampling_plans` "
+                    "under its `planned_at` (readers take the latest run per day and district: "
+                    "`sampling_plans_latest`).",
+                    "operationId": "getPlan",
+                    "security": [{"analystToken": []}],
+                    "parameters": [
+                        {"name": "date", "in": "query", "required": True,
+                         "description": "the day to plan, 2000-01-01 to 2100-12-31",
+                         "schema": {"type": "string", "format": "date"}},
+                        {"name": "district", "in": "query", "required": False, "description": "only this district",
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+                        {"name": "seed", "in": "query", "required": False,
+                         "description": "seed of the random share (default: the date as YYYYMMDD)",
+                         "schema": {"type": "integer", "minimum": 0}},
+                    ],
+                    "responses": {
+                        "200": answer("The plan, as stored.", "PlanResponse"),
+                        "400": answer("A parameter is missing or malformed.", "ErrorResponse"),
+                        "401": answer("Analyst token missing, malformed, unknown, revoked, or a device token.",
+                                      "ErrorResponse", "WWW-Authenticate"),
                         "429": answer(f"{settings.query_concurrency} queries running and {settings.query_queue} "
                                       "waiting already.", "ErrorResponse", "Retry-After"),
                         "503": answer("ClickHouse is unavailable, or the worker is stopping.", "ErrorResponse",

@@ -29,6 +29,7 @@ from sinks.clickhouse.schema import (
     column_type,
     deadletters_ddl,
     parked_alerts_ddl,
+    plans_and_votes_ddl,
     qualified,
     redlist_ddl,
     results_ddl,
@@ -232,6 +233,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "redlist", redlist_ddl),
     Migration(7, "results keyed by device", _no_statements, _rekey_results),
     Migration(8, "results reference edition", _edition_ddl, _add_edition_column),
+    Migration(9, "sampling_plans and citizen_votes", plans_and_votes_ddl),
 )
 
 

@@ -342,3 +342,80 @@ REDLIST_COLUMNS: tuple[str, ...] = tuple(name for name, _ in REDLIST)
 
 def redlist_ddl(db: str, f: Features) -> list[str]:
     return [_create_table(db, "redlist", REDLIST, f, "ReplacingMergeTree(version)\nORDER BY vendor_id")]
+
+
+# Daily sampling plans (`foodrisk plan`, GET /v1/plan; schemas/plan.py): one row per plan line. A
+# plan is made again for the same day and district whenever asked (history moves on): every run
+# keeps its own rows under its planned_at, and readers take the latest run per (plan_date,
+# district), as the view sampling_plans_latest does. Replacing keeps an identical re-insert once.
+SAMPLING_PLANS: ColumnSpec = (
+    ("plan_date", "Date"),  # the day planned (China)
+    ("district", "LowCardinality(String)"),
+    ("site_id", "String"),
+    ("line", "UInt32"),  # position of the line in the plan of its site
+    ("commodity", "LowCardinality(String)"),
+    ("method", "LowCardinality(String)"),  # method to use ('' = any)
+    ("analyte", "LowCardinality(String)"),  # analyte to test ('' = what the method screens)
+    ("vendor_id", "Nullable(String)"),  # set where the line targets a vendor
+    ("supplier_id", "Nullable(String)"),  # set where it follows up a supplier
+    ("tests", "UInt32"),  # how many samples
+    # redlist | supplier_cluster | unconfirmed_positive | risk | priority | random (schemas/plan.py)
+    ("reason", "LowCardinality(String)"),
+    ("reason_text", "String"),
+    ("score", "Float64"),  # the shrunk non-compliance estimate behind the line (0 for random)
+    ("site_budget", "UInt32"),  # tests per day at the site
+    ("seed", "UInt64"),
+    ("planned_at", "DateTime('UTC')"),  # when this run of the plan was made: the run's id
+)
+SAMPLING_PLANS_COLUMNS: tuple[str, ...] = tuple(name for name, _ in SAMPLING_PLANS)
+
+# Citizens' votes on what to test ("you pick, we test": `foodrisk votes import`). One row per food
+# category of the food classification per import; an import of a period replaces the period: every
+# import keeps its rows under its imported_at, and readers take the latest import per period, as
+# the view citizen_votes_latest does. rank 1..10 are the period's priority categories.
+CITIZEN_VOTES: ColumnSpec = (
+    ("period", "String"),  # 'YYYY-MM'
+    ("category", "LowCardinality(String)"),  # a food or group code of schemas/reference/foods.csv
+    ("label", "String"),  # the category as the file named it (several labels of one category: joined by ' | ')
+    ("votes", "UInt64"),
+    ("rank", "UInt8"),  # 1 = most votes in the period (ties: by category code); 255 caps the rest
+    ("imported_at", "DateTime('UTC')"),  # the import's id
+)
+CITIZEN_VOTES_COLUMNS: tuple[str, ...] = tuple(name for name, _ in CITIZEN_VOTES)
+
+
+def _latest_view(db: str, view: str, table: str, group: tuple[str, ...], version: str) -> str:
+    """A view of ``table``'s rows of the latest ``version`` per ``group``: a tuple IN over a GROUP
+    BY, which 18.16 and modern servers both run. GLOBAL, because on a cluster both sides read the
+    Distributed table, and a plain IN there is a "double-distributed" subquery that servers refuse
+    by default (distributed_product_mode = deny); on one server GLOBAL IN is an IN."""
+    cols = ", ".join(quote_identifier(c) for c in group)
+    version_q = quote_identifier(version)
+    latest = f"SELECT {cols}, max({version_q}) FROM {qualified(db, table)} GROUP BY {cols}"  # noqa: S608 - identifiers
+    return (
+        f"CREATE VIEW IF NOT EXISTS {qualified(db, view)}\nAS SELECT *\nFROM {qualified(db, table)}\n"
+        f"WHERE ({cols}, {version_q}) GLOBAL IN ({latest})"
+    )
+
+
+def sampling_plans_ddl(db: str, f: Features) -> list[str]:
+    engine = (
+        "ReplacingMergeTree(planned_at)\nPARTITION BY toYYYYMM(plan_date)\n"
+        "ORDER BY (plan_date, district, planned_at, site_id, line)"
+    )
+    return [
+        _create_table(db, "sampling_plans", SAMPLING_PLANS, f, engine),
+        _latest_view(db, "sampling_plans_latest", "sampling_plans", ("plan_date", "district"), "planned_at"),
+    ]
+
+
+def citizen_votes_ddl(db: str, f: Features) -> list[str]:
+    engine = "ReplacingMergeTree(imported_at)\nORDER BY (period, imported_at, category)"
+    return [
+        _create_table(db, "citizen_votes", CITIZEN_VOTES, f, engine),
+        _latest_view(db, "citizen_votes_latest", "citizen_votes", ("period",), "imported_at"),
+    ]
+
+
+def plans_and_votes_ddl(db: str, f: Features) -> list[str]:
+    return [*sampling_plans_ddl(db, f), *citizen_votes_ddl(db, f)]

@@ -152,6 +152,10 @@ def test_migrate_creates_the_tables_and_twice_is_a_no_op(ch: ClickHouse) -> None
         "results_hourly_v": "View",
         "parked_alerts": "ReplacingMergeTree",
         "redlist": "ReplacingMergeTree",
+        "sampling_plans": "ReplacingMergeTree",
+        "sampling_plans_latest": "View",
+        "citizen_votes": "ReplacingMergeTree",
+        "citizen_votes_latest": "View",
     }
     recorded = ch.query("SELECT version, name FROM schema_migrations ORDER BY version").rows
     assert recorded == [(m.version, m.name) for m in MIGRATIONS]

@@ -21,8 +21,10 @@ import pytest
 
 from agents.batch import Incoming, screen_batch
 from agents.records import alert_values, as_row, deadletter_values
+from pipeline.plan_cmd import store_plan
 from pipeline.simulator import CST, Fleet, FleetConfig
 from schemas.alert import Alert, AlertStatus, Classification, Risk, alert_id_for
+from schemas.plan import Plan, PlanLine, Stratum
 from schemas.reference import default_reference
 from sinks.clickhouse import ClickHouse
 from sinks.ddl import ALERTS_COLUMNS, DEADLETTERS_COLUMNS, PARKED_ALERTS_COLUMNS, RESULTS_COLUMNS, migrate
@@ -118,6 +120,25 @@ def _parked(alerts: list[Alert], now: datetime) -> list[tuple[object, ...]]:
     return [as_row(v, PARKED_ALERTS_COLUMNS) for v in values]
 
 
+def _plan_for_the_demo_day(
+    ch: ClickHouse, database: str, rows: list[tuple[Any, ...]], col: dict[str, int], now: datetime
+) -> None:
+    """A stored sampling plan of the demo day, through the plan's own storage: one line for each of
+    the first 30 (site, commodity) pairs the markets tested, plus one nobody tested (done = 0)."""
+    day = START.date()
+    seen: dict[tuple[str, str], str] = {}
+    for r in rows:
+        if r[col["site_type"]] != "testing_centre" and len(seen) < 30:
+            seen.setdefault((r[col["site_id"]], r[col["commodity"]]), r[col["district"]])
+    lines = [
+        PlanLine(district, site, 1, Stratum(commodity, "", ""), 2, "risk", "demo", 0.05)
+        for (site, commodity), district in sorted(seen.items())
+    ]
+    site, district = lines[0].site_id, lines[0].district
+    lines.append(PlanLine(district, site, 2, Stratum("dried_longan", "", ""), 1, "random", "demo", 0.0))
+    store_plan(ch, database, Plan(day, 1, tuple(lines), {ln.site_id: 3 for ln in lines}), now)
+
+
 def insert_demo(ch: ClickHouse, database: str) -> Demo:
     fleet = Fleet(FleetConfig(seed=11, start=START, rate_per_sim_hour=800, invalid_fraction=0.01))
     now = START + timedelta(hours=HOURS + 1)
@@ -139,6 +160,7 @@ def insert_demo(ch: ClickHouse, database: str) -> Demo:
     ch.insert(f"{database}.deadletters", DEADLETTERS_COLUMNS, dl_rows)
     ch.insert(f"{database}.parked_alerts", PARKED_ALERTS_COLUMNS, _parked(alerts[:2], now))
     col = {c: i for i, c in enumerate(RESULTS_COLUMNS)}
+    _plan_for_the_demo_day(ch, database, out.result_rows, col, now)
     districts = Counter(r[col["district"]] for r in out.result_rows)
     district = districts.most_common(1)[0][0]
     commodities = Counter(r[col["commodity"]] for r in out.result_rows if r[col["district"]] == district)

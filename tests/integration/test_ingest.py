@@ -366,7 +366,7 @@ def test_the_query_port_wants_an_analyst_token_and_results_refuse_it(stack: Stac
         assert ok.status == 200, ok
         assert ok.json == {"columns": ["x"], "rows": [[42]], "truncated": False}
         spec = q.request("GET", "/openapi.json").json
-        assert set(spec["paths"]) == {"/v1/query", "/openapi.json"}
+        assert set(spec["paths"]) == {"/v1/query", "/v1/plan", "/openapi.json"}
         for path in ("/v1/results", "/metrics", "/router/", "/table/early-meta/x/"):
             assert q.request("GET", path).status == 404
         # Item 7: never a 500 on malformed numbers, nesting or bodies.

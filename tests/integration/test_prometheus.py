@@ -127,11 +127,13 @@ def test_prometheus_counts_what_the_worker_screened(
     produce(broker.bootstrap, topics["results"], valid + invalid, devices=7)
     worker.wait_for(f"SELECT count() FROM {db}.results FINAL", n)
 
-    # The counts the test sent, through the real scrape path.
+    # The counts the test sent, through the real scrape path. Each is awaited on its own: messages are
+    # counted as consumed when read, the rest once their batch is acknowledged, which is after its rows
+    # are visible in ClickHouse, so a scrape can fall between the two.
     prometheus.wait_for(f"sum(foodrisk_results_consumed_total{job})", n + m)
-    assert prometheus.scalar(f"sum(foodrisk_results_accepted_total{job})") == n
-    assert prometheus.scalar(f"sum(foodrisk_results_deadlettered_total{job})") == m
-    assert prometheus.scalar(f"sum(foodrisk_verdicts_total{job})") == n
+    prometheus.wait_for(f"sum(foodrisk_results_accepted_total{job})", n)
+    prometheus.wait_for(f"sum(foodrisk_results_deadlettered_total{job})", m)
+    prometheus.wait_for(f"sum(foodrisk_verdicts_total{job})", n)
     # Single-result alerts (the early-warning agent adds pattern alerts and their updates of its own).
     kinds = "|".join(SINGLE_RESULT_KINDS)
     single = f'{{job="foodrisk-worker", kind=~"{kinds}"}}'
@@ -139,9 +141,9 @@ def test_prometheus_counts_what_the_worker_screened(
     by_kind = {r["metric"]["kind"]: float(r["value"][1])
                for r in prometheus.query(f"sum by (kind) (foodrisk_alerts_raised_total{single})")}
     assert by_kind == {k: float(list(expected_alerts.values()).count(k)) for k in set(expected_alerts.values())}
-    assert prometheus.scalar(f"sum(foodrisk_sampled_to_screened_seconds_count{job})") == n
-    assert prometheus.scalar(f"sum(foodrisk_result_to_alert_seconds_count{job})") == len(expected_alerts)
-    assert prometheus.scalar(f"sum(foodrisk_screen_latency_seconds_count{job})") == n + m
+    prometheus.wait_for(f"sum(foodrisk_sampled_to_screened_seconds_count{job})", n)
+    prometheus.wait_for(f"sum(foodrisk_result_to_alert_seconds_count{job})", len(expected_alerts))
+    prometheus.wait_for(f"sum(foodrisk_screen_latency_seconds_count{job})", n + m)
     prometheus.wait_for('sum(foodrisk_sink_rows_total{job="foodrisk-worker", table="results"})', n)
     reasons = {r["metric"]["reason"] for r in prometheus.query(f"foodrisk_results_deadlettered_total{job}")}
     assert reasons and "malformed" in reasons

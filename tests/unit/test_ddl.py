@@ -188,8 +188,15 @@ def test_engines_and_keys() -> None:
     assert f"uniqExactState({key}) AS `tests`" in mv
     assert f"uniqExactIfState({key}, verdict = 'exceeds') AS `exceedances`" in mv
     assert "AggregateFunction(uniqExact, String)" in hourly  # the state type of the bare-id states
-    (view,) = [s for s in statements if s.startswith("CREATE VIEW")]
+    (view,) = [s for s in statements if s.startswith("CREATE VIEW") and "results_hourly_v" in s]
     assert "uniqExactMerge(`tests`)" in view and "GROUP BY" in view
+    plans = _statement(statements, "sampling_plans")
+    assert "ReplacingMergeTree(planned_at)" in plans
+    assert "ORDER BY (plan_date, district, planned_at, site_id, line)" in plans
+    votes = _statement(statements, "citizen_votes")
+    assert "ReplacingMergeTree(imported_at)" in votes and "ORDER BY (period, imported_at, category)" in votes
+    (latest,) = [s for s in statements if "`citizen_votes_latest`" in s]
+    assert "GLOBAL IN" in latest and "max(`imported_at`)" in latest and "GROUP BY `period`" in latest
 
 
 # --- migrate -------------------------------------------------------------------------------------------

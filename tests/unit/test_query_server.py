@@ -266,3 +266,29 @@ def test_the_worker_writes_a_private_local_analyst_token_each_start(tmp_path: Pa
     reg = TokenRegistry(settings.analyst_tokens_path, kind=ANALYSTS, check_every_s=0)
     assert reg.device_for(second or "") == "local" and reg.device_for(first) is None
     assert analyst_token(settings.with_overrides(analyst_token="fra_from_env")) == "fra_from_env"
+
+
+def test_plan_parameters_are_checked_never_a_500() -> None:
+    import datetime as dt
+
+    from pipeline.query.server import parse_plan_request
+
+    assert parse_plan_request({"date": "2026-12-01"}) == (dt.date(2026, 12, 1), None, None)
+    assert parse_plan_request({"date": "2026-12-01", "district": "天河", "seed": "42"}) == (
+        dt.date(2026, 12, 1), "天河", 42)
+    for query in ({}, {"date": ""}, {"date": "2026-13-01"}, {"date": "2026-12-01", "seed": "-1"},
+                  {"date": "2026-12-01", "seed": "1e3"}, {"date": "2026-12-01", "seed": "9" * 30},
+                  {"date": "2026-12-01", "district": "a\nb"}, {"date": "2026-12-01", "sql": "x"}):
+        with pytest.raises(Refused) as info:
+            parse_plan_request(query)
+        assert info.value.status == 400 and info.value.error
+
+
+def test_openapi_describes_the_plan_endpoint() -> None:
+    doc = query_openapi_document(Settings())
+    get = doc["paths"]["/v1/plan"]["get"]
+    assert set(get["responses"]) == {"200", "400", "401", "429", "503"}
+    assert get["security"] == [{"analystToken": []}]
+    assert [p["name"] for p in get["parameters"]] == ["date", "district", "seed"]
+    assert get["parameters"][0]["required"] is True
+    assert "rows" in doc["components"]["schemas"]["PlanResponse"]["required"]
