@@ -354,31 +354,15 @@ def run_plan(args: argparse.Namespace, settings: Settings, *, now: dt.datetime, 
 def ask_plan(host: str, port: int, *, token: str, day: dt.date, district: str | None, seed: int | None,
              timeout_s: float = 120.0) -> dict[str, Any]:
     """GET /v1/plan of a running worker (it plans from its history and stores the plan)."""
-    import contextlib
-    import urllib.error
     import urllib.parse
-    import urllib.request
 
-    import orjson
-
-    from pipeline.query.client import WorkerUnreachable
-    from pipeline.query.guard import QueryRejected
+    from pipeline.query.client import call_worker
 
     query: dict[str, str] = {"date": day.isoformat()}
     if district:
         query["district"] = district
     if seed is not None:
         query["seed"] = str(seed)
-    url = f"http://{host}:{port}/v1/plan?{urllib.parse.urlencode(query)}"
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}, method="GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - loopback, our own port
-            doc: dict[str, Any] = orjson.loads(resp.read())
-            return doc
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")
-        with contextlib.suppress(orjson.JSONDecodeError):
-            detail = str(orjson.loads(detail).get("error", detail))
-        raise QueryRejected(detail) from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise WorkerUnreachable(f"no worker at http://{host}:{port} ({exc})") from exc
+    doc: dict[str, Any] = call_worker(f"/v1/plan?{urllib.parse.urlencode(query)}", host, port, token=token,
+                                      timeout_s=timeout_s)
+    return doc

@@ -204,6 +204,19 @@ def _unfit(hit: LimitHit, threshold: float, which: str, note: str) -> Verdict:
     )
 
 
+def _unfit_for(hit: LimitHit, found: int, lod: float | None, loq: float | None, note: str) -> Verdict | None:
+    """``inconclusive`` when the reading cannot show compliance with the limit: not detected by a method
+    whose LOD (else LOQ) is above it, or not quantified below an LOQ above it; else None."""
+    limit = hit[0].limit_mg_kg
+    if found == _NOT_DETECTED:
+        threshold, which = (lod, "LOD") if lod is not None else (loq, "LOQ")
+        if threshold is not None and threshold > limit:
+            return _unfit(hit, threshold, which, note)
+    elif found == _TRACE and loq is not None and loq > limit:
+        return _unfit(hit, loq, "LOQ", note)
+    return None
+
+
 class Reading(NamedTuple):
     """What ``_judge`` compares: the result's amounts, as the analyte the limit is set on."""
 
@@ -239,12 +252,9 @@ def _judge(
         if hit is not None:
             limit_row, speciated = hit
             limit = limit_row.limit_mg_kg
-            if found == _NOT_DETECTED:
-                threshold, which = (lod, "LOD") if lod is not None else (loq, "LOQ")
-                if threshold is not None and threshold > limit:
-                    return _unfit(hit, threshold, which, note)
-            elif found == _TRACE and loq is not None and loq > limit:
-                return _unfit(hit, loq, "LOQ", note)
+            unfit = _unfit_for(hit, found, lod, loq, note)
+            if unfit is not None:
+                return unfit
             if value is None:  # a lab's read-out without a number
                 kind = _WATCH if qualitative is _Q_POSITIVE else _COMPLIANT
                 return _from_limit(kind, hit, None, _R_DETECTED, result.analyte, note)
@@ -296,12 +306,9 @@ def _judge(
             return _from_ban(_WATCH, ban, _R_BAN_TRACE, note)
         if hit is not None:
             limit = hit[0].limit_mg_kg
-            if found == _NOT_DETECTED:
-                threshold, which = (lod, "LOD") if lod is not None else (loq, "LOQ")
-                if threshold is not None and threshold > limit:
-                    return _unfit(hit, threshold, which, note)
-            elif found == _TRACE and loq is not None and loq > limit:
-                return _unfit(hit, loq, "LOQ", note)
+            unfit = _unfit_for(hit, found, lod, loq, note)
+            if unfit is not None:
+                return unfit
             if value > limit:
                 kind = _POSITIVE
             elif value >= watch_fraction * limit:

@@ -42,21 +42,22 @@ class WorkerUnreachable(ConnectionError):
     """No worker answers on the configured query port."""
 
 
-def ask_worker(
-    host: str, port: int, sql: str, *, token: str, params: dict[str, Any] | None = None,
-    max_rows: int = DEFAULT_MAX_ROWS, timeout_s: float = 60.0,
-) -> tuple[list[str], list[list[Any]], bool]:
-    """Run a read-only query through a running worker's query port (columns, rows, truncated),
-    with an analyst ``token``."""
+def call_worker(path: str, host: str, port: int, *, token: str, body: bytes | None = None,
+                timeout_s: float = 60.0) -> Any:
+    """One request to a running worker's query port (POST with ``body``, else GET) with an analyst
+    ``token``; the answer's JSON. A refusal (4xx/5xx) is QueryRejected with the worker's reason, no
+    answer at all WorkerUnreachable."""
     import urllib.error
     import urllib.request
 
-    body = orjson.dumps({"sql": sql, "params": params or {}, "max_rows": max_rows})
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    req = urllib.request.Request(f"http://{host}:{port}/v1/query", data=body, headers=headers, method="POST")
+    headers = {"Authorization": f"Bearer {token}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(f"http://{host}:{port}{path}", data=body, headers=headers,
+                                 method="GET" if body is None else "POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - as above
-            data = orjson.loads(resp.read())
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - loopback, our own port
+            return orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")
         with contextlib.suppress(orjson.JSONDecodeError):
@@ -64,6 +65,16 @@ def ask_worker(
         raise QueryRejected(detail) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnreachable(f"no worker at http://{host}:{port} ({exc})") from exc
+
+
+def ask_worker(
+    host: str, port: int, sql: str, *, token: str, params: dict[str, Any] | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS, timeout_s: float = 60.0,
+) -> tuple[list[str], list[list[Any]], bool]:
+    """Run a read-only query through a running worker's query port (columns, rows, truncated),
+    with an analyst ``token``."""
+    body = orjson.dumps({"sql": sql, "params": params or {}, "max_rows": max_rows})
+    data = call_worker("/v1/query", host, port, token=token, body=body, timeout_s=timeout_s)
     return list(data["columns"]), list(data["rows"]), bool(data.get("truncated"))
 
 

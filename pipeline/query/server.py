@@ -326,14 +326,17 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
         rows = [[jsonable(v) for v in r] for r in res.rows[: req.max_rows]]
         return _json({"columns": list(res.columns), "rows": rows, "truncated": len(res.rows) > req.max_rows})
 
+    def refusal(r: Refused) -> web.Response:
+        headers = dict(r.headers)
+        if r.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="foodrisk-query"'
+        return _json({"error": r.error}, r.status, headers)
+
     async def post_query(request: web.Request) -> web.Response:
         try:
             return await handle(request)
         except Refused as r:
-            headers = dict(r.headers)
-            if r.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="foodrisk-query"'
-            return _json({"error": r.error}, r.status, headers)
+            return refusal(r)
 
     async def get_openapi(request: web.Request) -> web.Response:
         return _json(openapi)
@@ -344,10 +347,7 @@ def build_query_app(settings: Settings, queries: AnalystQueries, registry: Token
             day, district, seed = parse_plan_request(request.query)
             return _json(await make_plan_answer(day, district, seed, analyst))
         except Refused as r:
-            headers = dict(r.headers)
-            if r.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="foodrisk-query"'
-            return _json({"error": r.error}, r.status, headers)
+            return refusal(r)
 
     async def make_plan_answer(day: dt.date, district: str | None, seed: int | None, analyst: str) -> dict[str, Any]:
         from pipeline.plan_cmd import make_and_store
