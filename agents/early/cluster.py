@@ -22,7 +22,7 @@ replay across that change is not taken twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from agents.early.common import HOUR, JSON, EarlyParams, Step, hour_start, iso
@@ -45,7 +45,10 @@ def _place(r: Screened) -> str:
     return r.site_id
 
 
-def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
+def step(
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
+) -> Step:
     out = Step()
     window = params.cluster_window_h * HOUR
     new: dict[str, list[Screened]] = {}
@@ -156,3 +159,8 @@ def _condition(key: str, members: list[list[Any]], start: int, params: EarlyPara
             "window_h": params.cluster_window_h,
         },
     )
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -61,6 +61,23 @@ class EarlyParams:
 class Step:
     updates: dict[str, JSON] = field(default_factory=dict)  # key -> new value, None = delete
     alerts: list[Alert] = field(default_factory=list)
+    # key -> the watermark time it must next be visited without new records (None: never), for every
+    # key the step visited; a visited key left out is not visited again until records touch it
+    wake: dict[str, int | None] = field(default_factory=dict)
+
+
+WakeOf = Callable[[str, JSON, "EarlyParams"], "int | None"]
+
+
+def due_by_scan(state: Mapping[str, JSON], watermark: int, params: EarlyParams, wake_of: WakeOf) -> Collection[str]:
+    """The keys of ``state`` due at ``watermark``, by scanning it (unit tests and offline runs; the
+    engine's schedule gives a detector its due keys without a scan)."""
+    out = []
+    for k, v in state.items():
+        t = wake_of(k, v, params)
+        if t is not None and t <= watermark:
+            out.append(k)
+    return out
 
 
 def apply(state: Mapping[str, JSON], updates: Mapping[str, JSON]) -> dict[str, JSON]:

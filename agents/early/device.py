@@ -21,7 +21,7 @@ de-duplication (a result id is counted once).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, Step, binom_sf, hour_start, local_date, local_day
@@ -49,7 +49,10 @@ def _own(d: dict[str, Any]) -> None:
     d["days"] = {day: [c[0], c[1], list(c[2])] for day, c in d["days"].items()}
 
 
-def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
+def step(
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
+) -> Step:
     out = Step()
     by_site: dict[str, list[Screened]] = {}
     for r in records:
@@ -209,3 +212,8 @@ def _prune(st: dict[str, Any], watermark: int, params: EarlyParams) -> None:
         d["dr"] = {day: r for day, r in d["dr"].items() if r is not None and day in d["days"]}
         if not d["hrs"] and not d["s"]:
             del st["d"][dev]
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0

@@ -20,7 +20,7 @@ day (a device sending made-up labels cannot flood the steward or the state); the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 from agents.early.common import DAY, JSON, EarlyParams, Step, iso, local_date, local_day
@@ -39,7 +39,10 @@ _WHAT: Final = {
 }
 
 
-def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
+def step(
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
+) -> Step:
     out = Step()
     oldest = local_day(watermark) - (KEEP_DAYS - 1) * DAY
     days: dict[str, list[str]] = {}  # the days this step changed: the stored list plus what it alerted
@@ -106,3 +109,8 @@ def condition(r: Screened, field: str, label: str, day: int) -> Condition:
                  "sample_id": r.sample_id, "first_result_id": r.result_id, "first_seen_at": iso(r.sampled_at),
                  "rule": r.rule},
     )
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0

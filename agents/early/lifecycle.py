@@ -100,6 +100,23 @@ class Condition:
         )
 
 
+_LADDER: Final = (1, 2, 3, 5)
+
+
+def ladder(n: int) -> int:
+    """The step of the update ladder at or below ``n``: 0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, ...
+    A growing alert (more places, samples, positives) is re-emitted when a count crosses the next
+    step, not at every step; within 1-3 every change is news, from 5 on each step doubles or so."""
+    if n < 1:
+        return 0
+    if n < 10:
+        return max(s for s in _LADDER if s <= n)
+    decade = 10
+    while decade * 10 <= n:
+        decade *= 10
+    return max(decade * m for m in (1, 2, 5) if decade * m <= n)
+
+
 def fire(prev: JSON, cond: Condition) -> tuple[dict[str, JSON], Alert | None]:
     """The alert record to keep, and the firing alert to emit (None when nothing material changed).
 

@@ -12,7 +12,7 @@ sets make it idempotent to a result seen twice. ``Step.redlist`` holds the red-l
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,8 @@ class OffenderStep(Step):
 
 
 def step(
-    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
 ) -> OffenderStep:
     out = OffenderStep()
     by_vendor: dict[str, list[Screened]] = {}
@@ -151,3 +152,8 @@ def _entry(vendor: str, st: dict[str, Any], cond: Condition, *, listed: bool, at
         alert_id=cond.alert_id,
         evidence=cond.evidence,
     )
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0

@@ -18,7 +18,7 @@ State per key ``district|commodity|method``: ``{"h": {hour: [n, k, [positive ids
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, hour_start, iso
@@ -38,7 +38,10 @@ def counts(r: Screened) -> bool:
     return r.judged
 
 
-def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
+def step(
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
+) -> Step:
     out = Step()
     step_s = params.surge_step_h * HOUR
     window_s = params.surge_window_h * HOUR
@@ -182,3 +185,8 @@ def _condition(
             "window_h": hours,
         },
     )
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0

@@ -19,7 +19,7 @@ one pending positive ``{"t", "r", "a"}``: it is read as that device's entry and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, Step, iso
@@ -45,7 +45,10 @@ def _stored(entries: dict[str, dict[str, Any]]) -> JSON:
     return {"by": entries} if entries else None
 
 
-def step(state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams) -> Step:
+def step(
+    state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
+    due: Collection[str] | None = None,
+) -> Step:
     out = Step()
     t_wait = int(params.unconfirmed_h * HOUR)
     keep = params.unconfirmed_keep_days * DAY
@@ -141,3 +144,8 @@ def _condition(p: dict[str, Any], params: EarlyParams, confirmed_by: str | None 
         device_id=r["device_id"],
         details=details,
     )
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
+    return 0
