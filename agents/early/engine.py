@@ -1,92 +1,63 @@
 """One early-warning step over a batch of screened records: de-duplication, the watermark, and
 every detector. Pure (the Faust agent in agents/early_agent.py holds the tables and does the I/O).
 
-Tables (``TABLES``): ``meta`` (the watermark), ``seen`` (the results seen, per sampled hour, in
-``SEEN_SHARDS`` shards, kept ``seen_days``: what makes every detector idempotent to a result seen
-twice), and one per detector. A result is (device_id, result_id) (``schemas.result.result_key``):
-two devices' results with one result_id are two results and both count; the same device's resend
-is skipped. ``seen`` keys ``"<hour>:d<shard>"`` hold those keys. Keys ``"<hour>:<shard>"`` are
-state written before results were keyed by device (bare result ids): they are still read, never
-written, so a result replayed across the upgrade is not counted twice, but until they expire
-(``SEEN_DAYS``) a result whose bare id is in one of them counts as seen whichever device sent it.
+Tables (``TABLES``): ``meta`` (the watermark, the seen chunk counter, the layout), ``seen`` (the
+results seen, per sampled hour, kept ``SEEN_DAYS``: what makes every detector idempotent to a
+result seen twice), and one per detector, stored by the detector's own keys (vendor, site, ...): a
+step writes each key it changed once, nothing else. A result is (device_id, result_id)
+(``schemas.result.result_key``): two devices' results with one result_id are two results and both
+count; the same device's resend is skipped.
+
+``seen`` is written by delta: each step adds one chunk per sampled hour it saw new results of, key
+``"<hour>:d<chunk>"`` -> the result keys it added (``<chunk>`` from the counter ``meta["wm"]["n"]``),
+and never rewrites a chunk. Keys ``"<hour>:d<shard>"`` written before (whole shards of an hour)
+hold the same result keys and are read alike; keys ``"<hour>:<shard>"`` are older still (bare
+result ids, from before results were keyed by device): still read, never written, so a result
+replayed across the upgrade is not counted twice, but until they expire (``SEEN_DAYS``) a result
+whose bare id is in one of them counts as seen whichever device sent it. Once per hour of watermark
+the hours older than the horizon are deleted whole.
 
 A record sampled before the de-duplication horizon cannot be checked against ``seen``: it goes only
 to the detectors that are idempotent by themselves (offender, cluster, unconfirmed keep result or
 sample ids), not to the counting ones (surge, device).
 
-The detectors see their state keyed by their own keys (vendor, site, ...), but the agent stores the
-``SHARDED`` tables in a fixed number of shards (``shard_of``; ``ShardedView`` reads them,
-``fold_into_shards`` writes a step's updates): every table write is one changelog record, and a
-batch of 500 results touches hundreds of vendors, sites and surge keys but at most ``shards`` shards
-per table. More shards mean more, smaller changelog records per batch; fewer, the reverse.
+No step scans a table. ``EngineMemory`` (kept by the agent, rebuilt from the tables by one pass at
+recovery) holds what a scan would find: the ``Schedule`` of each detector's keys by wake time (the
+engine hands each detector the keys due at the watermark) and the seen index (hour -> result keys,
+hour -> chunk keys). ``step(..., memory=None)`` builds it from the tables (unit tests, offline
+runs); the caller applies the step to its memory after writing the tables (``EngineMemory.apply``).
+
+``upgrade`` turns state stored by earlier versions into this layout once (the agent runs it at its
+first batch): detector tables in shards (``meta["layout"] == {"shards": n}``) are unfolded into
+per-key entries, each value through its detector's ``from_v1`` when it has one.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Final
+
+import orjson
 
 from agents.early import cluster, device, gap, offender, surge, unconfirmed
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, hour_start
 from agents.early.offender import RedListEntry
+from agents.early.schedule import Schedule
 from agents.screened import Screened
 from schemas.alert import Alert
 from schemas.result import result_key
 
 TABLES: Final = ("meta", "seen", "surge", "offender", "cluster", "unconfirmed", "device", "gap")
-SEEN_SHARDS: Final = 8
 SEEN_DAYS: Final = 8  # > the device history (7 days) and every counting window
-SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")
-
-
-def shard_of(key: str, shards: int) -> str:
-    return str(zlib.crc32(key.encode()) % shards)
-
-
-class ShardedView(Mapping[str, JSON]):
-    """A detector's state by its own keys, read from a table of shards (shard -> {key: state})."""
-
-    def __init__(self, shards: Mapping[str, JSON], n: int) -> None:
-        self._shards = shards
-        self._n = n
-
-    def __getitem__(self, key: str) -> JSON:
-        shard = self._shards.get(shard_of(key, self._n))
-        if not isinstance(shard, dict) or key not in shard:
-            raise KeyError(key)
-        return shard[key]
-
-    def __iter__(self) -> Iterator[str]:
-        for shard in list(self._shards.values()):
-            if isinstance(shard, dict):
-                yield from shard
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._shards.values() if isinstance(v, dict))
-
-
-def fold_into_shards(shards: Mapping[str, JSON], updates: Mapping[str, JSON], n: int) -> dict[str, JSON]:
-    """The shard writes for a step's ``updates`` (key -> state, None = delete): each touched shard
-    once, as a new dict (the current one is never changed in place), None for a shard left empty."""
-    by_shard: dict[str, dict[str, JSON]] = {}
-    for key, value in updates.items():
-        by_shard.setdefault(shard_of(key, n), {})[key] = value
-    out: dict[str, JSON] = {}
-    for sid, ups in by_shard.items():
-        cur = shards.get(sid)
-        new = dict(cur) if isinstance(cur, dict) else {}
-        for key, value in ups.items():
-            if value is None:
-                new.pop(key, None)
-            else:
-                new[key] = value
-        if new:
-            out[sid] = new
-        elif cur is not None:
-            out[sid] = None
-    return out
+SEEN_SHARDS: Final = 8  # the shards of an hour's seen keys written before the chunks (read, never written)
+# the detector tables, their modules (``step``, ``wake_of``, optional ``from_v1``)
+DETECTORS: Final[Mapping[str, ModuleType]] = {
+    "surge": surge, "offender": offender, "cluster": cluster, "unconfirmed": unconfirmed, "device": device, "gap": gap,
+}
+LAYOUT: Final = 2  # meta["layout"] == {"v": 2}: every detector table by key, values in this version's form
+V1_SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")  # stored in shards by v1
 
 
 @dataclass
@@ -97,29 +68,102 @@ class EngineStep:
     fresh: int = 0
     duplicates: int = 0
     watermark: int = 0
+    # per detector table: the keys handed to it as due, and the wake time of every key it visited
+    due: dict[str, list[str]] = field(default_factory=dict)
+    wake: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
 
-def _seen_key(r: Screened) -> str:
-    return f"{hour_start(r.sampled_at)}:d{zlib.crc32(r.result_id.encode()) % SEEN_SHARDS}"
+def _hour_of(seen_key: str) -> int:
+    return int(seen_key.split(":", 1)[0])
 
 
-def _legacy_seen_key(r: Screened) -> str:
-    """The bucket of bare result ids that held ``r`` before results were keyed by device."""
-    return f"{hour_start(r.sampled_at)}:{zlib.crc32(r.result_id.encode()) % SEEN_SHARDS}"
+def _keyed(seen_key: str) -> bool:
+    """A seen key holding result keys (device and result id), not bare result ids."""
+    return seen_key.split(":", 1)[1].startswith("d")
 
 
-def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], params: EarlyParams) -> EngineStep:
+@dataclass
+class SeenIndex:
+    """What ``seen`` holds, by sampled hour: the result keys, the bare ids (state from before results
+    were keyed by device), and the table keys (what expiry deletes)."""
+
+    keys: dict[int, set[str]] = field(default_factory=dict)
+    bare: dict[int, set[str]] = field(default_factory=dict)
+    chunks: dict[int, list[str]] = field(default_factory=dict)
+
+    def add(self, seen_key: str, value: JSON) -> None:
+        h = _hour_of(seen_key)
+        target = self.keys if _keyed(seen_key) else self.bare
+        ids = target.get(h)
+        if ids is None:
+            ids = target[h] = set()
+        if isinstance(value, list):
+            ids.update(value)
+        self.chunks.setdefault(h, []).append(seen_key)
+
+    def drop_hour(self, h: int) -> None:
+        self.keys.pop(h, None)
+        self.bare.pop(h, None)
+        self.chunks.pop(h, None)
+
+    def seen(self, h: int, rk: str, result_id: str) -> bool:
+        keys = self.keys.get(h)
+        if keys is not None and rk in keys:
+            return True
+        bare = self.bare.get(h)
+        return bare is not None and result_id in bare
+
+    @classmethod
+    def rebuild(cls, seen: Mapping[str, JSON]) -> SeenIndex:
+        out = cls()
+        for k, v in seen.items():
+            out.add(k, v)
+        return out
+
+
+@dataclass
+class EngineMemory:
+    """What the engine would otherwise find by scanning the tables: the detectors' schedule and the
+    seen index. Built by one pass over the tables (``build``); kept up to date by ``apply`` after
+    each step's table writes. It must match the tables: a batch that fails between its writes and
+    ``apply`` must not be followed by another step on the same memory (the agent crashes and builds
+    it again at recovery)."""
+
+    schedule: Schedule
+    seen: SeenIndex
+
+    @classmethod
+    def build(cls, tables: Mapping[str, Mapping[str, JSON]], params: EarlyParams) -> EngineMemory:
+        wake_of = {name: mod.wake_of for name, mod in DETECTORS.items()}
+        return cls(Schedule.rebuild(tables, params, wake_of), SeenIndex.rebuild(tables.get("seen", {})))
+
+    def apply(self, out: EngineStep) -> None:
+        """Take in a step whose updates were written to the tables."""
+        for name, due in out.due.items():
+            self.schedule.apply(name, due, out.wake.get(name, {}), out.updates.get(name, {}))
+        for k, v in out.updates.get("seen", {}).items():
+            if v is None:
+                self.seen.drop_hour(_hour_of(k))  # the engine deletes whole hours only
+        for k, v in out.updates.get("seen", {}).items():
+            if v is not None:
+                self.seen.add(k, v)
+
+
+def step(
+    tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], params: EarlyParams,
+    memory: EngineMemory | None = None,
+) -> EngineStep:
+    """One step. ``memory`` None: built from ``tables`` now (a scan; tests and offline runs). With a
+    memory, nothing here iterates a table: only look-ups of keys."""
+    mem = memory if memory is not None else EngineMemory.build(tables, params)
     out = EngineStep()
     meta = tables["meta"].get("wm")
     max_event = int(meta["max"]) if isinstance(meta, dict) else 0
     horizon = max_event - params.grace_s - SEEN_DAYS * DAY
     seen_tab = tables["seen"]
-    seen_new: dict[str, list[str]] = {}
-    seen_sets: dict[str, set[str]] = {}  # the same ids as sets: membership without scanning the lists
-    stored_len: dict[str, int] = {}
+    new_keys: dict[int, list[str]] = {}  # sampled hour -> the result keys this step adds
     fresh: list[Screened] = []
     old: list[Screened] = []
-    legacy: dict[str, set[str]] = {}  # bare ids of the buckets written before the device key
     batch_keys: set[str] = set()
     for r in records:
         rk = result_key(r.device_id, r.result_id)
@@ -130,59 +174,115 @@ def step(tables: Mapping[str, Mapping[str, JSON]], records: Sequence[Screened], 
         if max_event and r.sampled_at < horizon:
             old.append(r)
             continue
-        k = _seen_key(r)
-        ids = seen_new.get(k)
-        if ids is None:
-            cur = seen_tab.get(k)
-            ids = seen_new[k] = list(cur) if isinstance(cur, list) else []
-            seen_sets[k] = set(ids)
-            stored_len[k] = len(ids)
-        known = seen_sets[k]
-        lk = _legacy_seen_key(r)
-        bare = legacy.get(lk)
-        if bare is None:
-            cur = seen_tab.get(lk)
-            bare = legacy[lk] = set(cur) if isinstance(cur, list) else set()
-        if rk in known or r.result_id in bare:
+        h = hour_start(r.sampled_at)
+        if mem.seen.seen(h, rk, r.result_id):
             out.duplicates += 1
             continue
-        known.add(rk)
-        ids.append(rk)
+        new_keys.setdefault(h, []).append(rk)
         fresh.append(r)
     out.fresh = len(fresh)
     new_max = max([max_event, *(r.sampled_at for r in fresh)])
     watermark = new_max - params.grace_s
     out.watermark = watermark
-    out.updates["seen"].update({k: ids for k, ids in seen_new.items() if len(ids) > stored_len[k]})
-    # expire de-duplication buckets once per hour of watermark
+    seq = int(meta.get("n", 0)) if isinstance(meta, dict) else 0
+    if new_keys:
+        seq += 1
+        while any(f"{h}:d{seq}" in seen_tab for h in new_keys):  # never overwrite a chunk (or an old shard)
+            seq += 1
+        out.updates["seen"].update({f"{h}:d{seq}": keys for h, keys in new_keys.items()})
+    # expire de-duplication hours once per hour of watermark
     last_prune = int(meta.get("pruned", 0)) if isinstance(meta, dict) else 0
     pruned = last_prune
     if hour_start(watermark) > last_prune:
         limit = watermark - SEEN_DAYS * DAY - HOUR
-        for k in list(seen_tab):
-            if int(k.split(":", 1)[0]) < limit:
+        for h in [h for h in mem.seen.chunks if h < limit]:
+            for k in mem.seen.chunks[h]:
                 out.updates["seen"][k] = None
         pruned = hour_start(watermark)
-    if new_max != max_event or pruned != last_prune:
-        out.updates["meta"]["wm"] = {"max": new_max, "pruned": pruned}
+    if new_max != max_event or pruned != last_prune or new_keys:
+        out.updates["meta"]["wm"] = {"max": new_max, "pruned": pruned, "n": seq}
     if not fresh and not old:
         return out
     everything = fresh + old
-    for name, mod, recs in (
-        ("surge", surge, fresh),
-        ("cluster", cluster, everything),
-        ("unconfirmed", unconfirmed, everything),
-        ("device", device, fresh),
-        ("gap", gap, fresh),
+    for name, recs in (
+        ("surge", fresh),
+        ("cluster", everything),
+        ("unconfirmed", everything),
+        ("device", fresh),
+        ("gap", fresh),
+        ("offender", everything),
     ):
-        s = mod.step(tables[name], recs, watermark, params)
+        mod = DETECTORS[name]
+        state = tables[name]
+        due = mem.schedule.due(name, watermark)
+        s = mod.step(state, recs, watermark, params, due=due)
         out.updates[name].update(s.updates)
         out.alerts.extend(s.alerts)
-    o = offender.step(tables["offender"], everything, watermark, params)
-    out.updates["offender"].update(o.updates)
-    out.alerts.extend(o.alerts)
-    out.redlist.extend(o.redlist)
+        if isinstance(s, offender.OffenderStep):
+            out.redlist.extend(s.redlist)
+        out.due[name] = due
+        out.wake[name] = _complete_wake(mod, state, due, s.updates, s.wake, params)
     return out
+
+
+def _complete_wake(
+    mod: ModuleType, state: Mapping[str, JSON], due: Collection[str], updates: Mapping[str, JSON],
+    wake: Mapping[str, int | None], params: EarlyParams,
+) -> dict[str, int | None]:
+    """``wake`` plus, for a due or written key the detector left out of it, ``wake_of`` of the value
+    it holds after the step: the schedule then always equals ``Schedule.rebuild`` of the tables (as
+    after a restart), whatever a detector returns."""
+    out = dict(wake)
+    for keys in (due, updates):
+        for k in keys:
+            if k in out:
+                continue
+            v = updates[k] if k in updates else state.get(k)
+            out[k] = None if v is None else mod.wake_of(k, v, params)
+    return out
+
+
+def changelog_bytes(key: str, value: JSON) -> int:
+    """The bytes of one table write as the agent's tables encode it (compact JSON key and value; a
+    delete is the key and no value)."""
+    return len(orjson.dumps(key)) + (0 if value is None else len(orjson.dumps(value)))
+
+
+def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSON]]:
+    """The writes that bring stored state to this version's layout (``meta["layout"] == {"v": 2}``),
+    empty when it is there already. Scans the tables: run once, at the first batch after recovery.
+
+    - ``{"shards": n}`` (the sharded layout): every shard of the ``V1_SHARDED`` tables is unfolded
+      into per-key entries and deleted; every value of every detector table goes through its
+      module's ``from_v1`` (when it has one; None drops the key).
+    - no layout but detector state (a version before the shards): the values go through ``from_v1``.
+    - nothing stored: the layout is recorded.
+    """
+    rec = tables["meta"].get("layout")
+    if isinstance(rec, dict) and rec.get("v") == LAYOUT:
+        return {}
+    writes: dict[str, dict[str, JSON]] = {t: {} for t in TABLES}
+    sharded = isinstance(rec, dict) and isinstance(rec.get("shards"), int)
+    for name, mod in DETECTORS.items():
+        convert = getattr(mod, "from_v1", None)
+        w = writes[name]
+        if sharded and name in V1_SHARDED:
+            entries: dict[str, JSON] = {}
+            for sid, shard in tables[name].items():
+                w[sid] = None
+                if isinstance(shard, dict):
+                    entries.update(shard)
+            for k, v in entries.items():
+                nv = convert(k, v) if convert is not None else v
+                if nv is not None:
+                    w[k] = nv  # (a key equal to a shard id overrides that shard's delete)
+        elif convert is not None:
+            for k, v in tables[name].items():
+                nv = convert(k, v)
+                if nv != v:
+                    w[k] = nv
+    writes["meta"]["layout"] = {"v": LAYOUT}
+    return {t: w for t, w in writes.items() if w}
 
 
 def apply_all(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
