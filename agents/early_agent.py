@@ -2,11 +2,16 @@
 
 It consumes the internal one-partition topic ``screened_topic`` (the screening agent publishes one
 message per batch), so every table here is consistent in one worker. State lives in Faust tables
-(changelog-backed, restored on restart). Per batch: run the pure engine step, publish its alerts
-and wait for the broker, insert red-list rows, then write each changed table key once, and only
-then ack. A crash before the table writes replays the batch and publishes the same alerts again
-(same ids: the alerts table collapses them); a crash after them finds the records in ``seen`` and
-publishes nothing twice.
+(changelog-backed, restored on restart), one table key per detector key, values compact JSON
+(Faust's json codec, orjson). Per batch: run the pure engine step, publish its alerts and wait for
+the broker, insert red-list rows, then write each changed table key once, take the step into the
+engine's memory (schedule and seen index), and only then ack. A crash before the table writes
+replays the batch and publishes the same alerts again (same ids: the alerts table collapses them);
+a crash after them finds the records in ``seen`` and publishes nothing twice. Any failure crashes
+the worker (``CrashingSupervisor``): the memory is built again from the restored tables.
+
+At its first batch the agent brings stored state of an earlier version to the per-key layout
+(``engine.upgrade``) and builds the engine's memory by one pass over the tables.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from typing import Any
 from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
-from agents.early.common import EarlyParams, utc
-from agents.early.engine import SHARDED, TABLES, ShardedView, fold_into_shards, step
+from agents.early.common import JSON, EarlyParams, utc
+from agents.early.engine import TABLES, EngineMemory, changelog_bytes, step, upgrade
 from agents.early.offender import RedListEntry
 from agents.faust_internals import aiokafka_producer
 from agents.metrics import Metrics
@@ -44,7 +49,6 @@ class EarlyWarningConfig:
     params: EarlyParams  # the detectors' parameters
     max_rows: int  # the batch size of the results stream; a batch of screened batches is 1/100 of it
     max_age_s: float
-    shards: int = 16  # the sharded tables' count for new state (stored state keeps its own)
 
 
 def redlist_row(e: RedListEntry, version: int) -> tuple[Any, ...]:
@@ -74,7 +78,6 @@ def register_early_warning(
     max_rows: int,
     max_age_s: float,
     metrics: Metrics,
-    shards: int = 16,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AgentT[Any]:
     tables = {
@@ -82,16 +85,19 @@ def register_early_warning(
             f"early-{name}",
             default=None,
             partitions=1,
-            key_type=str,  # JSON keys and values (Faust's serializer for these types)
+            key_type=str,  # JSON keys and values: Faust's json codec (orjson, compact)
             use_partitioner=True,  # one partition: no need for the current event's partition
         )
         for name in TABLES
     }
+    for name in TABLES:  # every series from the start: a rate() over a new series misses its first count
+        metrics.early_changelog_writes.labels(name)
+        metrics.early_changelog_bytes.labels(name)
 
     @app.agent(screened_topic, name="early_warning", supervisor_strategy=CrashingSupervisor)
     async def early_warning(stream: StreamT[bytes]) -> None:
         s = manual_ack(stream)
-        n = 0  # the tables' shard count, read at the first batch (after their recovery)
+        memory: EngineMemory | None = None  # built at the first batch (after the tables' recovery)
         async for events in event_batches(s, max(1, max_rows // 100), max_age_s):
             records: list[Screened] = []
             for e in events:
@@ -100,11 +106,14 @@ def register_early_warning(
                     records.extend(decode_batch(m.value or b""))
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
-            if not n:
+            if memory is None:
                 await _know_changelogs(app, tables.values())
-            n = n or _layout(tables["meta"], shards)
-            views = {name: ShardedView(t, n) if name in SHARDED else t for name, t in tables.items()}
-            out = step(views, records, params)
+                writes = upgrade(tables)
+                if writes:
+                    _log_upgrade(tables["meta"].get("layout"), writes)
+                    _write(tables, writes, metrics)
+                memory = EngineMemory.build(tables, params)
+            out = step(tables, records, params, memory)
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
             if out.redlist:
                 base = int(time.time() * 1_000_000)
@@ -115,21 +124,15 @@ def register_early_warning(
             # answered with an error for (e.g. a partition briefly without a leader under load), so
             # check the changelog topics again here: no await lies between this check and the writes.
             await _know_changelogs(app, tables.values())
-            for name, updates in out.updates.items():
-                table = tables[name]
-                if name in SHARDED:
-                    updates = fold_into_shards(table, updates, n)
-                for key, value in updates.items():
-                    if value is None:
-                        if key in table:
-                            del table[key]
-                    else:
-                        table[key] = value
+            _write(tables, out.updates, metrics)
+            memory.apply(out)  # (a failure above crashes the worker: the memory is never half applied)
             for e in events:
                 await s.ack(e)
             metrics.early_records.labels("fresh").inc(out.fresh)
             metrics.early_records.labels("duplicate").inc(out.duplicates)
             metrics.early_records.labels("late").inc(len(records) - out.fresh - out.duplicates)
+            for name, table in tables.items():
+                metrics.early_table_keys.labels(name).set(len(table))
             for a in out.alerts:
                 log.info("ALERT %s %s %s: %s", a.classification, a.kind, a.status, a.summary_en)
 
@@ -148,17 +151,31 @@ async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
         await producer.partitions_for(table.changelog_topic.get_topic_name())
 
 
-def _layout(meta: Any, configured: int) -> int:
-    """The shard count of the stored state: the one recorded with it, else ``configured`` (recorded
-    now). State written with one count is read with that count, whatever the setting says later."""
-    rec = meta.get("layout")
-    if isinstance(rec, dict) and isinstance(rec.get("shards"), int):
-        if rec["shards"] != configured:
-            log.warning("early-warning tables keep %d shards (FOODRISK_EW_TABLE_SHARDS=%d applies to new state "
-                        "only)", rec["shards"], configured)
-        return int(rec["shards"])
-    meta["layout"] = {"shards": configured}
-    return configured
+def _write(tables: Mapping[str, Any], updates: Mapping[str, Mapping[str, JSON]], metrics: Metrics) -> None:
+    """Write each key of ``updates`` (table -> key -> value, None = delete) once; count the
+    changelog records and their bytes."""
+    for name, ups in updates.items():
+        table = tables[name]
+        n = size = 0
+        for key, value in ups.items():
+            if value is None:
+                if key not in table:
+                    continue
+                del table[key]
+            else:
+                table[key] = value
+            n += 1
+            size += changelog_bytes(key, value)
+        if n:
+            metrics.early_changelog_writes.labels(name).inc(n)
+            metrics.early_changelog_bytes.labels(name).inc(size)
+
+
+def _log_upgrade(layout: Any, writes: Mapping[str, Mapping[str, JSON]]) -> None:
+    was = f"{layout['shards']} shards" if isinstance(layout, dict) and "shards" in layout else "no layout recorded"
+    n = sum(len(w) for name, w in writes.items() if name != "meta")
+    if n:
+        log.warning("early-warning tables: stored state (%s) brought to one key per detector key: %d writes", was, n)
 
 
 def screened_topic_of(app: AppT, name: str) -> TopicT:
@@ -181,6 +198,5 @@ def install_early_warning(
         max_rows=config.max_rows,
         max_age_s=config.max_age_s,
         metrics=metrics,
-        shards=config.shards,
     )
     return topic

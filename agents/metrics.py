@@ -101,6 +101,10 @@ class Metrics(NamedTuple):
     reference_edition_info: Gauge  # foodrisk_reference_edition_info{edition}
     reference_reloads: Counter  # foodrisk_reference_reloads_total
     reference_reload_failures: Counter  # foodrisk_reference_reload_failures_total
+    # -- early-warning tables (issue 21) -------------------------------------------------------
+    early_changelog_writes: Counter  # foodrisk_early_changelog_writes_total{table}
+    early_changelog_bytes: Counter  # foodrisk_early_changelog_bytes_total{table}
+    early_table_keys: Gauge  # foodrisk_early_table_keys{table}
 
 
 def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
@@ -275,6 +279,24 @@ def create(registry: CollectorRegistry, prefix: str = PREFIX) -> Metrics:
         reference_reload_failures=Counter(
             f"{p}_reference_reload_failures",
             "New reference editions refused (unreadable or invalid): the edition in force stays",
+            registry=registry,
+        ),
+        early_changelog_writes=Counter(
+            f"{p}_early_changelog_writes",
+            "Early-warning table writes (each one changelog record: a changed key, or a delete)",
+            ["table"],
+            registry=registry,
+        ),
+        early_changelog_bytes=Counter(
+            f"{p}_early_changelog_bytes",
+            "Bytes of the early-warning table writes: encoded key plus encoded value (none for a delete)",
+            ["table"],
+            registry=registry,
+        ),
+        early_table_keys=Gauge(
+            f"{p}_early_table_keys",
+            "Keys held by each early-warning table after the last step",
+            ["table"],
             registry=registry,
         ),
     )

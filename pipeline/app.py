@@ -147,6 +147,9 @@ def early_warning_config(settings: Settings, reference: Reference) -> EarlyWarni
     """The early-warning agent's config from the ``ew_*`` settings; the enzyme-prone foods (quick
     tests prone to false positives) come from the reference."""
     prone = frozenset(f.code for f in reference.foods if f.enzyme_false_positive)
+    if settings.ew_table_shards is not None:
+        log.warning("FOODRISK_EW_TABLE_SHARDS is deprecated and ignored: the early-warning tables hold one key per "
+                    "detector key")
     params = EarlyParams(
         grace_s=int(settings.ew_grace_s),
         surge_window_h=settings.ew_surge_window_h,
@@ -176,7 +179,6 @@ def early_warning_config(settings: Settings, reference: Reference) -> EarlyWarni
         params=params,
         max_rows=settings.sink_max_rows,
         max_age_s=settings.ew_batch_max_age_s,
-        shards=settings.ew_table_shards,
     )
 
 

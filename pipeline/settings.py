@@ -265,9 +265,10 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60,
         description="the early-warning agent gathers screened batches this long (its table writes are per batch)",
     )
-    ew_table_shards: int = Field(
-        16, ge=1, le=4096,
-        description="shards of each detector table: at most this many changelog writes per table per batch",
+    ew_table_shards: int | None = Field(
+        None, ge=1, le=4096,
+        description="deprecated, ignored (issue 21): the early-warning tables hold one key per detector key; "
+        "state stored in shards is unfolded at the first batch",
     )
 
     # -- deployment and scale-out (deploy/, README "Running in production") ----------------------
