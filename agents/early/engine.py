@@ -257,25 +257,34 @@ def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSO
       module's ``from_v1`` (when it has one; None drops the key).
     - no layout but detector state (a version before the shards): the values go through ``from_v1``.
     - nothing stored: the layout is recorded.
+
+    The layout is recorded with the same writes; an upgrade cut short by a crash runs again at the
+    next start: the shards still stored are unfolded again from their old values; a table that was
+    never sharded (gap, or every table of a version before the shards) goes through ``from_v1``
+    again, which therefore must take a value already in the new form back unchanged.
     """
     rec = tables["meta"].get("layout")
     if isinstance(rec, dict) and rec.get("v") == LAYOUT:
         return {}
     writes: dict[str, dict[str, JSON]] = {t: {} for t in TABLES}
-    sharded = isinstance(rec, dict) and isinstance(rec.get("shards"), int)
+    shards = int(rec["shards"]) if isinstance(rec, dict) and isinstance(rec.get("shards"), int) else 0
     for name, mod in DETECTORS.items():
         convert = getattr(mod, "from_v1", None)
         w = writes[name]
-        if sharded and name in V1_SHARDED:
-            entries: dict[str, JSON] = {}
-            for sid, shard in tables[name].items():
-                w[sid] = None
+        if shards and name in V1_SHARDED:
+            # the shard ids only (keys already unfolded by an upgrade cut short stay as they are);
+            # entries first, then the shard deletes: the changelog keeps that order, so a shard is
+            # gone only once its entries are written
+            held = [(sid, tables[name].get(sid)) for sid in map(str, range(shards))]
+            for _, shard in held:
                 if isinstance(shard, dict):
-                    entries.update(shard)
-            for k, v in entries.items():
-                nv = convert(k, v) if convert is not None else v
-                if nv is not None:
-                    w[k] = nv  # (a key equal to a shard id overrides that shard's delete)
+                    for k, v in shard.items():
+                        nv = convert(k, v) if convert is not None else v
+                        if nv is not None:
+                            w[k] = nv
+            for sid, shard in held:
+                if shard is not None and sid not in w:  # (a detector key equal to a shard id keeps its entry)
+                    w[sid] = None
         elif convert is not None:
             for k, v in tables[name].items():
                 nv = convert(k, v)
