@@ -65,8 +65,10 @@ def run(records_path: Path, step_n: int) -> dict[str, Any]:
     """One tree: the records through the engine; figures as a dict (printed as JSON)."""
     import orjson
 
-    from agents.early import engine
+    from agents.early import engine as this_engine
     from agents.early.common import EarlyParams
+
+    engine: Any = this_engine  # this tree's engine, or an older one (another API)
 
     records = pickle.loads(records_path.read_bytes())  # noqa: S301 (our own file, written just before)
     params = EarlyParams()
