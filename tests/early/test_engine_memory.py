@@ -224,3 +224,18 @@ def test_schedule_rebuild_uses_each_detectors_wake_of() -> None:
     for name, mod in engine.DETECTORS.items():
         want = {k: t for k, v in tables[name].items() if (t := mod.wake_of(k, v, P)) is not None}
         assert s.scheduled(name) == want
+
+
+def test_a_step_never_changes_the_stored_state_in_place() -> None:
+    """The detectors return new values; what the tables hold stays as it was until written (moved
+    here from the shard layout's tests)."""
+    import copy
+
+    tables = empty_tables()
+    mem = EngineMemory.build(tables, P)
+    for b in [*_traffic(days=3, per_day=400, seed=7), [rec("tick", T0 + 80 * HOUR)]]:
+        before = copy.deepcopy(tables)
+        out = step(tables, b, P, mem)
+        assert tables == before
+        apply_all(tables, out.updates)
+        mem.apply(out)
