@@ -132,8 +132,17 @@ def run(records_path: Path, step_n: int) -> dict[str, Any]:
         "keys": {n: len(t) for n, t in tables.items()},
         "state_bytes": sum(size(k, v) for t in tables.values() for k, v in t.items()),
         "memory_build_s": rebuild_s if new else None,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "writes_by_table": nwrites,
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent at exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _run_tree(tree: Path, records_path: Path, step_n: int) -> dict[str, Any]:
@@ -170,7 +179,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     by_table = [f"  {n}: " + ", ".join(f"{t} {b / max(1, results[n]['fresh']):,.0f}"
                                        for t, b in sorted(results[n]["bytes_by_table"].items()))
                 for n in names]
-    return "\n".join([*lines, "", "changelog bytes per result by table:", *by_table])
+    writes = [f"  {n}: " + ", ".join(f"{t} {b / max(1, results[n]['fresh']):.3f}"
+                                     for t, b in sorted(results[n]["writes_by_table"].items()))
+              for n in names]
+    return "\n".join([*lines, "", "changelog bytes per result by table:", *by_table,
+                      "changelog writes per result by table:", *writes])
 
 
 def main(argv: list[str] | None = None) -> int:
