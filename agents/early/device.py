@@ -268,9 +268,9 @@ class _Site:
         for dev, e0 in list(self.d.items()):
             if not e0[OPEN]:
                 continue
-            e = self._dev(dev)
             keep: list[list[Any]] = []
-            for o in e[OPEN]:
+            changed = False
+            for o in e0[OPEN]:
                 di = int(o[O_DAY])
                 closed = self.wm >= day_start(di + 1)
                 i = di - self.b
@@ -278,7 +278,9 @@ class _Site:
                 n, k, emitted = int(o[O_N]), int(o[O_K]), int(o[O_FP])
                 n_p, k_p = n_all - n, k_all - k  # the peers: everyone else at the site that day
                 if emitted < 0 and (k < p.drift_min_positives or n_p < MIN_PEER_TESTS):
-                    if not closed:
+                    if closed:
+                        changed = True  # judged: nothing to say
+                    else:
                         keep.append(o)
                     continue
                 p0 = (k_p + p.baseline_quick * p.drift_prior_n) / (n_p + p.drift_prior_n)
@@ -291,10 +293,14 @@ class _Site:
                 if closed:
                     if emitted >= 0:
                         out.alerts.append(resolve(cond, day_start(di + 1)))
+                    changed = True
                     continue
-                o[O_FP] = emitted
+                if emitted != o[O_FP]:
+                    o = [*o[:O_FP], emitted, *o[O_FP + 1:]]
+                    changed = True
                 keep.append(o)
-            e[OPEN] = keep
+            if changed:
+                self._dev(dev)[OPEN] = keep
 
     def _drift_condition(self, dev: str, di: int, n: int, k: int, n_p: int, k_p: int, p0: float, p: float,
                          ids: list[str]) -> Condition:
@@ -345,7 +351,10 @@ class _Site:
                 floor = min(floor, int(e[LAST]) // HOUR + 1)
                 candidate = int(e[LAST]) + min_h_s
                 if candidate > self.wm:
-                    wakes.append(candidate)
+                    # looked at in the first step of its hour, and in the next hour if that step
+                    # came before it (checked once an hour of watermark, as sites always were)
+                    hour = candidate // HOUR * HOUR
+                    wakes.append(hour + HOUR if self.wm >= hour else hour)
             wakes.extend(day_start(int(o[O_DAY]) + 1) for o in e[OPEN])
         if first_data is not None:
             # the oldest day with data leaves the history when the watermark reaches this
