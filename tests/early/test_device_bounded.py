@@ -14,6 +14,7 @@ import pytest
 
 from agents.early import device
 from agents.early.common import DAY, HOUR, EarlyParams, Step, apply
+from agents.early.lifecycle import MAX_EVIDENCE
 from agents.screened import Screened
 from schemas.alert import Alert
 from tests.early import _device_v1 as v1
@@ -96,7 +97,7 @@ def _run(batches: list[list[Screened]]) -> tuple[list[Alert], list[Alert], dict[
         for k, v in s.updates.items():
             if v is not None:
                 ids = [i for e in v["d"].values() for o in e[device.OPEN] for i in o[4:]]
-                assert all(len(o) - 4 <= device.MAX_EVIDENCE for e in v["d"].values() for o in e[device.OPEN])
+                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in e[device.OPEN])
                 # without the positive ids a drift alert's evidence needs
                 size = len(orjson.dumps(k)) + len(orjson.dumps(v)) - len(orjson.dumps(ids))
                 biggest = max(biggest, size)
