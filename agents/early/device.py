@@ -24,11 +24,13 @@ not yet judged]]}, "z": wake}``. The site's hours are kept only from the first h
 could still be found silent needs (the hour after its last result), at most the history; a device's
 day is judged at most once: a day with results but no open entry is one already judged.
 
-A site is visited when its records arrive, or at its wake (``wake_of``): the time a device becomes
-a silence candidate (last result + ``silent_min_h``; from then on its peers' results visit the site
-anyway), the close of a day with a drift still to judge, and the day its oldest history day leaves
-the window (a device with no results left and no open alert is deleted, the site with its last
-device).
+A site is visited when its records arrive, or at its wake (``wake_of``): the hour a device becomes
+a silence candidate (last result + ``silent_min_h``) when its peers' results since already make its
+silence unlikely (otherwise the peers' next results visit the site), the close of a day with a drift
+alert to resolve, and the day its oldest history day leaves the window (a device with no results
+left and no open alert is deleted, the site with its last device). A day with no drift alert is
+judged at the site's first visit after it closed (before issue 21 every site was visited every hour
+of watermark): a result for it arriving by then still counts in its judgement, a later one does not.
 """
 
 from __future__ import annotations
@@ -234,12 +236,15 @@ class _Site:
                 continue
             m = self._peers_after(int(e[LAST]) // HOUR + 1)
             share = total[dev] / site_total if site_total else 0.0
-            if m >= self.p.silent_min_peer_results and (1.0 - share) ** m <= self.p.silent_alpha:
+            if self._silent(m, share):
                 cond = self._silent_condition(dev, int(e[LAST]), m, share)
                 _, alert = fire(None, cond)
                 if alert is not None:
                     out.alerts.append(alert)
                 self._dev(dev)[SILENT] = int(e[LAST])
+
+    def _silent(self, m: int, share: float) -> bool:
+        return m >= self.p.silent_min_peer_results and (1.0 - share) ** m <= self.p.silent_alpha
 
     def _silent_condition(self, dev: str, last: int, m: int, share: float) -> Condition:
         district, site_type = self.w
@@ -342,20 +347,26 @@ class _Site:
         min_h_s = math.ceil(p.silent_min_h * HOUR)
         floor = (self.wm - HOUR) // HOUR  # the hours a device that reports from now on could need
         first_data: int | None = None
-        for e in self.d.values():
+        total = {dev: sum(e[DAYS]) for dev, e in self.d.items()}
+        site_total = sum(total.values())
+        for dev, e in self.d.items():
             days = e[DAYS]
             i0 = next((i for i, c in enumerate(days) if c), None)
             if i0 is not None and (first_data is None or i0 < first_data):
                 first_data = i0
-            if not e[SILENT] and sum(days) >= MIN_HISTORY:
-                floor = min(floor, int(e[LAST]) // HOUR + 1)
+            if not e[SILENT] and total[dev] >= MIN_HISTORY:
+                after = int(e[LAST]) // HOUR + 1
+                floor = min(floor, after)
                 candidate = int(e[LAST]) + min_h_s
-                if candidate > self.wm:
-                    # looked at in the first step of its hour, and in the next hour if that step
-                    # came before it (checked once an hour of watermark, as sites always were)
+                if candidate > self.wm and self._silent(self._peers_after(after), total[dev] / site_total):
+                    # its peers already sent enough: looked at in the first step of the hour it
+                    # becomes a candidate in, and in the next hour if that step came before it
+                    # (checked once an hour of watermark, as sites always were); otherwise the
+                    # peers' next results visit the site
                     hour = candidate // HOUR * HOUR
                     wakes.append(hour + HOUR if self.wm >= hour else hour)
-            wakes.extend(day_start(int(o[O_DAY]) + 1) for o in e[OPEN])
+            # a day with a drift alert to resolve closes (other days are dropped at the next visit)
+            wakes.extend(day_start(int(o[O_DAY]) + 1) for o in e[OPEN] if int(o[O_FP]) >= 0)
         if first_data is not None:
             # the oldest day with data leaves the history when the watermark reaches this
             wakes.append(day_start(self.b + first_data + p.silent_history_days + 1))

@@ -19,8 +19,16 @@ A key is visited when records touch it or when its window changes without record
 at the first step boundary after its newest hour bucket's hour (the hour closes: the CUSUM takes it
 in and the binomial window gains it), or when its oldest bucket leaves the window. Nothing else
 changes either test (an empty hour adds nothing; an open alert can only resolve when the window
-changes). A key whose buckets have all left the window is deleted with its CUSUM (the CUSUM restarts
-from 0 after a whole window without results).
+changes). A key with no alert and fewer than ``surge_min_positives`` positives held cannot fire
+before records touch it again: it is visited only when its newest bucket leaves the window. A key
+whose buckets have all left the window is deleted with its CUSUM (the CUSUM restarts from 0 after a
+whole window without results).
+
+The CUSUM takes an hour in at the key's first evaluation after the hour closed, with the results
+seen by then; a result later than that stays out of it (it counts in the binomial windows). Before
+issue 21 every key was evaluated at every step boundary, so a result for an hour that closed with
+no results of its key, arriving after the next step, stayed out of the CUSUM too; now it counts if
+the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows both cases).
 
 State per key ``district|commodity|method`` (compact, issue 21): ``{"h": {hour index: [results,
 non-compliant, positive id...]}, "e": last boundary evaluated, "s": CUSUM (left out at 0), "a":
@@ -107,7 +115,7 @@ def step(
     for k, st in touched.items():
         new = _evaluate(k, st, boundary, window_s, threshold, params, out)
         out.updates[k] = new
-        out.wake[k] = None if new is None else _wake(new, step_s, window_s)
+        out.wake[k] = None if new is None else _wake(new, step_s, window_s, params.surge_min_positives)
     return out
 
 
@@ -181,10 +189,15 @@ def _ids(buckets: list[list[Any]]) -> list[str]:
     return sorted(i for b in buckets for i in b[2:])
 
 
-def _wake(value: Mapping[str, Any], step_s: int, window_s: int) -> int | None:
-    hours = [int(h) * HOUR for h in value["h"]]
+def _wake(value: Mapping[str, Any], step_s: int, window_s: int, min_positives: int) -> int | None:
+    buckets: Mapping[str, list[Any]] = value["h"]
+    hours = [int(h) * HOUR for h in buckets]
     if not hours:
         return None
+    if "a" not in value and sum(b[1] for b in buckets.values()) < min_positives:
+        # no window can fire before new records (each needs min_positives): only the deletion, when
+        # the newest bucket leaves the window; the CUSUM takes the hours in at the next evaluation
+        return (max(hours) + window_s) // step_s * step_s + step_s
     ev = int(value.get("e", 0))
     # the oldest bucket leaves the window at the first boundary after its hour + window
     oldest = min(hours) + window_s
@@ -199,7 +212,7 @@ def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
     """The boundary at which a stored key's window next changes without records (None: never)."""
     if not isinstance(value, dict):
         return None
-    return _wake(value, params.surge_step_h * HOUR, params.surge_window_h * HOUR)
+    return _wake(value, params.surge_step_h * HOUR, params.surge_window_h * HOUR, params.surge_min_positives)
 
 
 def from_v1(key: str, old: JSON) -> JSON | None:

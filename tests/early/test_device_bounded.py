@@ -118,16 +118,23 @@ def test_wake_driven_visits_raise_the_alerts_of_the_previous_detector(seed: int)
     assert biggest < 500  # at most 4 devices a site here, 8 days of history
 
 
-def test_the_wake_is_when_a_device_becomes_a_silence_candidate_and_when_the_day_closes() -> None:
-    history = [rec(f"{d}-{i}", T0 + i * 360, device_id=d) for d in ("d1", "d2", "d3") for i in range(40)]
+def test_the_wake_is_when_a_device_becomes_a_silence_candidate_its_peers_already_outnumber() -> None:
+    history = [rec(f"{d}-{i}", T0 + i * 360 + j, device_id=d) for j, d in enumerate(("d1", "d2", "d3"))
+               for i in range(40)]
     s = device.step({}, history, T0 + 4 * HOUR, P)
     (value,) = s.updates.values()
-    last = max(r.sampled_at for r in history)
-    # looked at in the first step of the hour it becomes a candidate (last + 2 h) in
-    assert s.wake["m-01"] == value["z"] == (last + 2 * HOUR) // HOUR * HOUR
-    day_end = device.day_start(device.day_index(T0) + 1)
-    late = device.step(NoScan(apply({}, s.updates)), [], last + 2 * HOUR, P, due=["m-01"])
-    assert late.alerts == [] and late.wake["m-01"] == day_end  # nobody reported since: no silence yet
+    # nobody sent anything after d1's last result: no silence to look for; the next visit without
+    # records is when the first day leaves the history
+    assert s.wake["m-01"] == value["z"] == device.day_start(device.day_index(T0) + P.silent_history_days + 1)
+    state = apply({}, s.updates)
+    last = T0 + 39 * 360  # d1's
+    peers = [rec(f"p{i}", T0 + 4 * HOUR + i * 55, device_id=("d2", "d3")[i % 2]) for i in range(60)]
+    s = device.step(NoScan(state), peers, T0 + 5 * HOUR, P, due=[])
+    assert s.alerts == []  # d1 is not 2 h silent yet, but its peers already outnumber it: looked at in
+    assert s.wake["m-01"] == (last + 2 * HOUR) // HOUR * HOUR + HOUR  # the next hour of watermark
+    state = apply(state, s.updates)
+    s = device.step(NoScan(state), [], T0 + 6 * HOUR, P, due=["m-01"])
+    assert [(a.kind, a.device_id) for a in s.alerts] == [("device_silent", "d1")]
     gone = device.step(NoScan({}), [], T0, P, due=["m-02"])
     assert gone.wake == {"m-02": None} and gone.updates == {}
 
