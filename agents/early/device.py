@@ -123,10 +123,11 @@ class _Site:
             self.j: list[int] = cur["j"]
             self.d: dict[str, list[Any]] = dict(cur["d"])
         else:
-            self.w, self.b, self.h, self.j, self.d = ["", ""], _first_day(watermark, params), [], [], {}
+            self.w, self.b, self.h, self.j, self.d = ["", ""], day_index(watermark), [], [], {}
         self.owned: set[str] = set()
         self.h_owned = self.j_owned = False
         self.fresh_days: set[tuple[str, int]] = set()  # (device, day) first seen in this visit
+        self.total: dict[str, int] = {}  # device -> its results in the history (``silence``)
 
     def _dev(self, dev: str) -> list[Any]:
         if dev in self.owned:
@@ -154,12 +155,16 @@ class _Site:
     def add(self, records: Sequence[Screened]) -> dict[str, int]:
         """Count ``records``; the devices with an open silent alert that reported again (-> when)."""
         oldest = _first_day(self.wm, self.p)
-        self._rebase(max(self.b, oldest))
+        if self.b < oldest:
+            self._rebase(oldest)
         returned: dict[str, int] = {}
         first_hour = (self.wm - self.p.silent_history_days * DAY) // HOUR
+        closed_before = day_index(self.wm)  # days before this one are closed
         for r in records:
-            self.w = [r.district, r.site_type]
-            e = self._dev(r.device_id)
+            w = self.w
+            if w[0] != r.district or w[1] != r.site_type:
+                self.w = [r.district, r.site_type]
+            e = self.d[r.device_id] if r.device_id in self.owned else self._dev(r.device_id)
             t = int(r.sampled_at)
             if t > e[LAST]:
                 if e[SILENT]:
@@ -190,9 +195,13 @@ class _Site:
             self.j[2 * i] += 1
             if r.non_compliant:
                 self.j[2 * i + 1] += 1
-            entry = next((o for o in e[OPEN] if o[O_DAY] == di), None)
+            entry = None
+            for o in e[OPEN]:
+                if o[O_DAY] == di:
+                    entry = o
+                    break
             if entry is None:
-                if (r.device_id, di) not in self.fresh_days and self.wm >= day_start(di + 1):
+                if di < closed_before and (r.device_id, di) not in self.fresh_days:
                     continue  # a day already judged and closed: counted, never judged again
                 entry = [di, 0, 0, -1]
                 e[OPEN].append(entry)
@@ -225,7 +234,7 @@ class _Site:
         return sum(h[max(1, after - h[0] + 1):])
 
     def silence(self, returned: dict[str, int], out: Step) -> None:
-        total = {dev: sum(e[DAYS]) for dev, e in self.d.items()}
+        total = self.total = {dev: sum(e[DAYS]) for dev, e in self.d.items()}
         site_total = sum(total.values())
         for dev, e in list(self.d.items()):
             if e[SILENT] and dev in returned:
@@ -338,8 +347,9 @@ class _Site:
     def finish(self) -> dict[str, Any] | None:
         """The value to store (None: nothing left), with its wake; drops what left the history."""
         p = self.p
+        total = self.total
         for dev, e in list(self.d.items()):
-            if not any(e[DAYS]) and not e[SILENT] and not e[OPEN]:
+            if not total[dev] and not e[SILENT] and not e[OPEN]:
                 del self.d[dev]
         if not self.d:
             return None
@@ -347,13 +357,15 @@ class _Site:
         min_h_s = math.ceil(p.silent_min_h * HOUR)
         floor = (self.wm - HOUR) // HOUR  # the hours a device that reports from now on could need
         first_data: int | None = None
-        total = {dev: sum(e[DAYS]) for dev, e in self.d.items()}
         site_total = sum(total.values())
         for dev, e in self.d.items():
             days = e[DAYS]
-            i0 = next((i for i, c in enumerate(days) if c), None)
-            if i0 is not None and (first_data is None or i0 < first_data):
-                first_data = i0
+            if total[dev] and (first_data is None or first_data > 0):
+                i0 = 0
+                while not days[i0]:
+                    i0 += 1
+                if first_data is None or i0 < first_data:
+                    first_data = i0
             if not e[SILENT] and total[dev] >= MIN_HISTORY:
                 after = int(e[LAST]) // HOUR + 1
                 floor = min(floor, after)
