@@ -168,3 +168,21 @@ def test_from_v1_upgrades_a_site_and_the_alerts_go_on_as_before() -> None:
     assert [(a.alert_id, a.status) for a in closed.alerts if a.kind == "device_drift"] == [
         (old_drift.alert_id, "resolved")]
     assert device.from_v1("m-9", None) is None and device.from_v1("m-9", {"w": ["", ""]}) is None
+
+
+def test_from_v1_keeps_an_open_silent_alert_and_drops_judged_days() -> None:
+    day = device.day_start(device.day_index(T0))
+    old = {"w": ["Tianhe", "farmers_market"], "ev": T0 + 30 * HOUR, "d": {
+        "d1": {"last": T0, "hrs": {str(T0 - HOUR): 30}, "days": {str(day): [30, 4, ["a", "b", "c", "d"]]},
+               "s": {"id": "x", "fp": "silent", "start": T0}, "dr": {str(day): {"closed": 1}}},
+        "d2": {"last": T0 + 29 * HOUR, "hrs": {str(T0 + 29 * HOUR): 5}, "days": {}, "s": None, "dr": {}},
+    }}
+    new = device.from_v1("m-01", old)
+    assert new is not None
+    di = device.day_index(T0)
+    assert new["b"] == di and new["j"] == [30, 4]
+    assert new["d"]["d1"] == [T0, T0, [30], []]  # silent since T0; its day judged and closed
+    assert new["d"]["d2"][device.DAYS] == [0, 5]
+    back = rec("d1-back", T0 + 31 * HOUR, device_id="d1")
+    s = device.step(NoScan({"m-01": new}), [back], T0 + 31 * HOUR, P, due=["m-01"])
+    assert [(a.kind, a.status, a.starts_at.timestamp()) for a in s.alerts] == [("device_silent", "resolved", T0)]
