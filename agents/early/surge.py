@@ -5,14 +5,35 @@ Two tests per key, evaluated on the window that ends at the last step boundary t
 (and again when late results for that window arrive):
 
 * exact binomial test of the window's positives against the baseline, Bonferroni-corrected over the
-  keys held (``surge_alpha / keys``), with a minimum sample size and a minimum number of positives;
+  keys held (``surge_alpha / keys``, keys = the keys stored plus the keys this batch creates, taken
+  when a key is evaluated: a change in the number of keys alone does not re-evaluate a key), with a
+  minimum sample size and a minimum number of positives;
 * a binomial CUSUM over closed hours, tuned to a ``cusum_shift``-fold rate, for small sustained shifts.
 
 One alert per episode (id: key + first window start); it is updated when the window's positives
-change, and resolved when neither test holds (binomial p > 0.05 uncorrected, CUSUM under h/2).
+cross the next step (every positive up to 9, then the ladder 10, 20, 50, 100, ...:
+``lifecycle.ladder``), and resolved when neither test holds (binomial p > 0.05 uncorrected, CUSUM
+under h/2).
 
-State per key ``district|commodity|method``: ``{"h": {hour: [n, k, [positive ids]]}, "S": cusum,
-"cu": last hour the CUSUM took in, "ev": last boundary evaluated, "a": alert record}``.
+A key is visited when records touch it or when its window changes without records (``wake_of``):
+at the first step boundary after its newest hour bucket's hour (the hour closes: the CUSUM takes it
+in and the binomial window gains it), or when its oldest bucket leaves the window. Nothing else
+changes either test (an empty hour adds nothing; an open alert can only resolve when the window
+changes). A key with no alert and fewer than ``surge_min_positives`` positives held cannot fire
+before records touch it again: it is visited only when its newest bucket leaves the window. A key
+whose buckets have all left the window is deleted with its CUSUM (the CUSUM restarts from 0 after a
+whole window without results).
+
+The CUSUM takes an hour in at the key's first evaluation after the hour closed, with the results
+seen by then; a result later than that stays out of it (it counts in the binomial windows). Before
+issue 21 every key was evaluated at every step boundary, so a result for an hour that closed with
+no results of its key, arriving after the next step, stayed out of the CUSUM too; now it counts if
+the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows both cases).
+
+State per key ``district|commodity|method`` (compact, issue 21): ``{"h": {hour index: [results,
+non-compliant, positive id...]}, "e": last boundary evaluated, "s": CUSUM (left out at 0), "a":
+[episode start, positives step emitted] (left out when no alert)}``; an hour index is epoch seconds
+// 3600; at most ``MAX_IDS_PER_HOUR`` ids per hour.
 """
 
 from __future__ import annotations
@@ -21,13 +42,14 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, hour_start, iso
-from agents.early.lifecycle import KIND_SURGE, Condition, fire, resolve
+from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, due_by_scan, hour_start, iso
+from agents.early.lifecycle import KIND_SURGE, Condition, ladder
 from agents.screened import Screened
 from schemas.alert import Classification, Risk
 
 RESOLVE_P = 0.05
 MAX_IDS_PER_HOUR = 50
+QUICK_METHODS = ("enzyme_inhibition", "colloidal_gold", "xrf")
 
 
 def key_of(r: Screened) -> str:
@@ -38,6 +60,11 @@ def counts(r: Screened) -> bool:
     return r.judged
 
 
+def material(k: int) -> int:
+    """The positives step an alert was emitted at: every positive up to 9, then the ladder."""
+    return k if k < 10 else ladder(k)
+
+
 def step(
     state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
     due: Collection[str] | None = None,
@@ -46,50 +73,59 @@ def step(
     step_s = params.surge_step_h * HOUR
     window_s = params.surge_window_h * HOUR
     boundary = (watermark // step_s) * step_s
+    lo_hour = (boundary - window_s) // HOUR
     touched: dict[str, dict[str, Any]] = {}
-    quick_of: dict[str, bool] = {}
+    fresh_buckets: set[tuple[str, str]] = set()  # buckets this step already copied
     for r in records:
-        if not counts(r):
+        if not r.judged:
             continue
-        k = key_of(r)
-        hour = hour_start(r.sampled_at)
-        if hour < boundary - window_s:
+        hi = hour_start(r.sampled_at) // HOUR
+        if hi < lo_hour:
             continue  # older than every window still open or re-evaluated
+        k = key_of(r)
         st = touched.get(k)
         if st is None:
-            st = touched[k] = _copy(state.get(k))
-        quick_of[k] = r.quick
-        bucket = st["h"].setdefault(str(hour), [0, 0, []])
-        bucket[0] += 1
+            st = touched[k] = _own(state.get(k))
+        hk = str(hi)
+        buckets = st["h"]
+        b = buckets.get(hk)
+        if (k, hk) not in fresh_buckets:
+            b = buckets[hk] = [0, 0] if b is None else list(b)  # copy on write: the stored one stays
+            fresh_buckets.add((k, hk))
+        b[0] += 1
         if r.non_compliant:
-            bucket[1] += 1
-            if len(bucket[2]) < MAX_IDS_PER_HOUR:
-                bucket[2].append(r.result_id)
-    n_keys = max(1, len(set(state) | set(touched)))
+            b[1] += 1
+            if len(b) - 2 < MAX_IDS_PER_HOUR:
+                b.append(r.result_id)
+    n_keys = max(1, len(state) + sum(1 for k in touched if k not in state))
     threshold = params.surge_alpha / n_keys
-    for k in set(state) | set(touched):
+    if due is None:
+        due = due_by_scan(state, watermark, params, wake_of)
+    for k in due:
         if k in touched:
-            st = touched[k]
-        else:
-            cur = state[k]
-            if not isinstance(cur, dict) or cur.get("ev", 0) >= boundary:
-                continue
-            st = _copy(cur)
+            continue
+        cur = state.get(k)
+        if not isinstance(cur, dict):
+            out.wake[k] = None
+            continue
+        if int(cur.get("e", 0)) >= boundary:
+            out.wake[k] = wake_of(k, cur, params)  # already evaluated at this boundary
+            continue
+        touched[k] = _own(cur)
+    for k, st in touched.items():
         new = _evaluate(k, st, boundary, window_s, threshold, params, out)
         out.updates[k] = new
+        out.wake[k] = None if new is None else _wake(new, step_s, window_s, params.surge_min_positives)
     return out
 
 
-def _copy(v: JSON) -> dict[str, Any]:
+def _own(v: JSON) -> dict[str, Any]:
+    """A new dict for a key's state; its hour buckets are shared with ``v`` until one changes."""
     if not isinstance(v, dict):
-        return {"h": {}, "S": 0.0, "cu": None, "ev": 0, "a": None}
-    return {
-        "h": {h: [b[0], b[1], list(b[2])] for h, b in v["h"].items()},
-        "S": v["S"],
-        "cu": v["cu"],
-        "ev": v["ev"],
-        "a": v["a"],
-    }
+        return {"h": {}, "e": 0}
+    out = dict(v)
+    out["h"] = dict(v["h"])
+    return out
 
 
 def _evaluate(
@@ -97,49 +133,109 @@ def _evaluate(
 ) -> dict[str, Any] | None:
     district, commodity, method = key.split("|", 2)
     buckets: dict[str, list[Any]] = st["h"]
-    quick = method in ("enzyme_inhibition", "colloidal_gold", "xrf")
+    quick = method in QUICK_METHODS
     p0 = params.baseline(method, quick, commodity)
-    # CUSUM over hours closed since the last time (missing hours carry no results).
-    p1 = min(0.5, p0 * params.cusum_shift)
-    up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
-    first = boundary - window_s if st["cu"] is None else max(int(st["cu"]) + HOUR, boundary - window_s)
-    s = float(st["S"])
-    for h in range(first, boundary, HOUR):
-        b = buckets.get(str(h))
-        if b:
-            s = max(0.0, s + b[1] * up + (b[0] - b[1]) * down)
-    st["S"], st["cu"] = s, boundary - HOUR
-    # Binomial test on the window [boundary - window, boundary).
     lo = boundary - window_s
+    ev = int(st.get("e", 0))
+    # CUSUM over hours closed since the last evaluation (missing hours carry no results).
+    s = float(st.get("s", 0.0))
+    first = max(ev, lo)  # the last evaluation took in the hours before its boundary ``ev``
+    if first < boundary:
+        p1 = min(0.5, p0 * params.cusum_shift)
+        up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+        for hi in sorted(int(h) for h in buckets):
+            h = hi * HOUR
+            if first <= h < boundary:
+                b = buckets[str(hi)]
+                s = max(0.0, s + b[1] * up + (b[0] - b[1]) * down)
+    # Binomial test on the window [boundary - window, boundary); hours before it are dropped.
     n = k = 0
-    ids: list[str] = []
+    keep: dict[str, list[Any]] = {}
+    in_window: list[list[Any]] = []
     for hk, b in buckets.items():
-        if lo <= int(hk) < boundary:
+        h = int(hk) * HOUR
+        if h < lo:
+            continue
+        keep[hk] = b
+        if h < boundary:
             n += b[0]
             k += b[1]
-            ids.extend(b[2])
+            in_window.append(b)
     p = binom_sf(k, n, p0) if n else 1.0
     significant = n >= params.surge_min_n and k >= params.surge_min_positives and p <= threshold
     cusum_alarm = s > params.cusum_h and k >= params.surge_min_positives
-    prev = st["a"]
+    prev = st.get("a")
+    new: dict[str, Any] = {"h": keep, "e": boundary}
+    if s != 0.0:
+        new["s"] = s
     if significant or cusum_alarm or (prev and not _cleared(n, k, p, s, params)):
-        start = int(prev["start"]) if prev else lo
-        cond = _condition(district, commodity, method, quick, start, n, k, p0, p, s, sorted(ids), params,
-                          "binomial" if significant else "cusum")
-        st["a"], alert = fire(prev, cond)
-        if alert is not None:
-            out.alerts.append(alert)
+        start = int(prev[0]) if prev else lo
+        mat = material(k)
+        if not prev or int(prev[1]) != mat:
+            cond = _condition(district, commodity, method, quick, start, n, k, p0, p, s, _ids(in_window), params,
+                              "binomial" if significant else "cusum")
+            out.alerts.append(cond.alert())
+        new["a"] = [start, mat]
     elif prev:
-        cond = _condition(district, commodity, method, quick, int(prev["start"]), n, k, p0, p, s, sorted(ids),
-                          params, "cleared")
-        out.alerts.append(resolve(cond, boundary))
-        st["a"] = None
-    st["ev"] = boundary
-    keep_from = boundary - window_s
-    st["h"] = {h: b for h, b in buckets.items() if int(h) >= keep_from}
-    if not st["h"] and not st["a"] and st["S"] == 0.0:
+        cond = _condition(district, commodity, method, quick, int(prev[0]), n, k, p0, p, s, _ids(in_window), params,
+                          "cleared")
+        out.alerts.append(cond.alert(ends_at=max(boundary, cond.starts_at)))
+    if not keep and "a" not in new:
         return None
-    return st
+    return new
+
+
+def _ids(buckets: list[list[Any]]) -> list[str]:
+    return sorted(i for b in buckets for i in b[2:])
+
+
+def _wake(value: Mapping[str, Any], step_s: int, window_s: int, min_positives: int) -> int | None:
+    buckets: Mapping[str, list[Any]] = value["h"]
+    hours = [int(h) * HOUR for h in buckets]
+    if not hours:
+        return None
+    if "a" not in value and sum(b[1] for b in buckets.values()) < min_positives:
+        # no window can fire before new records (each needs min_positives): only the deletion, when
+        # the newest bucket leaves the window; the CUSUM takes the hours in at the next evaluation
+        return (max(hours) + window_s) // step_s * step_s + step_s
+    ev = int(value.get("e", 0))
+    # the oldest bucket leaves the window at the first boundary after its hour + window
+    oldest = min(hours) + window_s
+    wake = (oldest // step_s + 1) * step_s
+    young = [h for h in hours if h >= ev]  # hours not yet closed at the last evaluation
+    if young:
+        wake = min(wake, (min(young) // step_s + 1) * step_s)
+    return wake
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """The boundary at which a stored key's window next changes without records (None: never)."""
+    if not isinstance(value, dict):
+        return None
+    return _wake(value, params.surge_step_h * HOUR, params.surge_window_h * HOUR, params.surge_min_positives)
+
+
+def from_v1(key: str, old: JSON) -> JSON | None:
+    """A key's state in the format before issue 21 (``{"h": {hour epoch: [n, k, [ids]]}, "S", "cu",
+    "ev", "a": {"id", "fp", "start"}}``) in today's; None when it holds nothing but a CUSUM (dropped,
+    as this version drops a key whose buckets have left the window)."""
+    if not isinstance(old, dict):
+        return None
+    buckets: dict[str, list[Any]] = {}
+    for h, b in dict(old.get("h") or {}).items():
+        ids = [str(i) for i in b[2]][:MAX_IDS_PER_HOUR] if len(b) > 2 else []
+        buckets[str(int(h) // HOUR)] = [int(b[0]), int(b[1]), *ids]
+    new: dict[str, Any] = {"h": buckets, "e": int(old.get("ev") or 0)}
+    s = float(old.get("S") or 0.0)
+    if s:
+        new["s"] = s
+    a = old.get("a")
+    if isinstance(a, dict):
+        fp = str(a.get("fp", ""))
+        new["a"] = [int(a["start"]), material(int(fp)) if fp.isdigit() else -1]
+    if not buckets and "a" not in new:
+        return None
+    return new
 
 
 def _cleared(n: int, k: int, p: float, s: float, params: EarlyParams) -> bool:
@@ -169,7 +265,7 @@ def _condition(
         starts_at=start,
         summary_en=en,
         summary_zh=zh,
-        material=f"{k}",
+        material=str(material(k)),
         evidence=tuple(ids),
         district=district,
         commodity=commodity,
@@ -185,8 +281,3 @@ def _condition(
             "window_h": hours,
         },
     )
-
-
-def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
-    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
-    return 0

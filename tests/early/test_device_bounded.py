@@ -1,0 +1,188 @@
+# ruff: noqa: PERF401  (readable loops that build test traffic)
+"""The device-health detector of issue 21: a site is visited when its results arrive or at its wake
+(never by scanning), its stored value is small and bounded by the history, and it raises the alerts
+the previous detector (``tests/early/_device_v1.py``, every site at every hour of watermark) raised
+on random multi-day traffic with silent and drifting devices; ``from_v1`` upgrades stored sites."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.early import device
+from agents.early.common import DAY, HOUR, EarlyParams, Step, apply
+from agents.early.lifecycle import MAX_EVIDENCE
+from agents.screened import Screened
+from schemas.alert import Alert
+from tests.early import _device_v1 as v1
+from tests.early.records import T0, rec
+from tests.early.test_surge_bounded import NoScan
+
+P = EarlyParams()
+
+
+def _traffic(seed: int, days: int) -> list[list[Screened]]:
+    """30-minute batches: sites of 2-4 devices working 06:00-20:00 local, each device at its own
+    rate; some devices go quiet for hours or die for days, some drift on one day (20% positives)."""
+    rng = random.Random(seed)
+    out: list[Screened] = []
+    n = 0
+    start = T0 - 1 * HOUR  # 06:00 local
+    for s in range(5):
+        site = f"m-{s}"
+        for d in range(rng.randint(2, 4)):
+            dev = f"{site}-d{d}"
+            rate = rng.uniform(4, 15)
+            drift_day = rng.randrange(days) if rng.random() < 0.4 else -1
+            dead_from = rng.randrange(days * 24) if rng.random() < 0.3 else 10**9
+            dead_until = dead_from + rng.choice((3, 5, 30, 80))
+            for h in range(days * 24):
+                if not 0 <= h % 24 < 14 or dead_from <= h < dead_until:
+                    continue
+                p = 0.2 if h // 24 == drift_day else 0.002
+                for _ in range(int(rng.expovariate(1 / rate))):
+                    t = start + h * HOUR + rng.randrange(HOUR)
+                    verdict = "positive" if rng.random() < p else ("no_limit" if rng.random() < 0.03 else "compliant")
+                    out.append(rec(f"r{n}", t, device_id=dev, site_id=site, verdict=verdict))
+                    n += 1
+    end = start + (days + 9) * DAY
+    for t in range(start + days * DAY, end, 1800):  # the clock goes on (a lab result: not a quick test)
+        out.append(rec(f"tick{t}", t, quick=False, site_id="tc", device_id="lab"))
+    out.sort(key=lambda r: r.sampled_at)
+    batches = []
+    i = 0
+    for t in range(start + 1800, end + 1800, 1800):
+        b = []
+        while i < len(out) and out[i].sampled_at < t:
+            b.append(out[i])
+            i += 1
+        batches.append(b)
+    return batches
+
+
+def _ids(alerts: list[Alert]) -> list[tuple[str, str, str]]:
+    return sorted((a.kind, a.alert_id, a.status) for a in alerts)
+
+
+def _check(s: Step, params: EarlyParams) -> None:
+    for k, v in s.updates.items():
+        assert s.wake[k] == (None if v is None else device.wake_of(k, v, params))
+
+
+def _run(batches: list[list[Screened]]) -> tuple[list[Alert], list[Alert], dict[str, Any], int]:
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    wakes: dict[str, int] = {}
+    old_alerts: list[Alert] = []
+    new_alerts: list[Alert] = []
+    max_t = 0
+    biggest = 0
+    for batch in batches:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        wm = max_t - P.grace_s
+        o = v1.step(old, batch, wm, P)
+        old = apply(old, o.updates)
+        old_alerts += o.alerts
+        due = [k for k, t in wakes.items() if t <= wm]
+        s = device.step(NoScan(new), batch, wm, P, due=due)
+        _check(s, P)
+        assert set(due) <= set(s.wake)
+        new = apply(new, s.updates)
+        new_alerts += s.alerts
+        wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
+        assert set(wakes) <= set(new)
+        for k, v in s.updates.items():
+            if v is not None:
+                ids = [i for e in v["d"].values() for o in e[device.OPEN] for i in o[4:]]
+                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in e[device.OPEN])
+                # without the positive ids a drift alert's evidence needs
+                size = len(orjson.dumps(k)) + len(orjson.dumps(v)) - len(orjson.dumps(ids))
+                biggest = max(biggest, size)
+                assert len(v["h"]) <= P.silent_history_days * 24 + 2
+                assert all(len(e[device.DAYS]) <= P.silent_history_days + 1 for e in v["d"].values())
+                assert len(v["j"]) <= 2 * (P.silent_history_days + 1)
+    return old_alerts, new_alerts, new, biggest
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_wake_driven_visits_raise_the_alerts_of_the_previous_detector(seed: int) -> None:
+    old_alerts, new_alerts, new, biggest = _run(_traffic(seed, days=12))
+    kinds = {a.kind for a in new_alerts}
+    assert kinds == {"device_silent", "device_drift"}
+    assert _ids(new_alerts) == _ids(old_alerts)
+    # every site without a device left to watch is gone once its history has passed
+    assert all(any(e[device.SILENT] for e in v["d"].values()) for v in new.values())
+    assert biggest < 500  # at most 4 devices a site here, 8 days of history
+
+
+def test_the_wake_is_when_a_device_becomes_a_silence_candidate_its_peers_already_outnumber() -> None:
+    history = [rec(f"{d}-{i}", T0 + i * 360 + j, device_id=d) for j, d in enumerate(("d1", "d2", "d3"))
+               for i in range(40)]
+    s = device.step({}, history, T0 + 4 * HOUR, P)
+    (value,) = s.updates.values()
+    # nobody sent anything after d1's last result: no silence to look for; the next visit without
+    # records is when the first day leaves the history
+    assert s.wake["m-01"] == value["z"] == device.day_start(device.day_index(T0) + P.silent_history_days + 1)
+    state = apply({}, s.updates)
+    last = T0 + 39 * 360  # d1's
+    peers = [rec(f"p{i}", T0 + 4 * HOUR + i * 55, device_id=("d2", "d3")[i % 2]) for i in range(60)]
+    s = device.step(NoScan(state), peers, T0 + 5 * HOUR, P, due=[])
+    assert s.alerts == []  # d1 is not 2 h silent yet, but its peers already outnumber it: looked at in
+    assert s.wake["m-01"] == (last + 2 * HOUR) // HOUR * HOUR + HOUR  # the next hour of watermark
+    state = apply(state, s.updates)
+    s = device.step(NoScan(state), [], T0 + 6 * HOUR, P, due=["m-01"])
+    assert [(a.kind, a.device_id) for a in s.alerts] == [("device_silent", "d1")]
+    gone = device.step(NoScan({}), [], T0, P, due=["m-02"])
+    assert gone.wake == {"m-02": None} and gone.updates == {}
+
+
+def test_a_touch_copies_only_the_devices_it_changes() -> None:
+    history = [rec(f"{d}-{i}", T0 + i * 360, device_id=d) for d in ("d1", "d2", "d3") for i in range(5)]
+    state = apply({}, device.step({}, history, T0 + HOUR, P).updates)
+    s = device.step(state, [rec("x", T0 + HOUR + 60, device_id="d1")], T0 + HOUR, P)
+    before, after = state["m-01"]["d"], s.updates["m-01"]["d"]
+    assert after["d2"] is before["d2"] and after["d3"] is before["d3"] and after["d1"] is not before["d1"]
+    assert before["d1"][device.LAST] == T0 + 4 * 360  # the stored value is not changed in place
+
+
+def test_from_v1_upgrades_a_site_and_the_alerts_go_on_as_before() -> None:
+    history = [rec(f"{d}-{i}", T0 + i * 360 + j, device_id=d,
+                   verdict="positive" if d == "d1" and i < 5 else "compliant")
+               for j, d in enumerate(("d1", "d2", "d3")) for i in range(40)]
+    old = apply({}, v1.step({}, history, T0 + 4 * HOUR, P).updates)
+    (old_drift,) = [a for a in v1.step({}, history, T0 + 4 * HOUR, P).alerts if a.kind == "device_drift"]
+    new = {k: device.from_v1(k, v) for k, v in old.items()}
+    assert len(orjson.dumps(new)) < len(orjson.dumps(old)) / 2
+    assert device.wake_of("m-01", new["m-01"], P) == old["m-01"]["ev"]  # due at once
+    peers = [rec(f"p{i}", T0 + 4 * HOUR + i * 120, device_id=("d2", "d3")[i % 2]) for i in range(60)]
+    a_old = v1.step(old, peers, T0 + 7 * HOUR, P).alerts
+    s = device.step(NoScan(new), peers, T0 + 7 * HOUR, P, due=["m-01"])
+    assert _ids(s.alerts) == _ids(a_old)
+    assert [a.kind for a in s.alerts] == ["device_silent"]  # the drift record came over: no re-emission
+    new = apply(new, s.updates)
+    nxt = rec("next-day", T0 + 30 * HOUR, device_id="d2")
+    closed = device.step(NoScan(new), [nxt], T0 + 30 * HOUR, P, due=["m-01"])
+    assert [(a.alert_id, a.status) for a in closed.alerts if a.kind == "device_drift"] == [
+        (old_drift.alert_id, "resolved")]
+    assert device.from_v1("m-9", None) is None and device.from_v1("m-9", {"w": ["", ""]}) is None
+
+
+def test_from_v1_keeps_an_open_silent_alert_and_drops_judged_days() -> None:
+    day = device.day_start(device.day_index(T0))
+    old = {"w": ["Tianhe", "farmers_market"], "ev": T0 + 30 * HOUR, "d": {
+        "d1": {"last": T0, "hrs": {str(T0 - HOUR): 30}, "days": {str(day): [30, 4, ["a", "b", "c", "d"]]},
+               "s": {"id": "x", "fp": "silent", "start": T0}, "dr": {str(day): {"closed": 1}}},
+        "d2": {"last": T0 + 29 * HOUR, "hrs": {str(T0 + 29 * HOUR): 5}, "days": {}, "s": None, "dr": {}},
+    }}
+    new = device.from_v1("m-01", old)
+    assert new is not None
+    di = device.day_index(T0)
+    assert new["b"] == di and new["j"] == [30, 4]
+    assert new["d"]["d1"] == [T0, T0, [30], []]  # silent since T0; its day judged and closed
+    assert new["d"]["d2"][device.DAYS] == [0, 5]
+    back = rec("d1-back", T0 + 31 * HOUR, device_id="d1")
+    s = device.step(NoScan({"m-01": new}), [back], T0 + 31 * HOUR, P, due=["m-01"])
+    assert [(a.kind, a.status, a.starts_at.timestamp()) for a in s.alerts] == [("device_silent", "resolved", T0)]

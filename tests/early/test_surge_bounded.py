@@ -1,0 +1,301 @@
+# ruff: noqa: PERF401  (readable loops that build test traffic)
+"""The rate-surge detector of issue 21 (visits only the keys touched or due, compact bounded state)
+gives the alerts of the previous one (``tests/early/_surge_v1.py``, which evaluated every key at
+every step boundary), on random multi-day traffic with surges, quiet hours and late results."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.early import surge
+from agents.early.common import HOUR, JSON, EarlyParams, Step, apply
+from agents.screened import Screened
+from schemas.alert import Alert
+from tests.early import _surge_v1 as v1
+from tests.early.records import T0, lab, rec
+
+P = EarlyParams()
+DAYS = 4
+
+
+class NoScan(Mapping[str, JSON]):
+    """A table a detector may read by key but must not iterate (the engine hands it the keys due)."""
+
+    def __init__(self, data: Mapping[str, JSON]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> JSON:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("the detector iterated its state")
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+KEYS = [(d, c, "enzyme_inhibition") for d in ("Tianhe", "Haizhu", "Conghua") for c in ("cowpea", "spinach")]
+KEYS.append(("Tianhe", "cowpea", "lc_msms"))
+
+
+def _traffic(seed: int, days: int = DAYS, always_back_within_h: int = 20, late_s: int = 3000) -> list[list[Screened]]:
+    """Batches of 30 minutes of arrival time: per key a random hourly rate, quiet spells (never a
+    whole day: a key that goes quiet for a window loses its CUSUM, which the old detector kept),
+    surges of a few hours, some results late by up to ``late_s``, some not judged. Every key has a
+    result in the first batch (so both detectors count the same keys for the Bonferroni correction).
+    Results later than the grace (``late_s`` > 3600) can reach an hour after it closed: see
+    ``test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum``."""
+    rng = random.Random(seed)
+    out: list[tuple[int, Screened]] = []
+    n = 0
+    for district, commodity, method in KEYS:
+        is_lab = method != "enzyme_inhibition"
+        make = lab if is_lab else rec
+        base = P.baseline_lab if is_lab else P.baseline_quick
+        rate = rng.uniform(3, 25)
+        surge_at = rng.randrange(days * 24) if rng.random() < 0.7 else -100
+        surge_len = rng.randint(3, 10)
+        surge_p = rng.uniform(0.04, 0.2)
+        quiet_until = -1
+        kw: dict[str, Any] = {"district": district, "commodity": commodity, "method": method}
+        out.append((T0, make(f"first-{n}", T0, **kw)))
+        n += 1
+        for h in range(days * 24):
+            if h > quiet_until and rng.random() < 0.04:
+                quiet_until = h + rng.randint(2, always_back_within_h)
+            if h <= quiet_until:
+                continue
+            p = surge_p if surge_at <= h < surge_at + surge_len else base
+            for _ in range(int(rng.expovariate(1 / rate))):
+                t = T0 + h * HOUR + rng.randrange(HOUR)
+                verdict = "positive" if rng.random() < p else ("inconclusive" if rng.random() < 0.02 else "compliant")
+                if is_lab and verdict == "positive":
+                    verdict = "exceeds"
+                delay = rng.randrange(600) if rng.random() < 0.9 else rng.randrange(late_s)
+                out.append((t + delay, make(f"r{n}", t, verdict=verdict, **kw)))
+                n += 1
+    end = T0 + (days + 2) * 24 * HOUR
+    for t in range(T0 + days * 24 * HOUR, end, 1800):  # the clock goes on: results no test counts
+        out.append((t, rec(f"tick{t}", t, verdict="inconclusive")))
+    out.sort(key=lambda x: x[0])
+    batches: list[list[Screened]] = []
+    i = 0
+    t = T0 + 1800
+    while t <= end:
+        batch = []
+        while i < len(out) and out[i][0] < t:
+            batch.append(out[i][1])
+            i += 1
+        batches.append(batch)
+        t += 1800
+    return batches
+
+
+def _dump(alerts: list[Alert]) -> list[dict[str, Any]]:
+    return sorted((a.model_dump() for a in alerts), key=lambda a: (a["alert_id"], a["status"]))
+
+
+def _laddered(alerts: list[Alert], emitted: dict[str, int]) -> list[Alert]:
+    """The old detector's alerts as this version emits them: a firing update only when the positives
+    step (``surge.material``) changed since the last one emitted, every resolution."""
+    out = []
+    for a in alerts:
+        if a.status == "resolved":
+            emitted.pop(a.alert_id, None)
+            out.append(a)
+            continue
+        step = surge.material(int(a.details["observed"]))  # type: ignore[arg-type]
+        if emitted.get(a.alert_id) != step:
+            emitted[a.alert_id] = step
+            out.append(a)
+    return out
+
+
+def _check_wakes(s: Step, state: Mapping[str, JSON], params: EarlyParams) -> None:
+    for k, v in s.updates.items():
+        assert k in s.wake
+        assert s.wake[k] == (None if v is None else surge.wake_of(k, v, params))
+    for k, v in state.items():
+        assert surge.wake_of(k, v, params) is not None  # a stored key is always visited again
+
+
+def _run_both(batches: list[list[Screened]], params: EarlyParams) -> tuple[int, int]:
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    scanned: dict[str, Any] = {}
+    wakes: dict[str, int] = {}
+    emitted: dict[str, int] = {}
+    max_t = 0
+    fired = resolved = 0
+    for batch in batches:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        wm = max_t - params.grace_s
+        o = v1.step(old, batch, wm, params)
+        old = apply(old, o.updates)
+        due = [k for k, t in wakes.items() if t <= wm]
+        s = surge.step(NoScan(new), batch, wm, params, due=due)
+        _check_wakes(s, new, params)
+        assert set(due) <= set(s.wake)  # every key visited says when it is next due
+        new = apply(new, s.updates)
+        for k, t in s.wake.items():
+            if t is None:
+                wakes.pop(k, None)
+            else:
+                wakes[k] = t
+        assert set(wakes) == set(new)
+        d = surge.step(scanned, batch, wm, params)  # due=None: found by scanning the state
+        scanned = apply(scanned, d.updates)
+        expected = _dump(_laddered(o.alerts, emitted))
+        assert _dump(s.alerts) == expected
+        assert _dump(d.alerts) == expected
+        fired += sum(a.status == "firing" for a in s.alerts)
+        resolved += sum(a.status == "resolved" for a in s.alerts)
+    assert new == scanned
+    return fired, resolved
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_wake_driven_visits_give_the_alerts_of_evaluating_every_key_every_step(seed: int) -> None:
+    fired, resolved = _run_both(_traffic(seed), P)
+    assert fired and resolved  # the traffic has surges that fire and resolve
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_same_alerts_with_a_short_window_and_a_two_hour_step(seed: int) -> None:
+    params = EarlyParams(surge_window_h=6, surge_step_h=2, surge_min_n=10)
+    _run_both(_traffic(seed, days=3, always_back_within_h=4), params)
+
+
+def test_a_key_quiet_for_a_whole_window_resolves_as_before_and_is_deleted() -> None:
+    """Surge, then no results: the alert resolves at the boundary where the surge's hours leave the
+    window, as the old detector resolved it, with no record touching the key; then the key is gone
+    (the old detector kept its CUSUM forever)."""
+    records = [rec(f"x{i}", T0 + (i % 24) * HOUR + i, verdict="positive" if i % 40 == 0 else "compliant")
+               for i in range(24 * 20)]
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    wakes: dict[str, int] = {}
+    old_alerts: list[Alert] = []
+    new_alerts: list[Alert] = []
+    for h in range(1, 80):
+        wm = T0 + h * HOUR
+        batch = [r for r in records if wm - HOUR <= r.sampled_at < wm]
+        o = v1.step(old, batch, wm, P)
+        old = apply(old, o.updates)
+        old_alerts += o.alerts
+        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        new = apply(new, s.updates)
+        wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
+        new_alerts += s.alerts
+    assert [(a.alert_id, a.status) for a in new_alerts] == [(a.alert_id, a.status) for a in old_alerts]
+    assert [a.status for a in new_alerts][-1] == "resolved"
+    assert new == {} and wakes == {}
+    assert old  # the old one kept the key (its CUSUM) after every bucket left the window
+
+
+def test_state_is_bounded_and_compact() -> None:
+    batches = _traffic(11, days=5)
+    state: dict[str, Any] = {}
+    max_t = 0
+    biggest = 0
+    for batch in batches:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        s = surge.step(state, batch, max_t - P.grace_s, P)
+        state = apply(state, s.updates)
+        for v in s.updates.values():
+            if v is None:
+                continue
+            assert len(v["h"]) <= P.surge_window_h + 4  # the window and the hours still open
+            assert all(len(b) - 2 <= surge.MAX_IDS_PER_HOUR for b in v["h"].values())
+            biggest = max(biggest, len(orjson.dumps(v)))
+    assert 0 < biggest < 2000
+
+
+def test_ids_per_hour_are_capped() -> None:
+    records = [rec(f"p{i}", T0 + i, verdict="positive") for i in range(120)]
+    s = surge.step({}, records, T0 + 2 * HOUR, P)
+    ((_, v),) = s.updates.items()
+    (bucket,) = v["h"].values()
+    assert bucket[:2] == [120, 120] and len(bucket) == 2 + surge.MAX_IDS_PER_HOUR
+    (alert,) = s.alerts
+    assert alert.details["observed"] == 120 and len(alert.evidence) == surge.MAX_IDS_PER_HOUR
+
+
+def test_a_growing_surge_is_updated_on_each_positive_up_to_9_then_on_the_ladder() -> None:
+    state: dict[str, Any] = {}
+    base = [rec(f"c{i}", T0 + i, verdict="compliant") for i in range(100)]
+    steps = []
+    for k in range(1, 60):
+        s = surge.step(state, [*(base if k == 1 else []), rec(f"p{k}", T0 + 200 + k, verdict="positive")],
+                       T0 + 2 * HOUR, P)
+        state = apply(state, s.updates)
+        steps += [int(a.details["observed"]) for a in s.alerts]  # type: ignore[arg-type]
+    assert steps == [3, 4, 5, 6, 7, 8, 9, 10, 20, 50]
+
+
+def test_from_v1_converts_stored_state_and_the_run_continues_with_the_same_alerts() -> None:
+    batches = _traffic(21, days=3)
+    old: dict[str, Any] = {}
+    max_t = 0
+    half = len(batches) // 2
+    for batch in batches[:half]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        old = apply(old, v1.step(old, batch, max_t - P.grace_s, P).updates)
+    converted = {k: surge.from_v1(k, v) for k, v in old.items()}
+    new = {k: v for k, v in converted.items() if v is not None}
+    assert len(orjson.dumps(new)) < len(orjson.dumps(old))
+    wakes = {k: t for k, v in new.items() if (t := surge.wake_of(k, v, P)) is not None}
+    emitted = {v["a"]["id"]: surge.material(int(v["a"]["fp"])) for v in old.values() if v["a"]}
+    for batch in batches[half:]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        wm = max_t - P.grace_s
+        o = v1.step(old, batch, wm, P)
+        old = apply(old, o.updates)
+        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        new = apply(new, s.updates)
+        wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
+        assert _dump(s.alerts) == _dump(_laddered(o.alerts, emitted))
+
+
+def test_from_v1_drops_a_key_holding_only_a_cusum_and_reads_an_alert_record() -> None:
+    assert surge.from_v1("a|b|c", {"h": {}, "S": 1.5, "cu": T0, "ev": T0 + HOUR, "a": None}) is None
+    old = {"h": {str(T0): [40, 4, ["p1", "p2", "p3", "p4"]]}, "S": 2.0, "cu": T0, "ev": T0 + HOUR,
+           "a": {"id": "x", "fp": "14", "start": T0 - 23 * HOUR}}
+    assert surge.from_v1("a|b|c", old) == {
+        "h": {str(T0 // HOUR): [40, 4, "p1", "p2", "p3", "p4"]}, "e": T0 + HOUR, "s": 2.0,
+        "a": [T0 - 23 * HOUR, 10]}
+    assert surge.from_v1("a|b|c", None) is None
+
+
+def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> None:
+    """The one difference from evaluating every key at every boundary: the CUSUM takes an hour in at
+    the key's first evaluation after the hour closed. A result later than the grace for an hour the
+    key had no results in when it closed, arriving before the key was evaluated again, counts in the
+    CUSUM (the old detector had moved its cursor past the empty hour at the next step and dropped it);
+    one for an hour the key's CUSUM already took in does not, as before."""
+    other = "Haizhu|spinach|enzyme_inhibition"
+    first = [rec(f"a{i}", T0 + i) for i in range(30)]
+    tick = rec("tick", T0 + 4 * HOUR, district="Haizhu", commodity="spinach")
+    late = rec("late", T0 + HOUR + 60, verdict="positive")
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    for batch, wm in ((first, T0 + HOUR + 10), ([tick], T0 + 3 * HOUR), ([late], T0 + 3 * HOUR + 10)):
+        old = apply(old, v1.step(old, batch, wm, P).updates)
+        new = apply(new, surge.step(new, batch, wm, P).updates)  # due=None: the key is not due at T0 + 3 h
+    key = surge.key_of(late)
+    assert other in new
+    assert old[key]["S"] == 0.0 and new[key]["s"] > 0.0
+    # evaluated since the hour closed: the late result stays out of the CUSUM, as before
+    new2: dict[str, Any] = {}
+    for batch, wm in ((first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR)], T0 + 3 * HOUR),
+                      ([late], T0 + 3 * HOUR + 10)):
+        new2 = apply(new2, surge.step(new2, batch, wm, P).updates)
+    assert "s" not in new2[key]
