@@ -87,7 +87,7 @@ def step(
 
 def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
     """A day's labels are dropped once the watermark's local day is ``KEEP_DAYS`` days after it."""
-    return int(key) + KEEP_DAYS * DAY
+    return int(key) + KEEP_DAYS * DAY if isinstance(value, list) else None
 
 
 def condition(r: Screened, field: str, label: str, day: int) -> Condition:
