@@ -1,4 +1,3 @@
-# ruff: noqa: PERF401  (readable loops that build test traffic)
 """Issue 21 contract of the cluster, offender, unconfirmed and gap detectors: driven by the keys due
 from a schedule (never iterating their state) they give the same alerts and state as when they find
 the due keys by scanning; every visited key says when it is next due (``Step.wake``, equal to
