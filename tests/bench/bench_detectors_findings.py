@@ -7,12 +7,13 @@ result, alert messages per 100,000 records.
 Synthetic traffic (seeded): 200,000 vendors at 20,000 sites (300 districts), 500 commodities, 3,000
 suppliers (skewed: a few deliver to many sites), 1 % non-compliance, 1,000 repeat offenders (5 % of
 the results) at 20 % (2 % in all), 8 bad lots a day found at several places for 36 h, 85 % quick
-tests of which 60 % of the positives are confirmed by a lab 2-60 h later, late results, some unknown labels; 1,000-record steps. Each
-detector runs on its own table as the engine runs it (``step(state, records, watermark, params,
-due)``); after issue 21 the due keys come from a schedule kept here (a heap of wake times, as the
-engine's), before every key was found by the detector itself. Bytes written: ``orjson.dumps`` of
-each written key and value (a deletion: the key), per key as the engine writes after issue 21;
-before, the agent also rewrote whole shards, so the before figure here is a lower bound.
+tests of which 60 % of the positives are confirmed by a lab 2-60 h later, late results, some unknown
+labels; 1,000-record steps. Each detector runs on its own table as the engine runs it (``step(state,
+records, watermark, params, due)``); after issue 21 the due keys come from a schedule kept here (a
+heap of wake times, as the engine's), before every key was found by the detector itself. Bytes
+written: ``orjson.dumps`` of each written key and value (a deletion: the key), per key as the engine
+writes after issue 21; before, the agent also rewrote whole shards, so the before figure here is a
+lower bound.
 
 Also the alert messages per 100,000 records of the pipeline bench data (``bench_pipeline.
 fresh_messages``, screened by the real rules) through the whole pure engine at 1,000-record steps.
