@@ -74,7 +74,8 @@ def step(
         if dk in days:
             continue
         if int(dk) < oldest:
-            out.updates[dk] = None
+            if dk in state:
+                out.updates[dk] = None
             out.wake[dk] = None
         else:
             out.wake[dk] = wake_of(dk, state.get(dk), params)

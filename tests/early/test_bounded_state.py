@@ -290,3 +290,9 @@ def test_from_v1_a_cluster_episode_keeps_its_id_and_its_places() -> None:
     assert pending == [0, [[T0, "h0", "m-0", "m-0", "v0", 0, None]]]
     assert cluster.from_v1(key, {"ev": [], "ep": None, "hv": T0}) is None
     assert gap.from_v1("1", ["commodity:x"]) == ["commodity:x"]
+
+
+def test_a_due_key_no_longer_stored_writes_nothing_and_is_unscheduled() -> None:
+    for mod, k in ((cluster, "sup-1|cowpea"), (offender, "stall-1"), (unconfirmed, "p:x"), (gap, str(T0 - T0 % DAY))):
+        s = mod.step(NoScan({}), [], T0 + 60 * DAY, P, due=[k])
+        assert (s.updates, s.wake, s.alerts) == ({}, {k: None}, []), mod.__name__
