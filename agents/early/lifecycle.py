@@ -10,9 +10,10 @@
   enters as it is. So on-call staff get an update when a count crosses 1, 2, 3, 5, 10, 20, 50, ...
   or the severity changes, not at every further finding: a supplier cluster by its places and its
   results, a repeat offender by its findings, a rate surge by its positives. The alert between two
-  updates carries the evidence as of its last update; the resolved event carries the evidence at
-  resolution.
-* When it clears, the same id is emitted with ``status=resolved`` and ``ends_at``. The ``alerts``
+  updates carries the evidence as of its last update. A detector keeps the fingerprint it last
+  emitted (:func:`update`), so the decision needs no copy of the alert.
+* When it clears, the same id is emitted with ``status=resolved`` and ``ends_at``, always (whatever
+  the ladder), with the counts and evidence at resolution. The ``alerts``
   table (ReplacingMergeTree ORDER BY (alert_id, status)) then holds the last firing row and the
   resolved row side by side.
 
@@ -113,9 +114,10 @@ _LADDER: Final = (1, 2, 3, 5)
 
 
 def ladder(n: int) -> int:
-    """The step of the update ladder at or below ``n``: 0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, ...
-    A growing alert (more places, samples, positives) is re-emitted when a count crosses the next
-    step, not at every step; within 1-3 every change is news, from 5 on each step doubles or so."""
+    """The step of the update ladder at or below ``n`` (0 below 1): 1, 2, 3, 5, 10, 20, 50, 100, 200,
+    500, 1000, 2000, 5000, ... A growing alert (more places, samples, positives) is re-emitted when a
+    count crosses the next step, not at every step: within 1-3 every change is news, from 5 on a
+    step is 2-2.5 times the one before, so an alert growing to n sends O(log n) updates."""
     if n < 1:
         return 0
     if n < 10:
