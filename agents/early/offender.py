@@ -86,9 +86,13 @@ def step(
     visit.extend(k for k in due if k not in by_vendor)
     for vendor in visit:
         cur = state.get(vendor)
+        rs = by_vendor.get(vendor, ())
+        if cur is None and not any(r.non_compliant for r in rs):
+            out.wake[vendor] = None  # clean samples of a vendor with no findings: nothing to keep
+            continue
         if cur is not None and not isinstance(cur, list):
             cur = from_v1(vendor, cur)  # a value written before issue 21 (the engine converts at upgrade)
-        value, changed = _visit(vendor, cur, by_vendor.get(vendor, ()), watermark, params, out)
+        value, changed = _visit(vendor, cur, rs, watermark, params, out)
         if value is None:
             if vendor in state:
                 out.updates[vendor] = None
