@@ -16,7 +16,7 @@ writes after issue 21; before, the agent also rewrote whole shards, so the befor
 lower bound.
 
 Also the alert messages per 100,000 records of the pipeline bench data (``bench_pipeline.
-fresh_messages``, screened by the real rules) through the whole pure engine at 1,000-record steps.
+fresh_messages``, screened by the real rules) through the whole pure engine at 500-record steps.
 
 "Before" is the code at ``--before`` (default: the issue-21 contract commit, the detectors as shipped
 with shims), exported with ``git archive``; each side runs in a child process of its own, one after
@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ N_SUPPLIERS = 3_000
 N_OFFENDERS = 1_000
 N_BUSY = 10_000
 STEP_RECORDS = 1_000
+BENCH_STEP = 500  # the bench data: one step per screened message (SCREENED_PER_MESSAGE)
 
 
 def traffic(days: int, per_day: int, make: Callable[..., Any], seed: int = 21) -> Iterator[tuple[int, list[Any]]]:
@@ -162,6 +164,9 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
     sched = {d: Schedule() for d in DETECTORS}
     per_day_stats: dict[int, dict[str, Counter[str]]] = {}
     alerts_total: Counter[str] = Counter()
+    alert_kinds: dict[str, Counter[str]] = {d: Counter() for d in DETECTORS}  # new / update / resolved
+    ids_seen: set[str] = set()
+    step_ms: dict[int, dict[str, list[float]]] = {}  # day -> detector -> ms per 1,000 records, per step
     sizes: dict[int, dict[str, int]] = {}
     max_event = 0
     records_total = 0
@@ -174,6 +179,7 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
         wm = max_event - params.grace_s
         fresh = batch
         stats = per_day_stats.setdefault(day, {d: Counter() for d in DETECTORS})
+        ms = step_ms.setdefault(day, {d: [] for d in DETECTORS})
         records_total += len(batch)
         for d in DETECTORS:
             mod = mods[d]
@@ -193,6 +199,15 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
                     st[k] = v
             c = stats[d]
             c["us"] += int(dt * 1e6)
+            ms[d].append(dt * 1e6 / len(batch))
+            for a in s.alerts:
+                if a.status == "resolved":
+                    alert_kinds[d]["resolved"] += 1
+                elif a.alert_id in ids_seen:
+                    alert_kinds[d]["update"] += 1
+                else:
+                    ids_seen.add(a.alert_id)
+                    alert_kinds[d]["new"] += 1
             c["records"] += len(batch)
             c["steps"] += 1
             c["bytes"] += written
@@ -206,12 +221,14 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
     recs = decode_batch(Path(bench_data).read_bytes())
     tables = engine.empty_tables()
     kinds: Counter[str] = Counter()
-    for i in range(0, len(recs), STEP_RECORDS):
-        out = engine.step(tables, recs[i:i + STEP_RECORDS], params)
+    for i in range(0, len(recs), BENCH_STEP):
+        out = engine.step(tables, recs[i:i + BENCH_STEP], params)
         engine.apply_all(tables, out.updates)
         for a in out.alerts:
             kinds[f"{a.kind}:{a.status}"] += 1
+    medians = {day: {d: statistics.median(v) for d, v in x.items()} for day, x in step_ms.items()}
     return {"days": days_out, "sizes": sizes, "records": records_total, "alerts": dict(alerts_total),
+            "median_ms": medians, "alert_kinds": {d: dict(c) for d, c in alert_kinds.items()},
             "bench_alerts": dict(kinds), "bench_records": len(recs)}
 
 
@@ -246,26 +263,30 @@ def _side(name: str, src: str, args: argparse.Namespace, data: Path, scheduled: 
 
 def report(before: dict[str, Any], after: dict[str, Any], days: int) -> str:
     first, third, last = "0", str(min(2, days - 1)), str(days - 1)
-    lines = ["detector     | ms/1k rec day 1, day 3 -> last day (last/first, last/day 3) | bytes written/result | "
-             "state at end of day 1 -> last (keys) | alert msgs/100k"]
+    lines = ["median step, ms per 1,000 records: day 1, day 3 -> last day (last/day 1, last/day 3) | "
+             "bytes written per result | state at end of day 1 -> last day (keys) | alert messages per 100k "
+             "(new + update + resolved)"]
     for side, res in (("before", before), ("after", after)):
         lines.append(f"-- {side}")
-        tot_first = tot_third = tot_last = 0.0
+        tot = [0.0, 0.0, 0.0]
         for d in DETECTORS:
-            f, f3, la = res["days"][first][d], res["days"][third][d], res["days"][last][d]
-            mf, m3, ml = f["us"] / f["records"], f3["us"] / f3["records"], la["us"] / la["records"]
-            tot_first, tot_third, tot_last = tot_first + mf, tot_third + m3, tot_last + ml
+            m = [res["median_ms"][x][d] for x in (first, third, last)]
+            tot = [a + b for a, b in zip(tot, m, strict=True)]
             bytes_per = sum(res["days"][k][d]["bytes"] for k in res["days"]) / res["records"]
             s1, sl = res["sizes"][first], res["sizes"][last]
+            k = res["alert_kinds"][d]
+            per = 100_000 / res["records"]
             lines.append(
-                f"{d:12} | {mf:6.2f}, {m3:6.2f} -> {ml:6.2f} ({ml / mf:5.2f}, {ml / m3:5.2f}) | {bytes_per:8.1f} | "
-                f"{s1[d] / 1e6:7.2f} MB ({s1[d + '_keys']:,}) -> {sl[d] / 1e6:7.2f} MB ({sl[d + '_keys']:,}) | "
-                f"{res['alerts'][d] * 100_000 / res['records']:8.1f}")
-        lines.append(f"{'all four':12} | {tot_first:6.2f}, {tot_third:6.2f} -> {tot_last:6.2f} "
-                     f"({tot_last / tot_first:5.2f}, {tot_last / tot_third:5.2f})")
+                f"{d:12} | {m[0]:6.2f}, {m[1]:6.2f} -> {m[2]:6.2f} ({m[2] / m[0]:5.2f}, {m[2] / m[1]:5.2f}) | "
+                f"{bytes_per:6.1f} B | {s1[d] / 1e6:5.2f} MB ({s1[d + '_keys']:,}) -> {sl[d] / 1e6:5.2f} MB "
+                f"({sl[d + '_keys']:,}) | {res['alerts'][d] * per:6.0f} ({k.get('new', 0) * per:.0f} + "
+                f"{k.get('update', 0) * per:.0f} + {k.get('resolved', 0) * per:.0f})")
+        lines.append(f"{'all four':12} | {tot[0]:6.2f}, {tot[1]:6.2f} -> {tot[2]:6.2f} "
+                     f"({tot[2] / tot[0]:5.2f}, {tot[2] / tot[1]:5.2f})")
         n = res["bench_records"]
         total = sum(res["bench_alerts"].values())
-        lines.append(f"bench data: {total * 100_000 / n:,.0f} alert messages per 100,000 records ({n:,} records): "
+        lines.append(f"bench data ({n:,} records, {BENCH_STEP}-record steps, whole engine): "
+                     f"{total * 100_000 / n:,.0f} alert messages per 100,000 records: "
                      + ", ".join(f"{k} {v * 100_000 / n:,.0f}" for k, v in sorted(res["bench_alerts"].items())))
     return "\n".join(lines)
 
