@@ -221,11 +221,14 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
     recs = decode_batch(Path(bench_data).read_bytes())
     tables = engine.empty_tables()
     kinds: Counter[str] = Counter()
+    bench_ids: set[str] = set()
     for i in range(0, len(recs), BENCH_STEP):
         out = engine.step(tables, recs[i:i + BENCH_STEP], params)
         engine.apply_all(tables, out.updates)
         for a in out.alerts:
-            kinds[f"{a.kind}:{a.status}"] += 1
+            what = "resolved" if a.status == "resolved" else "update" if a.alert_id in bench_ids else "new"
+            bench_ids.add(a.alert_id)
+            kinds[f"{a.kind}:{what}"] += 1
     medians = {day: {d: statistics.median(v) for d, v in x.items()} for day, x in step_ms.items()}
     return {"days": days_out, "sizes": sizes, "records": records_total, "alerts": dict(alerts_total),
             "median_ms": medians, "alert_kinds": {d: dict(c) for d, c in alert_kinds.items()},
