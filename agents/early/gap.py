@@ -15,7 +15,8 @@ State (bounded): ``"<local day start>"`` -> the ``"field:label"`` keys alerted t
 watermark's day and the day before; older days are dropped, and a record sampled before them raises
 nothing (it is still counted and listed). At most :data:`MAX_LABELS_PER_DAY` labels are alerted a
 day (a device sending made-up labels cannot flood the steward or the state); the rest are listed by
-`foodrisk reference gaps`.
+`foodrisk reference gaps`. A day's key is due (``wake_of``) when the watermark's local day is
+``KEEP_DAYS`` after it, and deleted then; no step scans the days held.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
-from agents.early.common import DAY, JSON, EarlyParams, Step, iso, local_date, local_day
+from agents.early.common import DAY, JSON, EarlyParams, Step, due_by_scan, iso, local_date, local_day
 from agents.early.lifecycle import KIND_GAP, SUBJECT_REFERENCE, Condition, fire
 from agents.screened import UNCLASSIFIED, Screened, gap_field
 from schemas.alert import Classification, Risk
@@ -45,7 +46,8 @@ def step(
 ) -> Step:
     out = Step()
     oldest = local_day(watermark) - (KEEP_DAYS - 1) * DAY
-    days: dict[str, list[str]] = {}  # the days this step changed: the stored list plus what it alerted
+    days: dict[str, list[str]] = {}  # the days this step read: the stored list plus what it alerted
+    grown: set[str] = set()
     for r in records:
         if r.verdict != UNCLASSIFIED:
             continue
@@ -62,14 +64,31 @@ def step(
         if key in seen or len(seen) >= MAX_LABELS_PER_DAY:
             continue
         seen.append(key)
+        grown.add(dk)
         _, alert = fire(None, condition(r, field, label, day))
         if alert is not None:
             out.alerts.append(alert)
-    out.updates.update(days)
-    for dk in state:
+    if due is None:
+        due = due_by_scan(state, watermark, params, wake_of)
+    for dk in due:
+        if dk in days:
+            continue
         if int(dk) < oldest:
-            out.updates[dk] = None
+            if dk in state:
+                out.updates[dk] = None
+            out.wake[dk] = None
+        else:
+            out.wake[dk] = wake_of(dk, state.get(dk), params)
+    for dk, seen in days.items():
+        if dk in grown:
+            out.updates[dk] = seen
+        out.wake[dk] = wake_of(dk, seen, params)
     return out
+
+
+def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
+    """A day's labels are dropped once the watermark's local day is ``KEEP_DAYS`` days after it."""
+    return int(key) + KEEP_DAYS * DAY if isinstance(value, list) else None
 
 
 def condition(r: Screened, field: str, label: str, day: int) -> Condition:
@@ -111,6 +130,7 @@ def condition(r: Screened, field: str, label: str, day: int) -> Condition:
     )
 
 
-def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
-    """Contract shim (issue 21): every stored key is due at every step, as before the schedule."""
-    return 0
+
+def from_v1(key: str, old: JSON) -> JSON:
+    """The form written before issue 21 is this one (a day's list of ``field:label``)."""
+    return old if isinstance(old, list) else None

@@ -3,9 +3,17 @@
 * Deterministic ids: ``alert_id_for(kind, *key)`` over the condition's key (e.g. supplier,
   commodity and the episode's start), so a replay or a restart gives the same id.
 * A condition that persists UPDATES its alert (same id, richer evidence), and only when something
-  material changed (``Condition.material``, a fingerprint chosen by the detector: more sites, more
-  positives...), never once per event.
-* When it clears, the same id is emitted with ``status=resolved`` and ``ends_at``. The ``alerts``
+  material changed (``Condition.material``, a fingerprint chosen by the detector), never once per
+  event. What an update means (issue 21): a growing count enters the fingerprint only by its step
+  on the update :func:`ladder` (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, ...), everything that
+  changes the alert's severity (classification, risk: a lab confirmed it, a banned substance)
+  enters as it is. So on-call staff get an update when a count crosses 1, 2, 3, 5, 10, 20, 50, ...
+  or the severity changes, not at every further finding: a supplier cluster by its places and its
+  results, a repeat offender by its findings, a rate surge by its positives. The alert between two
+  updates carries the evidence as of its last update. A detector keeps the fingerprint it last
+  emitted (:func:`update`), so the decision needs no copy of the alert.
+* When it clears, the same id is emitted with ``status=resolved`` and ``ends_at``, always (whatever
+  the ladder), with the counts and evidence at resolution. The ``alerts``
   table (ReplacingMergeTree ORDER BY (alert_id, status)) then holds the last firing row and the
   resolved row side by side.
 
@@ -68,6 +76,7 @@ class Condition:
     vendor_id: str | None = None
     device_id: str | None = None
     details: dict[str, Detail] = field(default_factory=dict)
+    evidence_total: int = 0  # how many there were when ``evidence`` holds only some (bounded state)
 
     @property
     def alert_id(self) -> str:
@@ -75,8 +84,9 @@ class Condition:
 
     def alert(self, *, ends_at: int | None = None) -> Alert:
         details: dict[str, Detail] = {"subject": self.subject, "detector": "early", **self.details}
-        if len(self.evidence) > MAX_EVIDENCE:
-            details["evidence_total"] = len(self.evidence)
+        total = max(self.evidence_total, len(self.evidence))
+        if total > min(len(self.evidence), MAX_EVIDENCE):
+            details["evidence_total"] = total
         return Alert(
             alert_id=self.alert_id,
             kind=self.kind,
@@ -104,9 +114,10 @@ _LADDER: Final = (1, 2, 3, 5)
 
 
 def ladder(n: int) -> int:
-    """The step of the update ladder at or below ``n``: 0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, ...
-    A growing alert (more places, samples, positives) is re-emitted when a count crosses the next
-    step, not at every step; within 1-3 every change is news, from 5 on each step doubles or so."""
+    """The step of the update ladder at or below ``n`` (0 below 1): 1, 2, 3, 5, 10, 20, 50, 100, 200,
+    500, 1000, 2000, 5000, ... A growing alert (more places, samples, positives) is re-emitted when a
+    count crosses the next step, not at every step: within 1-3 every change is news, from 5 on a
+    step is 2-2.5 times the one before, so an alert growing to n sends O(log n) updates."""
     if n < 1:
         return 0
     if n < 10:
@@ -125,6 +136,12 @@ def fire(prev: JSON, cond: Condition) -> tuple[dict[str, JSON], Alert | None]:
     if isinstance(prev, dict) and prev.get("id") == cond.alert_id and prev.get("fp") == cond.material:
         return rec, None
     return rec, cond.alert()
+
+
+def update(prev: str | None, cond: Condition) -> Alert | None:
+    """The firing alert to emit when ``cond``'s fingerprint differs from ``prev`` (the fingerprint of
+    the last emission kept by the detector, None: not emitted yet), else None."""
+    return None if prev == cond.material else cond.alert()
 
 
 def resolve(cond: Condition, ends_at: int) -> Alert:

@@ -72,11 +72,14 @@ def test_cluster_takes_two_devices_findings_with_one_id_as_two() -> None:
     state = apply({}, s.updates)
     again = cluster.step(state, hits, T0 + 120, P)  # both resent: nothing new
     assert again.alerts == []
-    # an entry written before the device was kept (7 items) stands for its id from any device
+    # an entry written before the device was kept (7 items, in the state format before issue 21)
+    # stands for its id from any device
     (key,) = state
-    old_state = {key: {**state[key], "ev": [e[:7] for e in state[key]["ev"]][:1]}}
+    old_state = {key: {"ev": [[T0, "h", "m-1", "m-1", "stall-1", "positive", True]],
+                       "ep": {"start": T0, "last": T0, "a": {"id": alert.alert_id, "fp": "2:2:False", "start": T0}},
+                       "hv": hour_start(T0)}}
     replay = cluster.step(old_state, [hits[0]], T0 + 120, P)
-    assert replay.updates.get(key) is None or len(replay.updates[key]["ev"]) == 1
+    assert replay.updates.get(key) is None or cluster.findings_of(replay.updates[key]) == 1
 
 
 def test_unconfirmed_positives_of_two_devices_are_two_alerts_one_confirmation_resolves_both() -> None:
