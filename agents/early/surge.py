@@ -28,7 +28,9 @@ The CUSUM takes an hour in at the key's first evaluation after the hour closed, 
 seen by then; a result later than that stays out of it (it counts in the binomial windows). Before
 issue 21 every key was evaluated at every step boundary, so a result for an hour that closed with
 no results of its key, arriving after the next step, stayed out of the CUSUM too; now it counts if
-the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows both cases).
+the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows both cases). Every
+closed hour enters the CUSUM once, also when the watermark jumps more than a window in one step
+(before, the hours jumped over stayed out).
 
 State per key ``district|commodity|method`` (compact, issue 21): ``{"h": {hour index: [results,
 non-compliant, positive id...]}, "e": last boundary evaluated, "s": CUSUM (left out at 0), "a":
@@ -139,7 +141,8 @@ def _evaluate(
     ev = int(st.get("e", 0))
     # CUSUM over hours closed since the last evaluation (missing hours carry no results).
     s = float(st.get("s", 0.0))
-    first = max(ev, lo)  # the last evaluation took in the hours before its boundary ``ev``
+    first = ev  # the last evaluation took in the hours before its boundary ``ev``; every later
+    # hour still held goes in once (also one that has left the window since: a key not visited)
     if first < boundary:
         p1 = min(0.5, p0 * params.cusum_shift)
         up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))

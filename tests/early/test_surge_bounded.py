@@ -299,3 +299,23 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
                       ([late], T0 + 3 * HOUR + 10)):
         new2 = apply(new2, surge.step(new2, batch, wm, P).updates)
     assert "s" not in new2[key]
+
+
+def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_cusum() -> None:
+    """Two positives (too few to fire): the key is visited next when its last bucket leaves the
+    window; results touching it a day later find both hours in its CUSUM, as hourly evaluation did."""
+    h1 = T0 + 10 * HOUR
+    first = [rec("p1", h1 + 60, verdict="positive"), rec("p2", h1 + HOUR + 60, verdict="positive")]
+    ticks = [rec(f"t{i}", h1 + i * HOUR, district="Haizhu") for i in range(2, 25)]
+    later = rec("c", h1 + 25 * HOUR + 60)
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    wakes: dict[str, int] = {}
+    steps = [(first, h1 + 10 * 60), *(([t], t.sampled_at) for t in ticks), ([later], h1 + 25 * HOUR + 120)]
+    for batch, wm in steps:
+        old = apply(old, v1.step(old, batch, wm, P).updates)
+        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        new = apply(new, s.updates)
+        wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
+    key = surge.key_of(later)
+    assert new[key]["s"] == pytest.approx(old[key]["S"]) and old[key]["S"] > 0
