@@ -37,7 +37,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from agents.early.common import HOUR, JSON, EarlyParams, Step, due_by_scan, iso
-from agents.early.lifecycle import KIND_CLUSTER, MAX_EVIDENCE, Condition, ladder, resolve, update
+from agents.early.lifecycle import KIND_CLUSTER, MAX_EVIDENCE, Condition, ladder, resolve
 from agents.screened import Screened
 from schemas.alert import Classification, Risk
 
@@ -158,13 +158,12 @@ def _visit(
         ep = list(cur)
     if rs:
         changed = _grow(ep, rs) or changed
-    cond = _condition(k, ep, params)
     if watermark > ep[_LAST] + window:
-        out.alerts.append(resolve(cond, int(ep[_LAST]) + window))
+        out.alerts.append(resolve(_condition(k, ep, params), int(ep[_LAST]) + window))
         return None, True
-    alert = update(ep[_FP], cond)
-    if alert is not None:
-        out.alerts.append(alert)
+    if material(len(ep[_PLACES]), ep[_RESULTS], bool(ep[_CONF])) != ep[_FP]:
+        cond = _condition(k, ep, params)
+        out.alerts.append(cond.alert())
         ep[_FP] = cond.material
         changed = True
     return ep, changed
