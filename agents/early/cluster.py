@@ -16,7 +16,8 @@ State per ``supplier|commodity`` (or ``origin:CODE|commodity``), a JSON array, o
   place, site_id, vendor_id, lab_confirmed 0|1, device_id]`` in event-time order (at most
   :data:`MAX_PENDING`: past it the oldest go first). Due when its oldest finding leaves the window.
 * an episode: ``[1, start, last, places, results, confirmed 0|1, sites, vendors, evidence, fp]``:
-  ``places`` every place (exact: it is the count), ``results`` the exact count of its findings,
+  ``places`` every place (exact: it is the count, so an episode's value grows with its places, at
+  most the sites the supplier delivers to), ``results`` the exact count of its findings,
   ``sites``/``vendors`` the first :data:`MAX_LISTED` of each (what the summary lists),
   ``evidence`` the :data:`MAX_KEPT` earliest findings ``[sampled_at, result_id, device_id]``
   (the alert shows those, ``details.evidence_total`` the count), ``fp`` the fingerprint last
