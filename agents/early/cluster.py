@@ -16,7 +16,8 @@ State per ``supplier|commodity`` (or ``origin:CODE|commodity``), a JSON array, o
   place, site_id, vendor_id, lab_confirmed 0|1, device_id]`` in event-time order (at most
   :data:`MAX_PENDING`: past it the oldest go first). Due when its oldest finding leaves the window.
 * an episode: ``[1, start, last, places, results, confirmed 0|1, sites, vendors, evidence, fp]``:
-  ``places`` every place (exact: it is the count), ``results`` the exact count of its findings,
+  ``places`` every place (exact: it is the count, so an episode's value grows with its places, at
+  most the sites the supplier delivers to), ``results`` the exact count of its findings,
   ``sites``/``vendors`` the first :data:`MAX_LISTED` of each (what the summary lists),
   ``evidence`` the :data:`MAX_KEPT` earliest findings ``[sampled_at, result_id, device_id]``
   (the alert shows those, ``details.evidence_total`` the count), ``fp`` the fingerprint last
@@ -37,7 +38,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 from agents.early.common import HOUR, JSON, EarlyParams, Step, due_by_scan, iso
-from agents.early.lifecycle import KIND_CLUSTER, MAX_EVIDENCE, Condition, ladder, resolve, update
+from agents.early.lifecycle import KIND_CLUSTER, MAX_EVIDENCE, Condition, ladder, resolve
 from agents.screened import Screened
 from schemas.alert import Classification, Risk
 
@@ -158,13 +159,12 @@ def _visit(
         ep = list(cur)
     if rs:
         changed = _grow(ep, rs) or changed
-    cond = _condition(k, ep, params)
     if watermark > ep[_LAST] + window:
-        out.alerts.append(resolve(cond, int(ep[_LAST]) + window))
+        out.alerts.append(resolve(_condition(k, ep, params), int(ep[_LAST]) + window))
         return None, True
-    alert = update(ep[_FP], cond)
-    if alert is not None:
-        out.alerts.append(alert)
+    if material(len(ep[_PLACES]), ep[_RESULTS], bool(ep[_CONF])) != ep[_FP]:
+        cond = _condition(k, ep, params)
+        out.alerts.append(cond.alert())
         ep[_FP] = cond.material
         changed = True
     return ep, changed

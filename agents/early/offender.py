@@ -169,6 +169,8 @@ def _visit(
             if not findings:
                 return None, True
             return st, changed
+    if not changed and st[_FP] == material(int(st[_N]), bool(st[_BANNED])):
+        return st, False  # listed, nothing new (a resend): no alert, no red-list row
     cond = _condition(vendor, st, params)
     if len(st[_CLEAN]) >= params.offender_clean_k:
         if st[_FP] is None:  # listed and cleared within one batch: announce it before resolving it
