@@ -4,8 +4,9 @@ It consumes the internal one-partition topic ``screened_topic`` (the screening a
 message per batch), so every table here is consistent in one worker. State lives in Faust tables
 (changelog-backed, restored on restart), one table key per detector key, values compact JSON
 (Faust's json codec, orjson). Per batch: run the pure engine step, publish its alerts and wait for
-the broker, insert red-list rows, then write each changed table key once, take the step into the
-engine's memory (schedule and seen index), and only then ack. A crash before the table writes
+the broker, insert red-list rows, then write each changed table key once (``_write``: the table's
+store, and its changelog records in produce batches, awaited), take the step into the engine's
+memory (schedule and seen index), and only then ack. A crash before the table writes
 replays the batch and publishes the same alerts again (same ids: the alerts table collapses them);
 a crash after them finds the records in ``seen`` and publishes nothing twice. Any failure crashes
 the worker (``CrashingSupervisor``): the memory is built again from the restored tables.
@@ -16,9 +17,10 @@ At its first batch the agent brings stored state of an earlier version to the pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,7 @@ from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
 from agents.early.common import JSON, EarlyParams, utc
-from agents.early.engine import TABLES, EngineMemory, changelog_bytes, step, upgrade
+from agents.early.engine import TABLES, EngineMemory, encode, step, upgrade
 from agents.early.offender import RedListEntry
 from agents.faust_internals import aiokafka_producer
 from agents.metrics import Metrics
@@ -107,11 +109,10 @@ def register_early_warning(
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
             if memory is None:
-                await _know_changelogs(app, tables.values())
                 writes = upgrade(tables)
                 if writes:
                     _log_upgrade(tables["meta"].get("layout"), writes)
-                    _write(tables, writes, metrics)
+                    await _write(app, tables, writes, metrics)
                 memory = EngineMemory.build(tables, params)
             out = step(tables, records, params, memory)
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
@@ -119,12 +120,7 @@ def register_early_warning(
                 base = int(time.time() * 1_000_000)
                 rows = [redlist_row(e, base + i) for i, e in enumerate(out.redlist)]
                 await writer.insert("redlist", REDLIST_COLUMNS, rows)
-            # The writes below pick their changelog partition from the producer's metadata without
-            # waiting (Faust's eager partitioning). A metadata refresh drops a topic the broker
-            # answered with an error for (e.g. a partition briefly without a leader under load), so
-            # check the changelog topics again here: no await lies between this check and the writes.
-            await _know_changelogs(app, tables.values())
-            _write(tables, out.updates, metrics)
+            await _write(app, tables, out.updates, metrics)
             memory.apply(out)  # (a failure above crashes the worker: the memory is never half applied)
             for e in events:
                 await s.ack(e)
@@ -139,36 +135,50 @@ def register_early_warning(
     return early_warning
 
 
-async def _know_changelogs(app: AppT, tables: Iterable[Any]) -> None:
-    """Wait until the producer's metadata lists every changelog topic of ``tables`` (at once when it
-    does: a dictionary look-up per table). A table write
-    picks its changelog partition from that metadata without waiting for it (``use_partitioner``),
-    and Faust creates the changelog topics after the producer first read the broker's metadata: the
-    first write of a fresh worker then crashed the agent ("'NoneType' object is not iterable")
-    until the producer happened to refresh it."""
+async def _write(
+    app: AppT, tables: Mapping[str, Any], updates: Mapping[str, Mapping[str, JSON]], metrics: Metrics
+) -> None:
+    """Write each key of ``updates`` (table -> key -> value, None = delete) once: into the table's
+    store, and as a changelog record, then wait until the broker has every record.
+
+    The records go to each table's changelog topic (one partition) in produce batches built here
+    (aiokafka's ``create_batch`` / ``send_batch``), encoded as Faust's json codec encodes them, so
+    Faust's recovery reads them as its own. Not ``table[key] = value``: that sends each key as a
+    message of its own through Faust's producer buffer, which cost more than the step itself once
+    every changed key is a record (a step writes thousands). A failure part-way crashes the worker
+    (``CrashingSupervisor``): the tables come back from their changelogs."""
     producer = aiokafka_producer(app)
-    for table in tables:
-        await producer.partitions_for(table.changelog_topic.get_topic_name())
-
-
-def _write(tables: Mapping[str, Any], updates: Mapping[str, Mapping[str, JSON]], metrics: Metrics) -> None:
-    """Write each key of ``updates`` (table -> key -> value, None = delete) once; count the
-    changelog records and their bytes."""
+    sent = []
     for name, ups in updates.items():
+        if not ups:
+            continue
         table = tables[name]
+        store = table.data  # the table's in-memory store (what table[key] reads)
+        topic = table.changelog_topic.get_topic_name()
+        batch = producer.create_batch()
         n = size = 0
         for key, value in ups.items():
             if value is None:
-                if key not in table:
+                if key not in store:
                     continue
-                del table[key]
+                del store[key]
+                v = None
             else:
-                table[key] = value
+                store[key] = value
+                v = encode(value)
+            k = encode(key)
             n += 1
-            size += changelog_bytes(key, value)
+            size += len(k) + (len(v) if v is not None else 0)
+            if batch.append(key=k, value=v, timestamp=None) is None:  # full: send it, start the next
+                sent.append(await producer.send_batch(batch, topic, partition=0))
+                batch = producer.create_batch()
+                batch.append(key=k, value=v, timestamp=None)  # (the first record always fits)
         if n:
+            sent.append(await producer.send_batch(batch, topic, partition=0))
             metrics.early_changelog_writes.labels(name).inc(n)
             metrics.early_changelog_bytes.labels(name).inc(size)
+    if sent:
+        await asyncio.gather(*sent)
 
 
 def _log_upgrade(layout: Any, writes: Mapping[str, Mapping[str, JSON]]) -> None:

@@ -23,8 +23,8 @@ What is touched, and why:
   the set lets the worker go on; their offsets stay uncommitted, so they are read again.
 * reading the consumer's state for the lag gauges and the stalled-partition re-read
   (``_committed_offset``, ``_unacked_messages``): Faust has no public accessor for either.
-* the aiokafka producer behind Faust's (``Producer._ensure_producer``), to wait until its metadata
-  lists a table's changelog topic (see ``agents/early_agent.py``).
+* the aiokafka producer behind Faust's (``Producer._ensure_producer``): the early-warning agent
+  produces its tables' changelog records through it in batches (``agents/early_agent.py``).
 
 Nothing else in the code base names a private Faust attribute (a unit test looks for them).
 """

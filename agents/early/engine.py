@@ -242,10 +242,15 @@ def _complete_wake(
     return out
 
 
+def encode(value: JSON) -> bytes:
+    """A table key or value as the agent's tables store it in their changelog: compact JSON, the
+    same bytes as Faust's json codec (orjson; int dict keys written as strings)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
 def changelog_bytes(key: str, value: JSON) -> int:
-    """The bytes of one table write as the agent's tables encode it (compact JSON key and value; a
-    delete is the key and no value)."""
-    return len(orjson.dumps(key)) + (0 if value is None else len(orjson.dumps(value)))
+    """The bytes of one table write (encoded key and value; a delete is the key and no value)."""
+    return len(encode(key)) + (0 if value is None else len(encode(value)))
 
 
 def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSON]]:
