@@ -5,8 +5,11 @@ form): after it, alerts continue as if nothing happened."""
 from __future__ import annotations
 
 import copy
+import logging
 import zlib
 from typing import Any
+
+import pytest
 
 from agents.early.common import HOUR, EarlyParams, hour_start, iso
 from agents.early.engine import LAYOUT, V1_SHARDED, EngineMemory, apply_all, empty_tables, step, upgrade
@@ -134,3 +137,17 @@ def test_an_upgrade_cut_short_runs_again() -> None:
     apply_all(tables, part)
     apply_all(tables, upgrade(tables))
     assert tables == whole
+
+
+def test_the_shard_setting_is_accepted_and_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.app import early_warning_config
+    from pipeline.settings import Settings
+    from schemas.reference import default_reference
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.app"):
+        early_warning_config(Settings(ew_table_shards=16), default_reference())
+    assert [r.getMessage() for r in caplog.records if "FOODRISK_EW_TABLE_SHARDS" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.app"):
+        early_warning_config(Settings(), default_reference())
+    assert not [r for r in caplog.records if "FOODRISK_EW_TABLE_SHARDS" in r.getMessage()]
