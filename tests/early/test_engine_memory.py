@@ -114,6 +114,13 @@ def detectors(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
+def _shim(table: str) -> bool:
+    """A detector not yet rebuilt for the schedule (its ``wake_of`` says so): it still scans its
+    state. Every other table, the engine's own and a rebuilt detector's, is read by key only."""
+    mod = engine.DETECTORS.get(table)
+    return mod is not None and "shim" in (mod.wake_of.__doc__ or "")
+
+
 def _assert_memory_is_the_rebuild(mem: EngineMemory, tables: dict[str, dict[str, Any]]) -> None:
     again = EngineMemory.build(tables, P)
     for name in engine.DETECTORS:
@@ -133,8 +140,7 @@ def test_kept_memory_gives_what_a_rebuilt_memory_gives(detectors: str) -> None:
     for b in batches:
         a = step(rebuilt, b, P)  # memory built from the tables, as at every recovery
         apply_all(rebuilt, a.updates)
-        view = {name: NoScan(t) if name in ("meta", "seen") or (detectors == "contract" and name == "gap") else t
-                for name, t in kept.items()}
+        view = {name: t if _shim(name) else NoScan(t) for name, t in kept.items()}
         k = step(view, b, P, mem)
         apply_all(kept, k.updates)
         mem.apply(k)

@@ -5,12 +5,16 @@ form): after it, alerts continue as if nothing happened."""
 from __future__ import annotations
 
 import copy
+import logging
 import zlib
 from typing import Any
 
-from agents.early.common import HOUR, EarlyParams, hour_start
+import pytest
+
+from agents.early.common import HOUR, EarlyParams, hour_start, iso
 from agents.early.engine import LAYOUT, V1_SHARDED, EngineMemory, apply_all, empty_tables, step, upgrade
 from agents.screened import Screened
+from schemas.alert import alert_id_for
 from schemas.result import result_key
 from tests.early.records import T0, rec
 
@@ -25,7 +29,7 @@ V1_OFFENDER: dict[str, Any] = {
         "bad": {"s-b0": [T0, "b0", "positive", "m-07"], "s-b1": [T0 + HOUR, "b1", "positive", "m-07"],
                 "s-b2": [T0 + 2 * HOUR, "b2", "positive", "m-07"]},
         "clean": [], "listed": T0 + 2 * HOUR,
-        "a": {"id": "968f04d6-73f3-57b7-9720-3a35af6ac5b1", "fp": "3", "start": T0 + 2 * HOUR},
+        "a": {"id": alert_id_for("repeat_offender", "V-bad", iso(T0 + 2 * HOUR)), "fp": "3", "start": T0 + 2 * HOUR},
         "where": ["m-07", "Tianhe"],
     },
     "V-u": {"bad": {"s-u1": [T0 + 4 * HOUR, "u1", "positive", "m-08"]}, "clean": [], "listed": None, "a": None,
@@ -133,3 +137,17 @@ def test_an_upgrade_cut_short_runs_again() -> None:
     apply_all(tables, part)
     apply_all(tables, upgrade(tables))
     assert tables == whole
+
+
+def test_the_shard_setting_is_accepted_and_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.app import early_warning_config
+    from pipeline.settings import Settings
+    from schemas.reference import default_reference
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.app"):
+        early_warning_config(Settings(ew_table_shards=16), default_reference())
+    assert [r.getMessage() for r in caplog.records if "FOODRISK_EW_TABLE_SHARDS" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.app"):
+        early_warning_config(Settings(), default_reference())
+    assert not [r for r in caplog.records if "FOODRISK_EW_TABLE_SHARDS" in r.getMessage()]
