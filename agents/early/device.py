@@ -415,6 +415,8 @@ def from_v1(key: str, old: JSON) -> JSON | None:
     today's; its wake is its hour of watermark ``ev`` (visited at the next step, which prunes it)."""
     if not isinstance(old, dict) or not isinstance(old.get("d"), dict):
         return None
+    if "z" in old:  # already in today's form (an upgrade cut short and run again)
+        return old
     ev = int(old.get("ev") or 0)
     devices: dict[str, Any] = old["d"]
     all_days = [day_index(int(day)) for d in devices.values() for day in d.get("days", {})]

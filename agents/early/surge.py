@@ -224,6 +224,8 @@ def from_v1(key: str, old: JSON) -> JSON | None:
     as this version drops a key whose buckets have left the window)."""
     if not isinstance(old, dict):
         return None
+    if "e" in old:  # already in today's form (an upgrade cut short and run again)
+        return old
     buckets: dict[str, list[Any]] = {}
     for h, b in dict(old.get("h") or {}).items():
         ids = [str(i) for i in b[2]][:MAX_IDS_PER_HOUR] if len(b) > 2 else []
