@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench import bench_plan, bench_screen
-from tests.bench.bench_pipeline import Row, run_all
+from tests.bench.bench_pipeline import Row, run_all, run_latency, run_single
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,12 +52,22 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="make bench", description=__doc__)
     p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
     p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
+    p.add_argument("--only", choices=["single", "latency"],
+                   help="only these pipeline rows: single = bare faust, the screening agent alone and the quix peer "
+                        "on single-result messages (--repeat pairs); latency = broker hop and alert latency")
+    p.add_argument("--repeat", type=int, default=1, help="pairs of foodrisk / quix peer runs with --only single")
     args = p.parse_args()
 
     def log(text: str) -> None:
         print(f"[bench] {text}", file=sys.stderr, flush=True)
 
     started = time.monotonic()
+    if args.only:
+        with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
+            only = (run_single(Path(tmp), args.scale, log, args.repeat) if args.only == "single"
+                    else run_latency(Path(tmp), args.scale, log))
+        print(render(only))
+        return 0
     log("rule engine")
     buf = io.StringIO()
     with redirect_stdout(buf):

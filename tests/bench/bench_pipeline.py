@@ -273,6 +273,7 @@ class Bench:
             return stored, min(stored, sum(x.metric("foodrisk_early_records_total") for x in workers))
 
         first = last = idle = 0.0  # idle: the last poll that found nothing begun
+        at_first = 0.0  # items done at the first poll that found some begun
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
@@ -285,7 +286,7 @@ class Bench:
             if not begun:
                 idle = t
             elif not first:
-                first = t
+                first, at_first = t, finished
             if count >= expect:
                 last = t
                 break
@@ -295,7 +296,11 @@ class Bench:
         if last == first and idle:  # all done within one poll (small runs): it began after the idle poll
             first = idle
         rss = max(peak_rss_mib(x.proc.pid) for x in workers)
-        return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first}
+        # steady: the items done after the first poll over the time after it (what the quix peer's
+        # figure counts too: no item done before the clock started is counted)
+        steady = (expect - at_first) / max(1e-6, last - first) if at_first < expect else 0.0
+        return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first,
+                "steady": steady}
 
     def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
         """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
@@ -317,6 +322,48 @@ class Bench:
             return self.drain_rate([w], db, expect, early=not agents or "early" in agents.split(","))
         finally:
             w.stop()
+
+    def quix_peer(self, values: list[bytes], *, tag: str = "quix") -> dict[str, float]:
+        """The quix-streams peer (tests/bench/quix_peer.py) on ``values`` pre-produced on an empty broker
+        as for the foodrisk row: the same job (rows into its own chdb, alerts, dead letters, the
+        screened records), committing after the write. Its figure: the messages stored after its
+        first write over the time from that write to the last (the steady rate, as ``drain_rate``'s)."""
+        self.fresh_broker()
+        t = self.topics(tag)
+        screened = self.topic(f"bench.{tag}.screened", partitions=1)
+        produce(self.broker.bootstrap, t["results"], values)
+        out = self.workdir / f"{tag}-figures.json"
+        out.unlink(missing_ok=True)
+        log_path = self.workdir / f"{tag}.log"
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.quix_peer", "--broker", self.broker.bootstrap,
+                 "--topic", t["results"], "--alerts", t["alerts"], "--deadletter", t["deadletter"],
+                 "--screened", screened, "--clickhouse", f"chdb://{self.workdir / f'chdb-{tag}'}",
+                 "--database", f"bench_{tag}", "--group", f"bench-{t['results']}", "--expect", str(len(values)),
+                 "--out", str(out)],
+                cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 900
+            while not out.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"the quix peer did not finish; log:\n{tail}")
+                time.sleep(0.2)
+            time.sleep(0.1)  # written in one call; let it land
+            f = orjson.loads(out.read_text())
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        seconds = max(1e-6, f["last_write"] - f["first_write"])
+        return {"steady": (f["messages"] - f["first_rows"]) / seconds, "rate": f["messages"] / seconds,
+                "seconds": seconds, "rss_mib": rss}
 
     def early_alone(self, values: list[bytes]) -> dict[str, float]:
         """An early-warning worker alone (FOODRISK_AGENTS=early) on pre-produced screened records,
@@ -543,6 +590,8 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
         b.rows.append(Row("screening agent alone, single-result messages (chdb)", single_alone["rate"], "results/s",
                           f"bare faust {bare:,.0f}/s", single_alone["rate"] / bare, ">= 0.6",
                           single_alone["rate"] / bare >= 0.6, note=f"FOODRISK_AGENTS={alone}"))
+        log("quix-streams peer, single-result messages (chdb)")
+        b.rows += peer_rows([single_alone], [b.quix_peer(values)])
         log("screening agent alone, batch form (chdb)")
         bulk_alone = b.pipeline_bulk(values, agents=alone)
         b.rows.append(Row("screening agent alone, batch form (500 per message) (chdb)", bulk_alone["rate"],
@@ -591,3 +640,68 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
                           f"with ClickHouse server {one['rss_mib']:.0f} MiB",
                           single["rss_mib"] / max(1, one["rss_mib"])))
         return b.rows
+
+
+def peer_rows(foodrisk: list[dict[str, float]], peer: list[dict[str, float]]) -> list[Row]:
+    """The quix-streams peer and foodrisk's screening agent beside it, on the steady rate (the results stored
+    after the first write or poll, over the time after it) of each; the median of the runs (pairs run
+    one after the other, alternating)."""
+    fr = sorted(x["steady"] for x in foodrisk)[len(foodrisk) // 2]
+    qx = sorted(x["steady"] for x in peer)[len(peer) // 2]
+    runs = "; ".join(f"{a['steady']:,.0f} vs {q['steady']:,.0f}" for a, q in zip(foodrisk, peer, strict=True))
+    return [
+        Row("quix-streams peer, screening, single-result messages (chdb)", qx, "results/s",
+            note="tests/bench/quix_peer.py: the same pure screening, rows into chdb by a BatchingSink, alerts and "
+                 "dead letters by to_topic, the screened records; commits after the write (checkpoint 1 s); "
+                 f"peak RSS {max(x['rss_mib'] for x in peer):,.0f} MiB"),
+        Row("screening agent alone vs the quix peer, single-result messages", fr, "results/s",
+            f"quix peer {qx:,.0f}/s", fr / qx, ">= 1.0", fr / qx >= 1.0,
+            note=f"steady rates, foodrisk vs peer per pair: {runs}"),
+    ]
+
+
+def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: int) -> list[Row]:
+    """`--only single`: the bare Faust ceiling, then foodrisk's screening agent alone and the quix peer,
+    ``repeat`` pairs, each phase on a fresh broker with the same pre-produced single-result messages."""
+    with Bench(workdir, scale, log) as b:
+        n = b.n_single
+        log(f"generating {n} results")
+        values = fresh_messages(n, seed=1)
+        ceiling_topic = b.topic("bench.ceiling")
+        produce(b.broker.bootstrap, ceiling_topic, values)
+        log("bare faust agent")
+        bare = b.faust_ceiling(ceiling_topic, n)
+        b.rows.append(Row("bare faust agent (orjson, count)", bare, "msgs/s"))
+        foodrisk: list[dict[str, float]] = []
+        peer: list[dict[str, float]] = []
+        for k in range(repeat):
+            log(f"pair {k + 1}/{repeat}: screening agent alone")
+            foodrisk.append(b.pipeline_single(values, agents="screen"))
+            log(f"pair {k + 1}/{repeat}: quix peer ({foodrisk[-1]['steady']:,.0f}/s foodrisk)")
+            peer.append(b.quix_peer(values, tag=f"quix{k}"))
+            log(f"pair {k + 1}/{repeat}: {foodrisk[-1]['steady']:,.0f} vs {peer[-1]['steady']:,.0f}/s")
+        mid = sorted(foodrisk, key=lambda x: x["rate"])[len(foodrisk) // 2]
+        b.rows.append(Row("screening agent alone, single-result messages (chdb)", mid["rate"], "results/s",
+                          f"bare faust {bare:,.0f}/s", mid["rate"] / bare, ">= 0.6", mid["rate"] / bare >= 0.6,
+                          note="FOODRISK_AGENTS=screen; runs " + ", ".join(f"{x['rate']:,.0f}" for x in foodrisk)))
+        b.rows += peer_rows(foodrisk, peer)
+        return b.rows
+
+
+def run_latency(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row]:
+    """`--only latency`: the broker hop and the alert latency at 1,000 results/s (one worker, every agent)."""
+    with Bench(workdir, scale, log) as b:
+        seconds = max(5.0, 60 * scale)
+        log("broker hop")
+        hop = b.broker_hop(rate=1000, seconds=seconds)
+        log("alert latency")
+        lat = b.alert_latency(rate=1000, seconds=seconds)
+        return [
+            Row("broker hop p99", hop["p99"] * 1000, "ms", note=f"p50 {hop['p50'] * 1000:,.0f} ms"),
+            Row("alert latency p50", lat["p50"] * 1000, "ms", f"broker hop {hop['p50'] * 1000:,.0f} ms",
+                lat["p50"] / hop["p50"]),
+            Row("alert latency p99", lat["p99"] * 1000, "ms", f"broker hop {hop['p99'] * 1000:,.0f} ms",
+                lat["p99"] / hop["p99"], "< 500 ms", lat["p99"] < 0.5,
+                note=f"{lat['n']:.0f} alerts; offered {lat['offered_per_s']:,.0f}/s; p99 first / last third "
+                     f"{lat['p99_first'] * 1000:,.0f} / {lat['p99_last'] * 1000:,.0f} ms"),
+        ]
