@@ -323,7 +323,8 @@ class Bench:
         finally:
             w.stop()
 
-    def quix_peer(self, values: list[bytes], *, tag: str = "quix") -> dict[str, float]:
+    def quix_peer(self, values: list[bytes], *, tag: str = "quix",
+                  module: str = "tests.bench.quix_peer") -> dict[str, float]:
         """The quix-streams peer (tests/bench/quix_peer.py) on ``values`` pre-produced on an empty broker
         as for the foodrisk row: the same job (rows into its own chdb, alerts, dead letters, the
         screened records), committing after the write. Its figure: the messages stored after its
@@ -337,7 +338,7 @@ class Bench:
         log_path = self.workdir / f"{tag}.log"
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.quix_peer", "--broker", self.broker.bootstrap,
+                [sys.executable, "-m", module, "--broker", self.broker.bootstrap,
                  "--topic", t["results"], "--alerts", t["alerts"], "--deadletter", t["deadletter"],
                  "--screened", screened, "--clickhouse", f"chdb://{self.workdir / f'chdb-{tag}'}",
                  "--database", f"bench_{tag}", "--group", f"bench-{t['results']}", "--expect", str(len(values)),
@@ -349,7 +350,7 @@ class Bench:
             while not out.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = log_path.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"the quix peer did not finish; log:\n{tail}")
+                    raise RuntimeError(f"{module} did not finish; log:\n{tail}")
                 time.sleep(0.2)
             time.sleep(0.1)  # written in one call; let it land
             f = orjson.loads(out.read_text())
@@ -476,17 +477,20 @@ class Bench:
             raise RuntimeError(f"the bare consumer received {len(hops)} of {n} results ({hop.error!r})")
         return {**latency_figures(hops), "offered_per_s": offered}
 
-    def alert_latency(self, rate: float, seconds: float) -> dict[str, float]:
+    def alert_latency(self, rate: float, seconds: float, tag: str = "latency", **env: str) -> dict[str, float]:
+        """The single-result alerts' latency through one worker (every agent; ``env``: its settings,
+        e.g. FOODRISK_AGENTS) under a steady load of ``rate`` results/s."""
         self.fresh_broker()
         from kafka import KafkaConsumer, TopicPartition
 
-        t = self.topics("latency")
-        w = self.worker("latency", t, f"chdb://{self.workdir / 'chdb-latency'}", "bench_latency").start()
+        t = self.topics(tag)
+        db = f"bench_{tag}"
+        w = self.worker(tag, t, f"chdb://{self.workdir / f'chdb-{tag}'}", db, **env).start()
         n = int(rate * seconds)
         try:
             # Warm up: the worker must own its partitions before the clock starts (a group join takes seconds).
             produce(self.broker.bootstrap, t["results"], fresh_messages(40, seed=98))
-            w.wait_for("SELECT count() FROM bench_latency.results", 40, timeout_s=120)
+            w.wait_for(f"SELECT count() FROM {db}.results", 40, timeout_s=120)
             sent_at, offered = self.steady_load(t["results"], fresh_messages(n, seed=99, violations_every=100), rate)
             c = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest")
             parts = [TopicPartition(t["alerts"], q) for q in c.partitions_for_topic(t["alerts"]) or set()]
@@ -688,20 +692,29 @@ def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: 
         return b.rows
 
 
-def run_latency(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row]:
-    """`--only latency`: the broker hop and the alert latency at 1,000 results/s (one worker, every agent)."""
+LATENCY_LAYOUTS: dict[str, dict[str, str]] = {
+    "one worker, every agent": {},
+    "screening worker (FOODRISK_AGENTS=screen,archive,deliver)": {"FOODRISK_AGENTS": "screen,archive,deliver"},
+}
+
+
+def run_latency(workdir: Path, scale: float, log: Callable[[str], None],
+                layouts: dict[str, dict[str, str]] | None = None) -> list[Row]:
+    """`--only latency`: the broker hop, then the alert latency at 1,000 results/s through each layout
+    (one worker with every agent, as `make bench`; a screening worker of its own, as README "Scaling")."""
     with Bench(workdir, scale, log) as b:
         seconds = max(5.0, 60 * scale)
         log("broker hop")
         hop = b.broker_hop(rate=1000, seconds=seconds)
-        log("alert latency")
-        lat = b.alert_latency(rate=1000, seconds=seconds)
-        return [
-            Row("broker hop p99", hop["p99"] * 1000, "ms", note=f"p50 {hop['p50'] * 1000:,.0f} ms"),
-            Row("alert latency p50", lat["p50"] * 1000, "ms", f"broker hop {hop['p50'] * 1000:,.0f} ms",
-                lat["p50"] / hop["p50"]),
-            Row("alert latency p99", lat["p99"] * 1000, "ms", f"broker hop {hop['p99'] * 1000:,.0f} ms",
-                lat["p99"] / hop["p99"], "< 500 ms", lat["p99"] < 0.5,
-                note=f"{lat['n']:.0f} alerts; offered {lat['offered_per_s']:,.0f}/s; p99 first / last third "
-                     f"{lat['p99_first'] * 1000:,.0f} / {lat['p99_last'] * 1000:,.0f} ms"),
-        ]
+        rows = [Row("broker hop p99", hop["p99"] * 1000, "ms", note=f"p50 {hop['p50'] * 1000:,.0f} ms")]
+        for k, (label, env) in enumerate((layouts or LATENCY_LAYOUTS).items()):
+            log(f"alert latency: {label}")
+            lat = b.alert_latency(rate=1000, seconds=seconds, tag=f"latency{k}", **env)
+            rows += [
+                Row(f"alert latency p50, {label}", lat["p50"] * 1000, "ms", f"broker hop {hop['p50'] * 1000:,.0f} ms"),
+                Row(f"alert latency p99, {label}", lat["p99"] * 1000, "ms", f"broker hop {hop['p99'] * 1000:,.0f} ms",
+                    lat["p99"] / hop["p99"], "< 500 ms", lat["p99"] < 0.5,
+                    note=f"{lat['n']:.0f} alerts; offered {lat['offered_per_s']:,.0f}/s; p99 first / last third "
+                         f"{lat['p99_first'] * 1000:,.0f} / {lat['p99_last'] * 1000:,.0f} ms"),
+            ]
+        return rows

@@ -32,13 +32,9 @@ When the rows of ``--expect`` messages are stored, it writes a JSON line of figu
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from quixstreams import Application, message_context
@@ -56,6 +52,7 @@ from schemas.sums import SumBook
 from sinks.clickhouse import DEDUP_TOKEN_SETTING, ClickHouse, connect_clickhouse
 from sinks.ddl import RESULTS_COLUMNS, migrate
 from sinks.errors import ClickHouseUnavailable
+from tests.bench.direct_screen import Progress, arguments
 
 log = logging.getLogger("quix_peer")
 
@@ -75,26 +72,6 @@ class Payload(Serializer):
 
     def __call__(self, value: tuple[int, bytes | None, bytes], ctx: Any) -> bytes:
         return value[2]
-
-
-class Progress:
-    """When the rows were stored: the figures the bench reads once ``expect`` messages are in."""
-
-    def __init__(self, expect: int, out: Path) -> None:
-        self.expect, self.out = expect, out
-        self.messages = 0
-        self.first_write = self.first_rows = 0.0
-        self.written = False
-
-    def stored(self, messages: int) -> None:
-        now = time.time()
-        if not self.messages:
-            self.first_write, self.first_rows = now, messages
-        self.messages += messages
-        if self.messages >= self.expect and not self.written:
-            self.written = True
-            self.out.write_text(json.dumps({"first_write": self.first_write, "first_rows": self.first_rows,
-                                            "last_write": now, "messages": self.messages}))
 
 
 class ResultRows(BatchingSink):
@@ -145,20 +122,7 @@ def screen_one(reference_config: Any, sums: SumBook) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="quix_peer", description=__doc__.split("\n\n")[0])
-    p.add_argument("--broker", required=True, help="bootstrap HOST:PORT")
-    p.add_argument("--topic", required=True, help="the results topic")
-    p.add_argument("--alerts", required=True)
-    p.add_argument("--deadletter", required=True)
-    p.add_argument("--screened", default="", help="publish the screened records here too (as foodrisk does)")
-    p.add_argument("--clickhouse", required=True, help="chdb://PATH or clickhouse://...")
-    p.add_argument("--database", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--state-dir", default="")
-    p.add_argument("--commit-interval", type=float, default=1.0)
-    p.add_argument("--expect", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
+    args = arguments("quix_peer", __doc__ or "", argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     ch = connect_clickhouse(args.clickhouse, database=args.database)
