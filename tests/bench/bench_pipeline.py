@@ -6,6 +6,7 @@ Run through `make bench` (tests/bench/__main__.py). Sizes scale with --scale (1.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -273,7 +274,7 @@ class Bench:
             return stored, min(stored, sum(x.metric("foodrisk_early_records_total") for x in workers))
 
         first = last = idle = 0.0  # idle: the last poll that found nothing begun
-        at_first = 0.0  # items done at the first poll that found some begun
+        at_first = cpu_first = 0.0  # items done (and the workers' CPU seconds) at the first poll that found some begun
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
@@ -287,20 +288,24 @@ class Bench:
                 idle = t
             elif not first:
                 first, at_first = t, finished
+                cpu_first = sum(cpu_seconds(x.proc.pid) for x in workers)
             if count >= expect:
                 last = t
+                cpu_last = sum(cpu_seconds(x.proc.pid) for x in workers)
                 break
             time.sleep(0.25)
         if not last:
             raise RuntimeError(f"only {count} of {expect} done; log:\n{w.log_tail()}")
         if last == first and idle:  # all done within one poll (small runs): it began after the idle poll
-            first = idle
+            first, at_first = idle, 0.0
         rss = max(peak_rss_mib(x.proc.pid) for x in workers)
         # steady: the items done after the first poll over the time after it (what the quix peer's
         # figure counts too: no item done before the clock started is counted)
         steady = (expect - at_first) / max(1e-6, last - first) if at_first < expect else 0.0
+        # CPU per item (every thread of the workers): what contention on a shared machine moves least
+        cpu_us = (cpu_last - cpu_first) / (expect - at_first) * 1e6 if at_first < expect and cpu_first else 0.0
         return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first,
-                "steady": steady}
+                "steady": steady, "cpu_us": cpu_us}
 
     def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
         """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
@@ -363,8 +368,9 @@ class Bench:
                 proc.kill()
                 proc.wait(timeout=10)
         seconds = max(1e-6, f["last_write"] - f["first_write"])
+        after_first = max(1.0, f["messages"] - f["first_rows"])
         return {"steady": (f["messages"] - f["first_rows"]) / seconds, "rate": f["messages"] / seconds,
-                "seconds": seconds, "rss_mib": rss}
+                "seconds": seconds, "rss_mib": rss, "cpu_us": (f["last_cpu"] - f["first_cpu"]) / after_first * 1e6}
 
     def early_alone(self, values: list[bytes]) -> dict[str, float]:
         """An early-warning worker alone (FOODRISK_AGENTS=early) on pre-produced screened records,
@@ -550,6 +556,17 @@ class Bench:
         return out
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (every thread), 0 when gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int | None) -> float:
     if pid is None:
         return 0.0
@@ -595,7 +612,10 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
                           f"bare faust {bare:,.0f}/s", single_alone["rate"] / bare, ">= 0.6",
                           single_alone["rate"] / bare >= 0.6, note=f"FOODRISK_AGENTS={alone}"))
         log("quix-streams peer, single-result messages (chdb)")
-        b.rows += peer_rows([single_alone], [b.quix_peer(values)])
+        peer = b.quix_peer(values)
+        b.rows += peer_rows([single_alone], [peer])
+        log("layout: the screening job on a direct batch consumer (chdb)")
+        b.rows.append(direct_row([b.quix_peer(values, tag="direct", module="tests.bench.direct_screen")], [peer]))
         log("screening agent alone, batch form (chdb)")
         bulk_alone = b.pipeline_bulk(values, agents=alone)
         b.rows.append(Row("screening agent alone, batch form (500 per message) (chdb)", bulk_alone["rate"],
@@ -646,13 +666,18 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
         return b.rows
 
 
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
 def peer_rows(foodrisk: list[dict[str, float]], peer: list[dict[str, float]]) -> list[Row]:
-    """The quix-streams peer and foodrisk's screening agent beside it, on the steady rate (the results stored
-    after the first write or poll, over the time after it) of each; the median of the runs (pairs run
-    one after the other, alternating)."""
-    fr = sorted(x["steady"] for x in foodrisk)[len(foodrisk) // 2]
-    qx = sorted(x["steady"] for x in peer)[len(peer) // 2]
+    """The quix-streams peer and foodrisk's screening agent beside it: the steady rate (the results stored
+    after the first write or poll, over the time after it) and the CPU per result (every thread of the
+    process; what a shared machine's contention moves least) of each, the median of the rounds."""
+    fr, qx = median([x["steady"] for x in foodrisk]), median([x["steady"] for x in peer])
+    fr_cpu, qx_cpu = median([x["cpu_us"] for x in foodrisk]), median([x["cpu_us"] for x in peer])
     runs = "; ".join(f"{a['steady']:,.0f} vs {q['steady']:,.0f}" for a, q in zip(foodrisk, peer, strict=True))
+    cpus = "; ".join(f"{a['cpu_us']:,.0f} vs {q['cpu_us']:,.0f}" for a, q in zip(foodrisk, peer, strict=True))
     return [
         Row("quix-streams peer, screening, single-result messages (chdb)", qx, "results/s",
             note="tests/bench/quix_peer.py: the same pure screening, rows into chdb by a BatchingSink, alerts and "
@@ -660,8 +685,21 @@ def peer_rows(foodrisk: list[dict[str, float]], peer: list[dict[str, float]]) ->
                  f"peak RSS {max(x['rss_mib'] for x in peer):,.0f} MiB"),
         Row("screening agent alone vs the quix peer, single-result messages", fr, "results/s",
             f"quix peer {qx:,.0f}/s", fr / qx, ">= 1.0", fr / qx >= 1.0,
-            note=f"steady rates, foodrisk vs peer per pair: {runs}"),
+            note=f"steady rates, foodrisk vs peer per round: {runs}"),
+        Row("CPU per result: quix peer / screening agent alone", fr_cpu, "us", f"quix peer {qx_cpu:,.0f} us",
+            qx_cpu / fr_cpu if fr_cpu else None, ">= 1.0", fr_cpu <= qx_cpu if fr_cpu else None,
+            note=f"process CPU (every thread) per result after the first write; foodrisk vs peer per round: {cpus}; "
+                 "the foodrisk worker also answers the bench's count() polls"),
     ]
+
+
+def direct_row(direct: list[dict[str, float]], peer: list[dict[str, float]]) -> Row:
+    d, qx = median([x["steady"] for x in direct]), median([x["steady"] for x in peer])
+    return Row("layout: screening on a consumer taking message batches directly (no Faust stream)", d, "results/s",
+               f"quix peer {qx:,.0f}/s", d / qx, ">= 1.0", d / qx >= 1.0,
+               note="tests/bench/direct_screen.py (a measurement, not the product): aiokafka getmany of up to 1,000, "
+                    "the same screen_batch, ClickHouseWriter and sends, commit after the write; runs "
+                    + ", ".join(f"{x['steady']:,.0f}/s ({x['cpu_us']:,.0f} us CPU per result)" for x in direct))
 
 
 def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: int) -> list[Row]:
@@ -678,17 +716,22 @@ def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: 
         b.rows.append(Row("bare faust agent (orjson, count)", bare, "msgs/s"))
         foodrisk: list[dict[str, float]] = []
         peer: list[dict[str, float]] = []
+        direct: list[dict[str, float]] = []
         for k in range(repeat):
-            log(f"pair {k + 1}/{repeat}: screening agent alone")
+            log(f"round {k + 1}/{repeat}: screening agent alone")
             foodrisk.append(b.pipeline_single(values, agents="screen"))
-            log(f"pair {k + 1}/{repeat}: quix peer ({foodrisk[-1]['steady']:,.0f}/s foodrisk)")
+            log(f"round {k + 1}/{repeat}: quix peer ({foodrisk[-1]['steady']:,.0f}/s foodrisk)")
             peer.append(b.quix_peer(values, tag=f"quix{k}"))
-            log(f"pair {k + 1}/{repeat}: {foodrisk[-1]['steady']:,.0f} vs {peer[-1]['steady']:,.0f}/s")
+            log(f"round {k + 1}/{repeat}: direct batch consumer ({peer[-1]['steady']:,.0f}/s quix)")
+            direct.append(b.quix_peer(values, tag=f"direct{k}", module="tests.bench.direct_screen"))
+            log(f"round {k + 1}/{repeat}: foodrisk {foodrisk[-1]['steady']:,.0f}, quix {peer[-1]['steady']:,.0f}, "
+                f"direct {direct[-1]['steady']:,.0f}/s")
         mid = sorted(foodrisk, key=lambda x: x["rate"])[len(foodrisk) // 2]
         b.rows.append(Row("screening agent alone, single-result messages (chdb)", mid["rate"], "results/s",
                           f"bare faust {bare:,.0f}/s", mid["rate"] / bare, ">= 0.6", mid["rate"] / bare >= 0.6,
                           note="FOODRISK_AGENTS=screen; runs " + ", ".join(f"{x['rate']:,.0f}" for x in foodrisk)))
         b.rows += peer_rows(foodrisk, peer)
+        b.rows.append(direct_row(direct, peer))
         return b.rows
 
 

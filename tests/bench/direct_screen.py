@@ -43,18 +43,19 @@ class Progress:
     def __init__(self, expect: int, out: Path) -> None:
         self.expect, self.out = expect, out
         self.messages = 0
-        self.first_write = self.first_rows = 0.0
+        self.first_write = self.first_rows = self.first_cpu = 0.0
         self.written = False
 
     def stored(self, messages: int) -> None:
-        now = time.time()
+        now, cpu = time.time(), time.process_time()  # process CPU: every thread (librdkafka's, chdb's too)
         if not self.messages:
-            self.first_write, self.first_rows = now, messages
+            self.first_write, self.first_rows, self.first_cpu = now, messages, cpu
         self.messages += messages
         if self.messages >= self.expect and not self.written:
             self.written = True
             self.out.write_text(json.dumps({"first_write": self.first_write, "first_rows": self.first_rows,
-                                            "last_write": now, "messages": self.messages}))
+                                            "last_write": now, "messages": self.messages,
+                                            "first_cpu": self.first_cpu, "last_cpu": cpu}))
 
 
 def arguments(prog: str, doc: str, argv: Sequence[str] | None) -> argparse.Namespace:
