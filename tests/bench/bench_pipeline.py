@@ -307,9 +307,10 @@ class Bench:
         return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first,
                 "steady": steady, "cpu_us": cpu_us}
 
-    def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
-        """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
-        return self.one_worker(f"single{agents.split(',')[0]}", values, len(values), agents)
+    def pipeline_single(self, values: list[bytes], agents: str = "", tag: str = "") -> dict[str, float]:
+        """``agents``: the worker's FOODRISK_AGENTS (default: all of them); ``tag``: to tell repeated runs
+        apart (each its own chdb)."""
+        return self.one_worker(f"single{agents.split(',')[0]}{tag}", values, len(values), agents)
 
     def pipeline_bulk(self, values: list[bytes], batch: int = 500, agents: str = "") -> dict[str, float]:
         chunks = [b"[" + b",".join(values[i:i + batch]) + b"]" for i in range(0, len(values), batch)]
@@ -719,7 +720,7 @@ def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: 
         direct: list[dict[str, float]] = []
         for k in range(repeat):
             log(f"round {k + 1}/{repeat}: screening agent alone")
-            foodrisk.append(b.pipeline_single(values, agents="screen"))
+            foodrisk.append(b.pipeline_single(values, agents="screen", tag=str(k)))
             log(f"round {k + 1}/{repeat}: quix peer ({foodrisk[-1]['steady']:,.0f}/s foodrisk)")
             peer.append(b.quix_peer(values, tag=f"quix{k}"))
             log(f"round {k + 1}/{repeat}: direct batch consumer ({peer[-1]['steady']:,.0f}/s quix)")
