@@ -698,8 +698,9 @@ def direct_row(direct: list[dict[str, float]], peer: list[dict[str, float]]) -> 
     d, qx = median([x["steady"] for x in direct]), median([x["steady"] for x in peer])
     return Row("layout: screening on a consumer taking message batches directly (no Faust stream)", d, "results/s",
                f"quix peer {qx:,.0f}/s", d / qx, ">= 1.0", d / qx >= 1.0,
-               note="tests/bench/direct_screen.py (a measurement, not the product): aiokafka getmany of up to 1,000, "
-                    "the same screen_batch, ClickHouseWriter and sends, commit after the write; runs "
+               note="tests/bench/direct_screen.py (a measurement, not the product): aiokafka getmany of up to 5,000, "
+                    "the same screen_batch, ClickHouseWriter and sends, commit after the write, one batch writing "
+                    "while the next is screened; runs "
                     + ", ".join(f"{x['steady']:,.0f}/s ({x['cpu_us']:,.0f} us CPU per result)" for x in direct))
 
 
