@@ -484,15 +484,19 @@ class Bench:
             raise RuntimeError(f"the bare consumer received {len(hops)} of {n} results ({hop.error!r})")
         return {**latency_figures(hops), "offered_per_s": offered}
 
-    def alert_latency(self, rate: float, seconds: float, tag: str = "latency", **env: str) -> dict[str, float]:
+    def alert_latency(self, rate: float, seconds: float, tag: str = "latency", beside: str = "",
+                      **env: str) -> dict[str, float]:
         """The single-result alerts' latency through one worker (every agent; ``env``: its settings,
-        e.g. FOODRISK_AGENTS) under a steady load of ``rate`` results/s."""
+        e.g. FOODRISK_AGENTS) under a steady load of ``rate`` results/s. ``beside``: the FOODRISK_AGENTS
+        of a second worker (its own group and chdb) running on the same machine meanwhile, e.g. early."""
         self.fresh_broker()
         from kafka import KafkaConsumer, TopicPartition
 
         t = self.topics(tag)
         db = f"bench_{tag}"
         w = self.worker(tag, t, f"chdb://{self.workdir / f'chdb-{tag}'}", db, **env).start()
+        other = (self.worker(f"{tag}-beside", t, f"chdb://{self.workdir / f'chdb-{tag}-beside'}", db,
+                             group="-beside", FOODRISK_AGENTS=beside).start() if beside else None)
         n = int(rate * seconds)
         try:
             # Warm up: the worker must own its partitions before the clock starts (a group join takes seconds).
@@ -519,6 +523,8 @@ class Bench:
             c.close()
         finally:
             w.stop()
+            if other is not None:
+                other.stop()
         if not latencies:
             raise RuntimeError("no alert arrived")
         return {**latency_figures(latencies), "expected": expected, "offered_per_s": offered}
@@ -739,7 +745,8 @@ def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: 
 
 LATENCY_LAYOUTS: dict[str, dict[str, str]] = {
     "one worker, every agent": {},
-    "screening worker (FOODRISK_AGENTS=screen,archive,deliver)": {"FOODRISK_AGENTS": "screen,archive,deliver"},
+    "screening worker (FOODRISK_AGENTS=screen,archive,deliver), an early-warning worker beside it": {
+        "FOODRISK_AGENTS": "screen,archive,deliver", "beside": "early"},
 }
 
 
