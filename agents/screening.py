@@ -56,8 +56,8 @@ class ScreeningConfig:
     max_batch_items: int = 1000
     batches_in_flight: int = 2  # insert groups whose writes may be outstanding at once
     # The result rows of consecutive batches go to ClickHouse in one insert, at most this long after
-    # the group's first batch or at this many rows: an insert every 0.1 s cost chdb ~65 us of CPU per
-    # result (its insert threads and merges of small parts), one a second ~25 us. Alerts, dead letters
+    # the group's first batch or at this many rows: an insert per 0.1 s batch cost chdb 45-60 us of CPU
+    # per result (its insert threads and merges of small parts), one a second ~10 us. Alerts, dead letters
     # and screened records are sent as each batch is screened, so this delays only the rows and the
     # commit, never an alert.
     insert_max_rows: int = 10_000
