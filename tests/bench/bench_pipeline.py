@@ -745,6 +745,7 @@ def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: 
 
 LATENCY_LAYOUTS: dict[str, dict[str, str]] = {
     "one worker, every agent": {},
+    "screening worker (FOODRISK_AGENTS=screen,archive,deliver)": {"FOODRISK_AGENTS": "screen,archive,deliver"},
     "screening worker (FOODRISK_AGENTS=screen,archive,deliver), an early-warning worker beside it": {
         "FOODRISK_AGENTS": "screen,archive,deliver", "beside": "early"},
 }
