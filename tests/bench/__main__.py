@@ -11,12 +11,13 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import redirect_stdout, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench import bench_plan, bench_screen
-from tests.bench.bench_pipeline import Row, run_all
+from tests.bench.bench_pipeline import Row, run_all, run_latency, run_single
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,16 +49,8 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
-    p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
-    args = p.parse_args()
-
-    def log(text: str) -> None:
-        print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-    started = time.monotonic()
+def full(scale: float, only_screen: bool, log: Callable[[str], None]) -> tuple[list[Row], str]:
+    """Every benchmark (or the rule engine and the plan backtest only): the rows and the rule engine's text."""
     log("rule engine")
     buf = io.StringIO()
     with redirect_stdout(buf):
@@ -68,17 +61,44 @@ def main() -> int:
     log("sampling plan backtest (in process, seeds 7, 11, 23)")
     plan_rows, _ = bench_plan.rows([7, 11, 23])
     rows += plan_rows
-    if args.only_screen:
+    if only_screen:
         print(render(rows))
     else:
         with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
-            rows += run_all(Path(tmp), args.scale, log)
+            rows += run_all(Path(tmp), scale, log)
         print(render(rows))
+    return rows, screen_text
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
+    p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
+    p.add_argument("--only", choices=["single", "latency"],
+                   help="only these pipeline rows: single = the bare faust agent, then the screening agent alone, "
+                        "the quix-streams peer and the direct-consumer layout on single-result messages (--repeat "
+                        "rounds); latency = the broker hop and the alert latency per layout")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of foodrisk / quix peer / direct with --only single")
+    args = p.parse_args()
+
+    def log(text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    screen_text = ""
+    if args.only:
+        with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
+            rows = (run_single(Path(tmp), args.scale, log, args.repeat) if args.only == "single"
+                    else run_latency(Path(tmp), args.scale, log))
+        print(render(rows))
+    else:
+        rows, screen_text = full(args.scale, args.only_screen, log)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {"when": stamp, "machine": machine(), "scale": args.scale, "seconds": round(time.monotonic() - started),
-              "rule_engine": screen_text.splitlines(),
+              "only": args.only, "rule_engine": screen_text.splitlines(),
               "rows": [dict(r.__dict__) for r in rows]}
     path = out_dir / f"bench-{stamp}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False))

@@ -6,6 +6,7 @@ Run through `make bench` (tests/bench/__main__.py). Sizes scale with --scale (1.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -273,6 +274,7 @@ class Bench:
             return stored, min(stored, sum(x.metric("foodrisk_early_records_total") for x in workers))
 
         first = last = idle = 0.0  # idle: the last poll that found nothing begun
+        at_first = cpu_first = 0.0  # items done (and the workers' CPU seconds) at the first poll that found some begun
         deadline = time.monotonic() + timeout_s
         count = 0
         while time.monotonic() < deadline:
@@ -285,21 +287,30 @@ class Bench:
             if not begun:
                 idle = t
             elif not first:
-                first = t
+                first, at_first = t, finished
+                cpu_first = sum(cpu_seconds(x.proc.pid) for x in workers)
             if count >= expect:
                 last = t
+                cpu_last = sum(cpu_seconds(x.proc.pid) for x in workers)
                 break
             time.sleep(0.25)
         if not last:
             raise RuntimeError(f"only {count} of {expect} done; log:\n{w.log_tail()}")
         if last == first and idle:  # all done within one poll (small runs): it began after the idle poll
-            first = idle
+            first, at_first = idle, 0.0
         rss = max(peak_rss_mib(x.proc.pid) for x in workers)
-        return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first}
+        # steady: the items done after the first poll over the time after it (what the quix peer's
+        # figure counts too: no item done before the clock started is counted)
+        steady = (expect - at_first) / max(1e-6, last - first) if at_first < expect else 0.0
+        # CPU per item (every thread of the workers): what contention on a shared machine moves least
+        cpu_us = (cpu_last - cpu_first) / (expect - at_first) * 1e6 if at_first < expect and cpu_first else 0.0
+        return {"rate": expect / max(1e-6, last - first), "rss_mib": rss, "seconds": last - first,
+                "steady": steady, "cpu_us": cpu_us}
 
-    def pipeline_single(self, values: list[bytes], agents: str = "") -> dict[str, float]:
-        """``agents``: the worker's FOODRISK_AGENTS (default: all of them)."""
-        return self.one_worker(f"single{agents.split(',')[0]}", values, len(values), agents)
+    def pipeline_single(self, values: list[bytes], agents: str = "", tag: str = "") -> dict[str, float]:
+        """``agents``: the worker's FOODRISK_AGENTS (default: all of them); ``tag``: to tell repeated runs
+        apart (each its own chdb)."""
+        return self.one_worker(f"single{agents.split(',')[0]}{tag}", values, len(values), agents)
 
     def pipeline_bulk(self, values: list[bytes], batch: int = 500, agents: str = "") -> dict[str, float]:
         chunks = [b"[" + b",".join(values[i:i + batch]) + b"]" for i in range(0, len(values), batch)]
@@ -317,6 +328,50 @@ class Bench:
             return self.drain_rate([w], db, expect, early=not agents or "early" in agents.split(","))
         finally:
             w.stop()
+
+    def quix_peer(self, values: list[bytes], *, tag: str = "quix",
+                  module: str = "tests.bench.quix_peer") -> dict[str, float]:
+        """The quix-streams peer (tests/bench/quix_peer.py) on ``values`` pre-produced on an empty broker
+        as for the foodrisk row: the same job (rows into its own chdb, alerts, dead letters, the
+        screened records), committing after the write. Its figure: the messages stored after its
+        first write over the time from that write to the last (the steady rate, as ``drain_rate``'s)."""
+        self.fresh_broker()
+        t = self.topics(tag)
+        screened = self.topic(f"bench.{tag}.screened", partitions=1)
+        produce(self.broker.bootstrap, t["results"], values)
+        out = self.workdir / f"{tag}-figures.json"
+        out.unlink(missing_ok=True)
+        log_path = self.workdir / f"{tag}.log"
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, "--broker", self.broker.bootstrap,
+                 "--topic", t["results"], "--alerts", t["alerts"], "--deadletter", t["deadletter"],
+                 "--screened", screened, "--clickhouse", f"chdb://{self.workdir / f'chdb-{tag}'}",
+                 "--database", f"bench_{tag}", "--group", f"bench-{t['results']}", "--expect", str(len(values)),
+                 "--out", str(out)],
+                cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 900
+            while not out.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{module} did not finish; log:\n{tail}")
+                time.sleep(0.2)
+            time.sleep(0.1)  # written in one call; let it land
+            f = orjson.loads(out.read_text())
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        seconds = max(1e-6, f["last_write"] - f["first_write"])
+        after_first = max(1.0, f["messages"] - f["first_rows"])
+        return {"steady": (f["messages"] - f["first_rows"]) / seconds, "rate": f["messages"] / seconds,
+                "seconds": seconds, "rss_mib": rss, "cpu_us": (f["last_cpu"] - f["first_cpu"]) / after_first * 1e6}
 
     def early_alone(self, values: list[bytes]) -> dict[str, float]:
         """An early-warning worker alone (FOODRISK_AGENTS=early) on pre-produced screened records,
@@ -429,17 +484,24 @@ class Bench:
             raise RuntimeError(f"the bare consumer received {len(hops)} of {n} results ({hop.error!r})")
         return {**latency_figures(hops), "offered_per_s": offered}
 
-    def alert_latency(self, rate: float, seconds: float) -> dict[str, float]:
+    def alert_latency(self, rate: float, seconds: float, tag: str = "latency", beside: str = "",
+                      **env: str) -> dict[str, float]:
+        """The single-result alerts' latency through one worker (every agent; ``env``: its settings,
+        e.g. FOODRISK_AGENTS) under a steady load of ``rate`` results/s. ``beside``: the FOODRISK_AGENTS
+        of a second worker (its own group and chdb) running on the same machine meanwhile, e.g. early."""
         self.fresh_broker()
         from kafka import KafkaConsumer, TopicPartition
 
-        t = self.topics("latency")
-        w = self.worker("latency", t, f"chdb://{self.workdir / 'chdb-latency'}", "bench_latency").start()
+        t = self.topics(tag)
+        db = f"bench_{tag}"
+        w = self.worker(tag, t, f"chdb://{self.workdir / f'chdb-{tag}'}", db, **env).start()
+        other = (self.worker(f"{tag}-beside", t, f"chdb://{self.workdir / f'chdb-{tag}-beside'}", db,
+                             group="-beside", FOODRISK_AGENTS=beside).start() if beside else None)
         n = int(rate * seconds)
         try:
             # Warm up: the worker must own its partitions before the clock starts (a group join takes seconds).
             produce(self.broker.bootstrap, t["results"], fresh_messages(40, seed=98))
-            w.wait_for("SELECT count() FROM bench_latency.results", 40, timeout_s=120)
+            w.wait_for(f"SELECT count() FROM {db}.results", 40, timeout_s=120)
             sent_at, offered = self.steady_load(t["results"], fresh_messages(n, seed=99, violations_every=100), rate)
             c = KafkaConsumer(bootstrap_servers=self.broker.bootstrap, auto_offset_reset="earliest")
             parts = [TopicPartition(t["alerts"], q) for q in c.partitions_for_topic(t["alerts"]) or set()]
@@ -461,6 +523,8 @@ class Bench:
             c.close()
         finally:
             w.stop()
+            if other is not None:
+                other.stop()
         if not latencies:
             raise RuntimeError("no alert arrived")
         return {**latency_figures(latencies), "expected": expected, "offered_per_s": offered}
@@ -497,6 +561,17 @@ class Bench:
             out.append(Row(f"sink into {label}", sink, "rows/s", f"raw insert {raw:,.0f} rows/s", sink / raw,
                            ">= 0.8", sink / raw >= 0.8))
         return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (every thread), 0 when gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int | None) -> float:
@@ -543,6 +618,11 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
         b.rows.append(Row("screening agent alone, single-result messages (chdb)", single_alone["rate"], "results/s",
                           f"bare faust {bare:,.0f}/s", single_alone["rate"] / bare, ">= 0.6",
                           single_alone["rate"] / bare >= 0.6, note=f"FOODRISK_AGENTS={alone}"))
+        log("quix-streams peer, single-result messages (chdb)")
+        peer = b.quix_peer(values)
+        b.rows += peer_rows([single_alone], [peer])
+        log("layout: the screening job on a direct batch consumer (chdb)")
+        b.rows.append(direct_row([b.quix_peer(values, tag="direct", module="tests.bench.direct_screen")], [peer]))
         log("screening agent alone, batch form (chdb)")
         bulk_alone = b.pipeline_bulk(values, agents=alone)
         b.rows.append(Row("screening agent alone, batch form (500 per message) (chdb)", bulk_alone["rate"],
@@ -591,3 +671,104 @@ def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row
                           f"with ClickHouse server {one['rss_mib']:.0f} MiB",
                           single["rss_mib"] / max(1, one["rss_mib"])))
         return b.rows
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def peer_rows(foodrisk: list[dict[str, float]], peer: list[dict[str, float]]) -> list[Row]:
+    """The quix-streams peer and foodrisk's screening agent beside it: the steady rate (the results stored
+    after the first write or poll, over the time after it) and the CPU per result (every thread of the
+    process; what a shared machine's contention moves least) of each, the median of the rounds. A run
+    too small to have a second write has no steady figure (0): no ratio then (use --scale 0.25 or more)."""
+    fr, qx = median([x["steady"] for x in foodrisk]), median([x["steady"] for x in peer])
+    fr_cpu, qx_cpu = median([x["cpu_us"] for x in foodrisk]), median([x["cpu_us"] for x in peer])
+    runs = "; ".join(f"{a['steady']:,.0f} vs {q['steady']:,.0f}" for a, q in zip(foodrisk, peer, strict=True))
+    cpus = "; ".join(f"{a['cpu_us']:,.0f} vs {q['cpu_us']:,.0f}" for a, q in zip(foodrisk, peer, strict=True))
+    return [
+        Row("quix-streams peer, screening, single-result messages (chdb)", qx, "results/s",
+            note="tests/bench/quix_peer.py: the same pure screening, rows into chdb by a BatchingSink, alerts and "
+                 "dead letters by to_topic, the screened records; commits after the write (checkpoint 1 s); "
+                 f"peak RSS {max(x['rss_mib'] for x in peer):,.0f} MiB"),
+        Row("screening agent alone vs the quix peer, single-result messages", fr, "results/s",
+            f"quix peer {qx:,.0f}/s", fr / qx if qx else None, ">= 1.0", fr >= qx if qx else None,
+            note=f"steady rates, foodrisk vs peer per round: {runs}"),
+        Row("CPU per result: quix peer / screening agent alone", fr_cpu, "us", f"quix peer {qx_cpu:,.0f} us",
+            qx_cpu / fr_cpu if fr_cpu else None, ">= 1.0", fr_cpu <= qx_cpu if fr_cpu else None,
+            note=f"process CPU (every thread) per result after the first write; foodrisk vs peer per round: {cpus}; "
+                 "the foodrisk worker also answers the bench's count() polls"),
+    ]
+
+
+def direct_row(direct: list[dict[str, float]], peer: list[dict[str, float]]) -> Row:
+    d, qx = median([x["steady"] for x in direct]), median([x["steady"] for x in peer])
+    return Row("layout: screening on a consumer taking message batches directly (no Faust stream)", d, "results/s",
+               f"quix peer {qx:,.0f}/s", d / qx if qx else None, ">= 1.0", d >= qx if qx else None,
+               note="tests/bench/direct_screen.py (a measurement, not the product): aiokafka getmany of up to 5,000, "
+                    "the same screen_batch, ClickHouseWriter and sends, commit after the write, one batch writing "
+                    "while the next is screened; runs "
+                    + ", ".join(f"{x['steady']:,.0f}/s ({x['cpu_us']:,.0f} us CPU per result)" for x in direct))
+
+
+def run_single(workdir: Path, scale: float, log: Callable[[str], None], repeat: int) -> list[Row]:
+    """`--only single`: the bare Faust ceiling, then foodrisk's screening agent alone and the quix peer,
+    ``repeat`` pairs, each phase on a fresh broker with the same pre-produced single-result messages."""
+    with Bench(workdir, scale, log) as b:
+        n = b.n_single
+        log(f"generating {n} results")
+        values = fresh_messages(n, seed=1)
+        ceiling_topic = b.topic("bench.ceiling")
+        produce(b.broker.bootstrap, ceiling_topic, values)
+        log("bare faust agent")
+        bare = b.faust_ceiling(ceiling_topic, n)
+        b.rows.append(Row("bare faust agent (orjson, count)", bare, "msgs/s"))
+        foodrisk: list[dict[str, float]] = []
+        peer: list[dict[str, float]] = []
+        direct: list[dict[str, float]] = []
+        for k in range(repeat):
+            log(f"round {k + 1}/{repeat}: screening agent alone")
+            foodrisk.append(b.pipeline_single(values, agents="screen", tag=str(k)))
+            log(f"round {k + 1}/{repeat}: quix peer ({foodrisk[-1]['steady']:,.0f}/s foodrisk)")
+            peer.append(b.quix_peer(values, tag=f"quix{k}"))
+            log(f"round {k + 1}/{repeat}: direct batch consumer ({peer[-1]['steady']:,.0f}/s quix)")
+            direct.append(b.quix_peer(values, tag=f"direct{k}", module="tests.bench.direct_screen"))
+            log(f"round {k + 1}/{repeat}: foodrisk {foodrisk[-1]['steady']:,.0f}, quix {peer[-1]['steady']:,.0f}, "
+                f"direct {direct[-1]['steady']:,.0f}/s")
+        mid = sorted(foodrisk, key=lambda x: x["rate"])[len(foodrisk) // 2]
+        b.rows.append(Row("screening agent alone, single-result messages (chdb)", mid["rate"], "results/s",
+                          f"bare faust {bare:,.0f}/s", mid["rate"] / bare, ">= 0.6", mid["rate"] / bare >= 0.6,
+                          note="FOODRISK_AGENTS=screen; runs " + ", ".join(f"{x['rate']:,.0f}" for x in foodrisk)))
+        b.rows += peer_rows(foodrisk, peer)
+        b.rows.append(direct_row(direct, peer))
+        return b.rows
+
+
+LATENCY_LAYOUTS: dict[str, dict[str, str]] = {
+    "one worker, every agent": {},
+    "screening worker (FOODRISK_AGENTS=screen,archive,deliver)": {"FOODRISK_AGENTS": "screen,archive,deliver"},
+    "screening worker (FOODRISK_AGENTS=screen,archive,deliver), an early-warning worker beside it": {
+        "FOODRISK_AGENTS": "screen,archive,deliver", "beside": "early"},
+}
+
+
+def run_latency(workdir: Path, scale: float, log: Callable[[str], None],
+                layouts: dict[str, dict[str, str]] | None = None) -> list[Row]:
+    """`--only latency`: the broker hop, then the alert latency at 1,000 results/s through each layout
+    (one worker with every agent, as `make bench`; a screening worker of its own, as README "Scaling")."""
+    with Bench(workdir, scale, log) as b:
+        seconds = max(5.0, 60 * scale)
+        log("broker hop")
+        hop = b.broker_hop(rate=1000, seconds=seconds)
+        rows = [Row("broker hop p99", hop["p99"] * 1000, "ms", note=f"p50 {hop['p50'] * 1000:,.0f} ms")]
+        for k, (label, env) in enumerate((layouts or LATENCY_LAYOUTS).items()):
+            log(f"alert latency: {label}")
+            lat = b.alert_latency(rate=1000, seconds=seconds, tag=f"latency{k}", **env)
+            rows += [
+                Row(f"alert latency p50, {label}", lat["p50"] * 1000, "ms", f"broker hop {hop['p50'] * 1000:,.0f} ms"),
+                Row(f"alert latency p99, {label}", lat["p99"] * 1000, "ms", f"broker hop {hop['p99'] * 1000:,.0f} ms",
+                    lat["p99"] / hop["p99"], "< 500 ms", lat["p99"] < 0.5,
+                    note=f"{lat['n']:.0f} alerts; offered {lat['offered_per_s']:,.0f}/s; p99 first / last third "
+                         f"{lat['p99_first'] * 1000:,.0f} / {lat['p99_last'] * 1000:,.0f} ms"),
+            ]
+        return rows
