@@ -15,7 +15,7 @@ from contextlib import redirect_stdout, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import bench_plan, bench_screen
+from tests.bench import bench_plan, bench_screen, bench_soak
 from tests.bench.bench_pipeline import Row, run_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,8 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="make bench", description=__doc__)
     p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
     p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
+    p.add_argument("--soak", action="store_true",
+                   help="add the national soak phase A rows (30 days x 10,000 x scale results; full: make bench-soak)")
     args = p.parse_args()
 
     def log(text: str) -> None:
@@ -68,6 +70,10 @@ def main() -> int:
     log("sampling plan backtest (in process, seeds 7, 11, 23)")
     plan_rows, _ = bench_plan.rows([7, 11, 23])
     rows += plan_rows
+    soak: dict[str, object] | None = None
+    if args.soak:
+        soak_rows, soak = bench_soak.rows(args.scale, log)
+        rows += soak_rows
     if args.only_screen:
         print(render(rows))
     else:
@@ -79,7 +85,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {"when": stamp, "machine": machine(), "scale": args.scale, "seconds": round(time.monotonic() - started),
               "rule_engine": screen_text.splitlines(),
-              "rows": [dict(r.__dict__) for r in rows]}
+              "rows": [dict(r.__dict__) for r in rows], "soak": soak}
     path = out_dir / f"bench-{stamp}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
     log(f"written {path.relative_to(ROOT)} in {record['seconds']}s")
