@@ -77,15 +77,19 @@ def rss_mib(key: str = "VmRSS", pid: int | str = "self") -> float:
 # -- the engine, whichever API it offers -----------------------------------------------------------
 class EngineDriver:
     """Runs ``engine.step`` over plain dict tables, with the engine's persistent memory (schedule and
-    seen index) when it has one: ``EngineMemory.rebuild(tables, params)``, passed as ``memory`` and
+    seen index) when it has one: ``EngineMemory.build(tables, params)``, passed as ``memory`` and
     given each step's result after the table writes (``memory.apply(out)``)."""
 
     def __init__(self, engine: Any, params: Any) -> None:
         self.engine = engine
         self.params = params
         self.tables: dict[str, dict[str, Any]] = engine.empty_tables()
+        upgrade = getattr(engine, "upgrade", None)  # records the layout of the state, as the agent does
+        if upgrade is not None:
+            engine.apply_all(self.tables, upgrade(self.tables))
         mem_cls = getattr(engine, "EngineMemory", None)
-        self.memory: Any = mem_cls.rebuild(self.tables, params) if mem_cls is not None else None
+        build = getattr(mem_cls, "build", None) or getattr(mem_cls, "rebuild", None)
+        self.memory: Any = build(self.tables, params) if build is not None else None
 
     @property
     def api(self) -> str:
@@ -260,17 +264,19 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
 
 
 def render_a(a: Mapping[str, Any]) -> str:
-    head = ["day", "records", "ms/1,000", "B/result", "shard B/result", "alerts", "RSS MiB", "keys held"]
+    m = a["must_show"]
+    shards = m["shard_layout_bytes_per_result"] is not None
+    head = ["day", "records", "ms/1,000", "B/result", *(["shard B/result"] if shards else []), "alerts", "RSS MiB",
+            "keys held"]
     rows = [head]
     for d in a["days"]:
         keys = d["keys"]
         rows.append([str(d["day"]), f"{d['records']:,}", f"{d['ms_per_1000']:.1f}", f"{d['bytes_per_result']:,.0f}",
-                     f"{d['shard_layout_bytes_per_result']:,.0f}", str(d["alerts"]), f"{d['rss_mib']:,.0f}",
-                     " ".join(f"{t}={n:,}" for t, n in keys.items() if t != "meta")])
+                     *([f"{d['shard_layout_bytes_per_result']:,.0f}"] if shards else []), str(d["alerts"]),
+                     f"{d['rss_mib']:,.0f}", " ".join(f"{t}={n:,}" for t, n in keys.items() if t != "meta")])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i < len(head) - 1 else c for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
-    m = a["must_show"]
     yes = {True: "met", False: "NOT met"}
     lines += [
         "",
