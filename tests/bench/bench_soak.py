@@ -381,21 +381,7 @@ def phase_b(cfg: SoakConfig, workdir: Path, tail_batch: int) -> dict[str, Any]:
                 w.stop()
         produce(b.broker.bootstrap, t["screened"], [encode_batch(tail)], keys=[b"s"])
         w2 = b.worker("soak-2", t, f"chdb://{workdir / 'chdb-soak-2'}", db, FOODRISK_AGENTS="early")
-        started = time.monotonic()
-        w2.start()
-        up = time.monotonic() - started
-        try:
-            done = 0.0
-            deadline = time.monotonic() + 1800
-            while done < len(tail):
-                if time.monotonic() > deadline or not w2.proc.running:
-                    raise RuntimeError(f"the new worker did not take the new batch; log:\n{w2.log_tail()}")
-                time.sleep(0.2)
-                done = _metric_or_none(w2, "foodrisk_early_records_total") or 0.0
-            rebuilt = time.monotonic() - started
-            rss2 = rss_mib("VmHWM", w2.proc.pid or 0)
-        finally:
-            w2.stop()
+        up, rebuilt, rss2 = _rebuild(w2, len(tail))
     total = sum(on_broker.values())
     return {
         "config": cfg.__dict__, "records": n, "records_per_s": round(drained["rate"]),
@@ -403,8 +389,34 @@ def phase_b(cfg: SoakConfig, workdir: Path, tail_batch: int) -> dict[str, Any]:
         "changelog_bytes_on_broker": on_broker, "changelog_bytes_per_result": round(total / max(1, n), 1),
         "changelog_metric_bytes_per_result": round(metric_bytes / n, 1) if metric_bytes else None,
         "worker_peak_rss_mib": round(peak, 1), "new_worker_peak_rss_mib": round(rss2, 1),
-        "new_batch_records": len(tail), "new_worker_up_s": round(up, 1), "rebuild_s": round(rebuilt, 1),
+        "new_batch_records": len(tail), "new_worker_up_s": None if up is None else round(up, 1),
+        "rebuild_s": None if rebuilt is None else round(rebuilt, 1),
     }
+
+
+def _rebuild(w: Any, expect: int, timeout_s: float = 1800) -> tuple[float | None, float | None, float]:
+    """Start ``w`` and time it (from its process start): until it serves its ports, and until its
+    early-warning step has taken ``expect`` records; None where it did not within ``timeout_s``
+    (a worker recovering its tables may not serve its ports until it is done)."""
+    from pipeline.localstack.process import port_open
+
+    started = time.monotonic()
+    w.proc.launch()
+    up: float | None = None
+    rebuilt: float | None = None
+    try:
+        while time.monotonic() < started + timeout_s and w.proc.running:
+            if up is None and port_open("127.0.0.1", w.port):
+                up = time.monotonic() - started
+            if up is not None and (_metric_or_none(w, "foodrisk_early_records_total") or 0.0) >= expect:
+                rebuilt = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        if rebuilt is None:
+            log(f"the new worker did not take the new batch in {timeout_s:.0f}s; log:\n{w.log_tail()}")
+        return up, rebuilt, rss_mib("VmHWM", w.proc.pid or 0)
+    finally:
+        w.stop()
 
 
 def _metric_or_none(w: Any, name: str) -> float | None:
