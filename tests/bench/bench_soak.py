@@ -148,6 +148,7 @@ class DayFigures:
     alerts: int = 0
     alert_kinds: Counter[str] = field(default_factory=Counter)
     keys: dict[str, int] = field(default_factory=dict)
+    detector_s: dict[str, float] = field(default_factory=dict)  # CPU time in each detector's step
     rss_mib: float = 0.0
 
     @property
@@ -165,7 +166,9 @@ class DayFigures:
                 "bytes_per_result": round(self.changelog_bytes / max(1, self.records), 1),
                 "shard_layout_bytes_per_result": round(self.shard_bytes / max(1, self.records), 1),
                 "writes": self.writes, "alerts": self.alerts, "alert_kinds": dict(self.alert_kinds),
-                "keys": self.keys, "rss_mib": round(self.rss_mib, 1)}
+                "keys": self.keys, "rss_mib": round(self.rss_mib, 1),
+                "detector_ms_per_1000": {k: round(v * 1e6 / max(1, self.records), 2)
+                                         for k, v in self.detector_s.items()}}
 
 
 def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
@@ -178,7 +181,7 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
 def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
     from agents.early import engine
     from agents.early.common import EarlyParams
-    from tests.bench.soak_data import SoakStream, chunks
+    from tests.bench.soak_data import SoakStream
 
     params = EarlyParams()
     t0 = time.perf_counter()
@@ -190,36 +193,83 @@ def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
     log(f"engine {engine.__file__}: {driver.api}"
         + (f"; shard layout bytes estimated for {', '.join(sharded)}" if shard_bytes else ""))
     days: list[DayFigures] = []
-    for day, records in stream.days():
-        fig = DayFigures(day)
-        for chunk in chunks(records, step_size):
-            started, cpu = time.perf_counter(), time.thread_time()
-            out = driver.step(chunk)
-            fig.step_s += time.thread_time() - cpu
-            fig.wall_s += time.perf_counter() - started
-            fig.steps += 1
-            fig.records += len(chunk)
-            fig.alerts += len(out.alerts)
-            fig.alert_kinds.update(a.kind for a in out.alerts)
-            for table, updates in out.updates.items():
-                sizes = written_bytes(updates)
-                fig.writes += len(sizes)
-                by_key = sum(len(orjson.dumps(k)) if n is None else n for k, n in sizes.items())
-                fig.changelog_bytes += by_key
-                if shard_bytes is not None and table in shard_bytes.sharded:
-                    fig.shard_bytes += shard_bytes.step(table, sizes)
-                else:
-                    fig.shard_bytes += by_key
-        del records
-        gc.collect()
-        fig.keys = {t: len(v) for t, v in driver.tables.items()}
-        fig.rss_mib = rss_mib()
-        days.append(fig)
-        log(f"day {day + 1:2d}: {fig.records:,} records in {fig.steps} steps, {fig.ms_per_1000:.1f} ms/1,000 "
-            f"(wall {fig.wall_ms_per_1000:.1f}), "
-            f"{fig.changelog_bytes / max(1, fig.records):,.0f} B/result, {fig.alerts} alerts, "
-            f"RSS {fig.rss_mib:,.0f} MiB, keys {sum(fig.keys.values()):,}")
+    with DetectorTimer() as timer:
+        for day, records in stream.days():
+            days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
     return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None)
+
+
+class DetectorTimer:
+    """CPU time spent in each detector module's ``step`` (wrapped while the soak runs: both engines
+    call ``module.step`` at call time)."""
+
+    NAMES = ("surge", "cluster", "unconfirmed", "device", "gap", "offender")
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = dict.fromkeys(self.NAMES, 0.0)
+        self._orig: dict[str, Any] = {}
+
+    def __enter__(self) -> DetectorTimer:
+        import importlib
+
+        for name in self.NAMES:
+            mod = importlib.import_module(f"agents.early.{name}")
+            self._orig[name] = orig = mod.step
+
+            def timed(*a: Any, _orig: Any = orig, _name: str = name, **kw: Any) -> Any:
+                t = time.thread_time()
+                try:
+                    return _orig(*a, **kw)
+                finally:
+                    self.spent[_name] += time.thread_time() - t
+
+            setattr(mod, "step", timed)  # noqa: B010 - a module attribute mypy does not know
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import importlib
+
+        for name, orig in self._orig.items():
+            setattr(importlib.import_module(f"agents.early.{name}"), "step", orig)  # noqa: B010
+
+    def take(self) -> dict[str, float]:
+        out, self.spent = self.spent, dict.fromkeys(self.NAMES, 0.0)
+        return out
+
+
+def _day_a(day: int, records: list[Any], driver: EngineDriver, step_size: int, shard_bytes: ShardBytes | None,
+           timer: DetectorTimer) -> DayFigures:
+    from tests.bench.soak_data import chunks
+
+    fig = DayFigures(day)
+    for chunk in chunks(records, step_size):
+        started, cpu = time.perf_counter(), time.thread_time()
+        out = driver.step(chunk)
+        fig.step_s += time.thread_time() - cpu
+        fig.wall_s += time.perf_counter() - started
+        fig.steps += 1
+        fig.records += len(chunk)
+        fig.alerts += len(out.alerts)
+        fig.alert_kinds.update(a.kind for a in out.alerts)
+        for table, updates in out.updates.items():
+            sizes = written_bytes(updates)
+            fig.writes += len(sizes)
+            by_key = sum(len(orjson.dumps(k)) if n is None else n for k, n in sizes.items())
+            fig.changelog_bytes += by_key
+            if shard_bytes is not None and table in shard_bytes.sharded:
+                fig.shard_bytes += shard_bytes.step(table, sizes)
+            else:
+                fig.shard_bytes += by_key
+    gc.collect()
+    fig.detector_s = timer.take()
+    fig.keys = {t: len(v) for t, v in driver.tables.items()}
+    fig.rss_mib = rss_mib()
+    log(f"day {day + 1:2d}: {fig.records:,} records in {fig.steps} steps, {fig.ms_per_1000:.1f} ms/1,000 "
+        f"(wall {fig.wall_ms_per_1000:.1f}; "
+        + ", ".join(f"{k} {v * 1e6 / max(1, fig.records):.1f}" for k, v in fig.detector_s.items())
+        + f"), {fig.changelog_bytes / max(1, fig.records):,.0f} B/result, {fig.alerts} alerts, "
+        f"RSS {fig.rss_mib:,.0f} MiB, keys {sum(fig.keys.values()):,}")
+    return fig
 
 
 def rss_trend(values: Sequence[float]) -> dict[str, float]:
@@ -306,6 +356,9 @@ def render_a(a: Mapping[str, Any]) -> str:
         f"(allowed {m['rss_growth_allowed_mib']:.1f}: 3 residual sd or 2 % of the mean): "
         f"{'flat' if m['rss_flat'] else 'GROWING'}; peak {m['peak_rss_mib']:,.0f} MiB",
         f"  alerts: {m['alerts']:,} messages ({m['alerts_per_100k_results']:,} per 100,000 results)",
+        "  per detector, ms of CPU per 1,000 records, first / last day: " + ", ".join(
+            f"{k} {v:.1f} / {a['days'][-1]['detector_ms_per_1000'].get(k, 0.0):.1f}"
+            for k, v in a["days"][0]["detector_ms_per_1000"].items()),
     ]
     return "\n".join(lines)
 
