@@ -143,6 +143,7 @@ class DayFigures:
     step_s: float = 0.0  # CPU time of this thread in the steps (what the cost is judged on)
     wall_s: float = 0.0
     changelog_bytes: int = 0
+    table_bytes: Counter[str] = field(default_factory=Counter)
     shard_bytes: int = 0
     writes: int = 0
     alerts: int = 0
@@ -164,6 +165,7 @@ class DayFigures:
                 "ms_per_1000": round(self.ms_per_1000, 2), "wall_ms_per_1000": round(self.wall_ms_per_1000, 2),
                 "changelog_bytes": self.changelog_bytes,
                 "bytes_per_result": round(self.changelog_bytes / max(1, self.records), 1),
+                "table_bytes_per_result": {t: round(n / max(1, self.records), 1) for t, n in self.table_bytes.items()},
                 "shard_layout_bytes_per_result": round(self.shard_bytes / max(1, self.records), 1),
                 "writes": self.writes, "alerts": self.alerts, "alert_kinds": dict(self.alert_kinds),
                 "keys": self.keys, "rss_mib": round(self.rss_mib, 1),
@@ -256,6 +258,7 @@ def _day_a(day: int, records: list[Any], driver: EngineDriver, step_size: int, s
             fig.writes += len(sizes)
             by_key = sum(len(orjson.dumps(k)) if n is None else n for k, n in sizes.items())
             fig.changelog_bytes += by_key
+            fig.table_bytes[table] += by_key
             if shard_bytes is not None and table in shard_bytes.sharded:
                 fig.shard_bytes += shard_bytes.step(table, sizes)
             else:
@@ -311,6 +314,9 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
             "step_wall_last_over_first": round(last.wall_ms_per_1000 / max(1e-9, first.wall_ms_per_1000), 2),
             "step_cost_met": cost_ratio <= COST_GOAL,
             "changelog_bytes_per_result": round(per_result, 1), "changelog_goal": BYTES_GOAL,
+            "changelog_bytes_per_result_by_table": {
+                t: round(sum(d.table_bytes[t] for d in days) / max(1, results), 1)
+                for t in sorted({t for d in days for t in d.table_bytes})},
             "changelog_met": per_result <= BYTES_GOAL,
             "shard_layout_bytes_per_result": (round(sum(d.shard_bytes for d in days) / max(1, results), 1)
                                               if shard_layout else None),
@@ -348,7 +354,8 @@ def render_a(a: Mapping[str, Any]) -> str:
         f"(goal <= {COST_GOAL}: {yes[m['step_cost_met']]}); wall clock {m['step_wall_last_day_ms_per_1000']:.1f} / "
         f"{m['step_wall_first_day_ms_per_1000']:.1f} ms = {m['step_wall_last_over_first']:.2f}",
         f"  changelog: {m['changelog_bytes_per_result']:,.0f} bytes per result (goal <= {BYTES_GOAL:.0f}: "
-        f"{yes[m['changelog_met']]})"
+        f"{yes[m['changelog_met']]}; by table: "
+        + ", ".join(f"{t} {n:,.0f}" for t, n in m["changelog_bytes_per_result_by_table"].items() if n >= 0.5) + ")"
         + (f"; in today's shard layout {m['shard_layout_bytes_per_result']:,.0f}"
            if m["shard_layout_bytes_per_result"] is not None else ""),
         f"  RSS days {m['rss_days']}: fitted growth {m['rss_growth_mib']:+.1f} MiB "
