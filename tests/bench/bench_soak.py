@@ -529,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=21)
     p.add_argument("--engine-root", type=Path, help="a source tree whose agents package to run (phase A)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--workdir", type=Path, help="phase B's broker and workers here, kept (default: a temporary one)")
     args = p.parse_args(argv)
     report, record = run(args)
     print(report)
@@ -554,8 +555,12 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         parts.append(render_a(record["phase_a"]))
     if "b" in args.phase:
         cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.b_per_day * args.scale))
-        with tempfile.TemporaryDirectory(prefix="foodrisk-soak-") as tmp:
-            record["phase_b"] = phase_b(cfg, Path(tmp), 500)
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            record["phase_b"] = phase_b(cfg, args.workdir.resolve(), 500)
+        else:
+            with tempfile.TemporaryDirectory(prefix="foodrisk-soak-") as tmp:
+                record["phase_b"] = phase_b(cfg, Path(tmp), 500)
         parts.append(render_b(record["phase_b"]))
     record["seconds"] = round(time.monotonic() - started)
     from tests.bench.__main__ import machine  # after the phases: it loads the other benches (and their data)
