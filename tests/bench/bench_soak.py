@@ -388,6 +388,22 @@ def changelog_bytes_on_broker(log_dir: Path, app_id: str) -> dict[str, int]:
     return out
 
 
+def changelog_records(bootstrap: str, app_id: str, tables: Sequence[str]) -> dict[str, int]:
+    """Records in each early-warning changelog topic (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        out = {}
+        for t in tables:
+            topic = f"{app_id}-early-{t}-changelog"
+            parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+            out[t] = int(sum(c.end_offsets(parts).values())) if parts else 0
+        return out
+    finally:
+        c.close()
+
+
 def committed_all(bootstrap: str, group: str, topic: str) -> bool:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -443,6 +459,7 @@ def phase_b(cfg: SoakConfig, workdir: Path, tail_batch: int) -> dict[str, Any]:
             while not committed_all(b.broker.bootstrap, app_id, t["screened"]) and time.monotonic() < deadline:
                 time.sleep(0.5)
             on_broker = changelog_bytes_on_broker(b.broker.log_dir, app_id)
+            records_on_broker = changelog_records(b.broker.bootstrap, app_id, sorted(on_broker))
             peak = rss_mib("VmHWM", w.proc.pid or 0)
             log(f"drained {n:,} records at {drained['rate']:,.0f}/s; changelogs {sum(on_broker.values()):,} bytes; "
                 f"killing the worker (SIGKILL)")
@@ -459,7 +476,8 @@ def phase_b(cfg: SoakConfig, workdir: Path, tail_batch: int) -> dict[str, Any]:
     return {
         "config": cfg.__dict__, "records": n, "records_per_s": round(drained["rate"]),
         "drain_s": round(drained["seconds"], 1),
-        "changelog_bytes_on_broker": on_broker, "changelog_bytes_per_result": round(total / max(1, n), 1),
+        "changelog_bytes_on_broker": on_broker, "changelog_records_on_broker": records_on_broker,
+        "changelog_bytes_per_result": round(total / max(1, n), 1),
         "changelog_metric_bytes_per_result": round(metric_bytes / n, 1) if metric_bytes else None,
         "worker_peak_rss_mib": round(peak, 1), "new_worker_peak_rss_mib": round(rss2, 1),
         "new_batch_records": len(tail), "new_worker_up_s": None if up is None else round(up, 1),
@@ -509,6 +527,8 @@ def render_b(r: Mapping[str, Any]) -> str:
         f"  changelog on the broker: {r['changelog_bytes_per_result']:,.0f} bytes per result ({per_topic})"
         + (f"; the worker's own count {r['changelog_metric_bytes_per_result']:,.0f}"
            if r["changelog_metric_bytes_per_result"] else ""),
+        f"  changelog records on the broker: {sum(r['changelog_records_on_broker'].values()):,} ("
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(r["changelog_records_on_broker"].items()) if v) + ")",
         f"  worker peak RSS {r['worker_peak_rss_mib']:,.0f} MiB",
         f"  after kill -9: a new worker took the next {r['new_batch_records']} records {r['rebuild_s']} s after "
         f"its process started (serving its ports after {r['new_worker_up_s']} s; tables rebuilt from the "
