@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench bench-import drills reference system-deps venv clean help
+.PHONY: run test lint bench bench-import bench-soak drills reference system-deps venv clean help
 
 help:
 	@echo "make run [DURATION=60]   the main job on the embedded broker + chdb (Ctrl-C ends it)"
@@ -16,6 +17,7 @@ help:
 	@echo "make lint                ruff + mypy + lint-imports (the floors)"
 	@echo "make bench               benchmarks (figures and ratios against baselines)"
 	@echo "make bench-import        foodrisk import of a generated 1M-row CSV (ROWS=n to change)"
+	@echo "make bench-soak          the national soak: 30 days on a national key space, engine then Kafka (SOAK_ARGS)"
 	@echo "make drills              reliability drills (crash, outage, hostile input) with a table of figures"
 	@echo "make reference           rebuild the shipped limit files from schemas/reference/sources/"
 
@@ -71,6 +73,12 @@ bench: $(STAMP) system-deps
 # foodrisk import of a generated 1,000,000-row CSV: rows/s, peak RSS, every row accounted for
 bench-import: $(STAMP) system-deps
 	$(BIN)/python -m tests.bench.bench_import $(ROWS)
+
+# The national soak (issue 21, README "Performance"): 30 simulated days of a synthetic national key
+# space through the early-warning engine in process (phase A), then through one worker on the local
+# Apache Kafka with a kill -9 and a rebuild at the end (phase B). SOAK_ARGS="--phase a --days 5" etc.
+bench-soak: $(STAMP) system-deps
+	$(BIN)/python -m tests.bench.bench_soak $(SOAK_ARGS)
 
 # The shipped pesticide_mrls.csv and contaminant_limits.csv are built from the standards' tables in
 # schemas/reference/sources/ (a unit test checks the committed files equal a fresh build).

@@ -16,7 +16,7 @@ from contextlib import redirect_stdout, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import bench_plan, bench_screen
+from tests.bench import bench_plan, bench_screen, bench_soak
 from tests.bench.bench_pipeline import Row, run_all, run_latency, run_single
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,8 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 
-def full(scale: float, only_screen: bool, log: Callable[[str], None]) -> tuple[list[Row], str]:
+def full(scale: float, only_screen: bool, log: Callable[[str], None],
+         soak: dict[str, object] | None = None) -> tuple[list[Row], str]:
     """Every benchmark (or the rule engine and the plan backtest only): the rows and the rule engine's text."""
     log("rule engine")
     buf = io.StringIO()
@@ -61,6 +62,9 @@ def full(scale: float, only_screen: bool, log: Callable[[str], None]) -> tuple[l
     log("sampling plan backtest (in process, seeds 7, 11, 23)")
     plan_rows, _ = bench_plan.rows([7, 11, 23])
     rows += plan_rows
+    if soak is not None:
+        soak_rows, soak["record"] = bench_soak.rows(scale, log)
+        rows += soak_rows
     if only_screen:
         print(render(rows))
     else:
@@ -78,6 +82,8 @@ def main() -> int:
                    help="only these pipeline rows: single = the bare faust agent, then the screening agent alone, "
                         "the quix-streams peer and the direct-consumer layout on single-result messages (--repeat "
                         "rounds); latency = the broker hop and the alert latency per layout")
+    p.add_argument("--soak", action="store_true",
+                   help="add the national soak phase A rows (30 days x 10,000 x scale results; full: make bench-soak)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of foodrisk / quix peer / direct with --only single")
     args = p.parse_args()
 
@@ -87,19 +93,20 @@ def main() -> int:
     started = time.monotonic()
     rows: list[Row] = []
     screen_text = ""
+    soak: dict[str, object] | None = {} if args.soak else None
     if args.only:
         with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
             rows = (run_single(Path(tmp), args.scale, log, args.repeat) if args.only == "single"
                     else run_latency(Path(tmp), args.scale, log))
         print(render(rows))
     else:
-        rows, screen_text = full(args.scale, args.only_screen, log)
+        rows, screen_text = full(args.scale, args.only_screen, log, soak)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {"when": stamp, "machine": machine(), "scale": args.scale, "seconds": round(time.monotonic() - started),
               "only": args.only, "rule_engine": screen_text.splitlines(),
-              "rows": [dict(r.__dict__) for r in rows]}
+              "rows": [dict(r.__dict__) for r in rows], "soak": (soak or {}).get("record")}
     path = out_dir / f"bench-{stamp}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False))
     log(f"written {path.relative_to(ROOT)} in {record['seconds']}s")

@@ -1,0 +1,622 @@
+"""The national soak (issue 21): 30 simulated days of a synthetic national key space (200,000
+vendors, 50,000 devices, 20,000 sites, 500 commodities, 2,900 districts, 20,000 suppliers:
+tests/bench/soak_data.py) through the early-warning engine, then through one worker on Kafka.
+
+Phase A, in process: the pure engine over the days in steps of ``--step`` records (1,000: the issue's
+profile is a cost per 1,000 records), tables as plain dicts (``apply_all``), and the engine's
+persistent memory (schedule, seen index) when it offers one (``engine.EngineMemory``). Per
+simulated day: the mean step cost (ms per 1,000 records: the engine step, the table writes and the
+memory update, in CPU time of the thread so that other work on a shared machine does not count;
+the wall clock beside it), the CPU time in each detector, the changelog bytes the step writes
+(``orjson`` of each written key and value; a deletion counts its key), per table too, the keys held
+per table, the process RSS (VmRSS) and the alerts emitted. Where the engine still stores its
+tables in shards (``engine.SHARDED``: each write is a whole shard), the bytes of that layout are
+reported too, from the per-key sizes.
+
+Phase B, on Apache Kafka: the same generator at ``--b-per-day`` (the full key space, fewer results a
+day) pre-produced as screened batches to the internal screened topic; ONE worker with
+FOODRISK_AGENTS=early drains them: records/s, the changelog topics' bytes on the broker (their
+partitions' log segments) and records (end offsets), the worker's peak RSS (VmHWM). Then the
+worker's offsets are committed, it is killed with SIGKILL, one new batch of 500 records is produced
+and a NEW worker (its own data directory; the tables are in memory, so it rebuilds them from the
+changelogs) is started: the rebuild time is from the new worker's process start until its
+early-warning step has taken the new batch (``foodrisk_early_records_total`` reaches 500).
+
+Must show (issue 21): last-day / first-day step cost <= 1.2; peak RSS flat over the last 20 days
+(judged on the day-end VmRSS of days 11-30, the last two thirds of a shorter or longer run: the
+least-squares growth over those days must stay within max(3 residual standard deviations, 2 % of
+their mean)); changelog <= 300 bytes per result.
+
+    python -m tests.bench.bench_soak                      # both phases, full size (make bench-soak)
+    python -m tests.bench.bench_soak --phase a --days 5   # a quick look
+    python -m tests.bench.bench_soak --phase a --engine-root ../other-tree   # that tree's engine
+    (phase B runs the worker of the tree it is started from: run it from that tree's root)
+
+A table on stdout, a JSON copy under bench/results/soak-<UTC stamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from tests.bench.soak_data import SoakConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+COST_GOAL = 1.2
+BYTES_GOAL = 300.0
+RSS_REL_FLOOR = 0.02  # growth under 2 % of the mean RSS is flat whatever the noise
+
+
+def log(text: str) -> None:
+    print(f"[soak] {text}", file=sys.stderr, flush=True)
+
+
+def rss_mib(key: str = "VmRSS", pid: int | str = "self") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- the engine, whichever API it offers -----------------------------------------------------------
+class EngineDriver:
+    """Runs ``engine.step`` over plain dict tables, with the engine's persistent memory (schedule and
+    seen index) when it has one: ``EngineMemory.build(tables, params)``, passed as ``memory`` and
+    given each step's result after the table writes (``memory.apply(out)``)."""
+
+    def __init__(self, engine: Any, params: Any) -> None:
+        self.engine = engine
+        self.params = params
+        self.tables: dict[str, dict[str, Any]] = engine.empty_tables()
+        upgrade = getattr(engine, "upgrade", None)  # records the layout of the state, as the agent does
+        if upgrade is not None:
+            engine.apply_all(self.tables, upgrade(self.tables))
+        mem_cls = getattr(engine, "EngineMemory", None)
+        build = getattr(mem_cls, "build", None) or getattr(mem_cls, "rebuild", None)
+        self.memory: Any = build(self.tables, params) if build is not None else None
+
+    @property
+    def api(self) -> str:
+        return "step(tables, records, params, memory)" if self.memory is not None else "step(tables, records, params)"
+
+    def step(self, records: Sequence[Any]) -> Any:
+        if self.memory is None:
+            out = self.engine.step(self.tables, records, self.params)
+        else:
+            out = self.engine.step(self.tables, records, self.params, self.memory)
+        self.engine.apply_all(self.tables, out.updates)
+        if self.memory is not None:
+            self.memory.apply(out)
+        return out
+
+
+class ShardBytes:
+    """The changelog bytes of the shard layout (today's agent: a write is a whole shard of
+    ``shards`` per table), from the per-key sizes: each touched shard costs the sum of its keys'
+    sizes after the step."""
+
+    def __init__(self, sharded: Sequence[str], shards: int) -> None:
+        self.sharded = frozenset(sharded)
+        self.shards = shards
+        self.size: dict[str, dict[str, int]] = {t: {} for t in sharded}
+        self.total: dict[str, list[int]] = {t: [0] * shards for t in sharded}
+
+    def shard(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self.shards
+
+    def step(self, table: str, sizes: Mapping[str, int | None]) -> int:
+        """Bytes of the shard writes for one table's step (``sizes``: key -> key + value bytes, None
+        for a deletion)."""
+        cur, tot = self.size[table], self.total[table]
+        touched = set()
+        for k, n in sizes.items():
+            s = self.shard(k)
+            touched.add(s)
+            tot[s] -= cur.pop(k, 0)
+            if n is not None:
+                cur[k] = n
+                tot[s] += n
+        return sum(tot[s] + len(str(s)) + 2 for s in touched)
+
+
+@dataclass
+class DayFigures:
+    day: int
+    records: int = 0
+    steps: int = 0
+    step_s: float = 0.0  # CPU time of this thread in the steps (what the cost is judged on)
+    wall_s: float = 0.0
+    changelog_bytes: int = 0
+    table_bytes: Counter[str] = field(default_factory=Counter)
+    shard_bytes: int = 0
+    writes: int = 0
+    alerts: int = 0
+    alert_kinds: Counter[str] = field(default_factory=Counter)
+    keys: dict[str, int] = field(default_factory=dict)
+    detector_s: dict[str, float] = field(default_factory=dict)  # CPU time in each detector's step
+    rss_mib: float = 0.0
+
+    @property
+    def ms_per_1000(self) -> float:
+        return self.step_s * 1000 / max(1, self.records) * 1000
+
+    @property
+    def wall_ms_per_1000(self) -> float:
+        return self.wall_s * 1000 / max(1, self.records) * 1000
+
+    def as_json(self) -> dict[str, Any]:
+        return {"day": self.day + 1, "records": self.records, "steps": self.steps,
+                "ms_per_1000": round(self.ms_per_1000, 2), "wall_ms_per_1000": round(self.wall_ms_per_1000, 2),
+                "changelog_bytes": self.changelog_bytes,
+                "bytes_per_result": round(self.changelog_bytes / max(1, self.records), 1),
+                "table_bytes_per_result": {t: round(n / max(1, self.records), 1) for t, n in self.table_bytes.items()},
+                "shard_layout_bytes_per_result": round(self.shard_bytes / max(1, self.records), 1),
+                "writes": self.writes, "alerts": self.alerts, "alert_kinds": dict(self.alert_kinds),
+                "keys": self.keys, "rss_mib": round(self.rss_mib, 1),
+                "detector_ms_per_1000": {k: round(v * 1e6 / max(1, self.records), 2)
+                                         for k, v in self.detector_s.items()}}
+
+
+def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
+    """key -> bytes of the changelog record it writes (key + value; None for a deletion, whose
+    record is its key)."""
+    dumps = orjson.dumps
+    return {k: None if v is None else len(dumps(k)) + len(dumps(v)) for k, v in updates.items()}
+
+
+def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
+    from agents.early import engine
+    from agents.early.common import EarlyParams
+    from tests.bench.soak_data import SoakStream
+
+    params = EarlyParams()
+    t0 = time.perf_counter()
+    stream = SoakStream(cfg)
+    log(f"key space built in {time.perf_counter() - t0:.1f}s")
+    driver = EngineDriver(engine, params)
+    sharded = getattr(engine, "SHARDED", ())
+    shard_bytes = ShardBytes(sharded, 16) if sharded and hasattr(engine, "fold_into_shards") else None
+    log(f"engine {engine.__file__}: {driver.api}"
+        + (f"; shard layout bytes estimated for {', '.join(sharded)}" if shard_bytes else ""))
+    days: list[DayFigures] = []
+    with DetectorTimer() as timer:
+        for day, records in stream.days():
+            days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
+    return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None)
+
+
+class DetectorTimer:
+    """CPU time spent in each detector module's ``step`` (wrapped while the soak runs: both engines
+    call ``module.step`` at call time)."""
+
+    NAMES = ("surge", "cluster", "unconfirmed", "device", "gap", "offender")
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = dict.fromkeys(self.NAMES, 0.0)
+        self._orig: dict[str, Any] = {}
+
+    def __enter__(self) -> DetectorTimer:
+        import importlib
+
+        for name in self.NAMES:
+            mod = importlib.import_module(f"agents.early.{name}")
+            self._orig[name] = orig = mod.step
+
+            def timed(*a: Any, _orig: Any = orig, _name: str = name, **kw: Any) -> Any:
+                t = time.thread_time()
+                try:
+                    return _orig(*a, **kw)
+                finally:
+                    self.spent[_name] += time.thread_time() - t
+
+            setattr(mod, "step", timed)  # noqa: B010 - a module attribute mypy does not know
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import importlib
+
+        for name, orig in self._orig.items():
+            setattr(importlib.import_module(f"agents.early.{name}"), "step", orig)  # noqa: B010
+
+    def take(self) -> dict[str, float]:
+        out, self.spent = self.spent, dict.fromkeys(self.NAMES, 0.0)
+        return out
+
+
+def _day_a(day: int, records: list[Any], driver: EngineDriver, step_size: int, shard_bytes: ShardBytes | None,
+           timer: DetectorTimer) -> DayFigures:
+    from tests.bench.soak_data import chunks
+
+    fig = DayFigures(day)
+    for chunk in chunks(records, step_size):
+        started, cpu = time.perf_counter(), time.thread_time()
+        out = driver.step(chunk)
+        fig.step_s += time.thread_time() - cpu
+        fig.wall_s += time.perf_counter() - started
+        fig.steps += 1
+        fig.records += len(chunk)
+        fig.alerts += len(out.alerts)
+        fig.alert_kinds.update(a.kind for a in out.alerts)
+        for table, updates in out.updates.items():
+            sizes = written_bytes(updates)
+            fig.writes += len(sizes)
+            by_key = sum(len(orjson.dumps(k)) if n is None else n for k, n in sizes.items())
+            fig.changelog_bytes += by_key
+            fig.table_bytes[table] += by_key
+            if shard_bytes is not None and table in shard_bytes.sharded:
+                fig.shard_bytes += shard_bytes.step(table, sizes)
+            else:
+                fig.shard_bytes += by_key
+    gc.collect()
+    fig.detector_s = timer.take()
+    fig.keys = {t: len(v) for t, v in driver.tables.items()}
+    fig.rss_mib = rss_mib()
+    log(f"day {day + 1:2d}: {fig.records:,} records in {fig.steps} steps, {fig.ms_per_1000:.1f} ms/1,000 "
+        f"(wall {fig.wall_ms_per_1000:.1f}; "
+        + ", ".join(f"{k} {v * 1e6 / max(1, fig.records):.1f}" for k, v in fig.detector_s.items())
+        + f"), {fig.changelog_bytes / max(1, fig.records):,.0f} B/result, {fig.alerts} alerts, "
+        f"RSS {fig.rss_mib:,.0f} MiB, keys {sum(fig.keys.values()):,}")
+    return fig
+
+
+def rss_trend(values: Sequence[float]) -> dict[str, float]:
+    """Least-squares line through ``values`` (one a day): the growth it fits over the span, the
+    residual standard deviation, the mean."""
+    n = len(values)
+    if n < 3:
+        return {"growth_mib": 0.0, "resid_sd_mib": 0.0, "mean_mib": values[0] if values else 0.0,
+                "slope_mib_per_day": 0.0}
+    xs = range(n)
+    mx, my = (n - 1) / 2, sum(values) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, values, strict=True)) / sxx
+    resid = [y - (my + slope * (x - mx)) for x, y in zip(xs, values, strict=True)]
+    sd = (sum(r * r for r in resid) / (n - 2)) ** 0.5
+    return {"growth_mib": slope * (n - 1), "resid_sd_mib": sd, "mean_mib": my, "slope_mib_per_day": slope}
+
+
+def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures], injected: Mapping[str, int],
+                shard_layout: bool) -> dict[str, Any]:
+    first, last = days[0], days[-1]
+    cost_ratio = last.ms_per_1000 / max(1e-9, first.ms_per_1000)
+    results = sum(d.records for d in days)
+    total_bytes = sum(d.changelog_bytes for d in days)
+    per_result = total_bytes / max(1, results)
+    tail = days[len(days) // 3:] if len(days) >= 6 else days  # days 11-30 of 30
+    trend = rss_trend([d.rss_mib for d in tail])
+    allowed = max(3 * trend["resid_sd_mib"], RSS_REL_FLOOR * trend["mean_mib"])
+    alerts = sum(d.alerts for d in days)
+    return {
+        "config": cfg.__dict__, "step": step_size, "api": api, "injected": dict(injected),
+        "days": [d.as_json() for d in days],
+        "must_show": {
+            "step_cost_first_day_ms_per_1000": round(first.ms_per_1000, 2),
+            "step_cost_last_day_ms_per_1000": round(last.ms_per_1000, 2),
+            "step_cost_last_over_first": round(cost_ratio, 2), "step_cost_goal": COST_GOAL,
+            "step_wall_first_day_ms_per_1000": round(first.wall_ms_per_1000, 2),
+            "step_wall_last_day_ms_per_1000": round(last.wall_ms_per_1000, 2),
+            "step_wall_last_over_first": round(last.wall_ms_per_1000 / max(1e-9, first.wall_ms_per_1000), 2),
+            "step_cost_met": cost_ratio <= COST_GOAL,
+            "changelog_bytes_per_result": round(per_result, 1), "changelog_goal": BYTES_GOAL,
+            "changelog_bytes_per_result_by_table": {
+                t: round(sum(d.table_bytes[t] for d in days) / max(1, results), 1)
+                for t in sorted({t for d in days for t in d.table_bytes})},
+            "changelog_met": per_result <= BYTES_GOAL,
+            "shard_layout_bytes_per_result": (round(sum(d.shard_bytes for d in days) / max(1, results), 1)
+                                              if shard_layout else None),
+            "rss_days": f"{tail[0].day + 1}-{tail[-1].day + 1}",
+            "rss_growth_mib": round(trend["growth_mib"], 1), "rss_mean_mib": round(trend["mean_mib"], 1),
+            "rss_resid_sd_mib": round(trend["resid_sd_mib"], 2), "rss_growth_allowed_mib": round(allowed, 1),
+            "rss_flat": trend["growth_mib"] <= allowed,
+            "peak_rss_mib": round(max(d.rss_mib for d in days), 1),
+            "results": results, "alerts": alerts, "alerts_per_100k_results": round(alerts * 100_000 / max(1, results)),
+        },
+    }
+
+
+def render_a(a: Mapping[str, Any]) -> str:
+    m = a["must_show"]
+    shards = m["shard_layout_bytes_per_result"] is not None
+    head = ["day", "records", "ms/1,000", "wall ms", "B/result", *(["shard B/result"] if shards else []), "alerts",
+            "RSS MiB", "keys held"]
+    rows = [head]
+    for d in a["days"]:
+        keys = d["keys"]
+        rows.append([str(d["day"]), f"{d['records']:,}", f"{d['ms_per_1000']:.1f}", f"{d['wall_ms_per_1000']:.1f}",
+                     f"{d['bytes_per_result']:,.0f}",
+                     *([f"{d['shard_layout_bytes_per_result']:,.0f}"] if shards else []), str(d["alerts"]),
+                     f"{d['rss_mib']:,.0f}", " ".join(f"{t}={n:,}" for t, n in keys.items() if t != "meta")])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i < len(head) - 1 else c for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    yes = {True: "met", False: "NOT met"}
+    lines += [
+        "",
+        f"phase A, in process ({a['api']}, steps of {a['step']:,} records, {m['results']:,} results):",
+        f"  step cost last / first day: {m['step_cost_last_day_ms_per_1000']:.1f} / "
+        f"{m['step_cost_first_day_ms_per_1000']:.1f} ms of CPU per 1,000 = {m['step_cost_last_over_first']:.2f} "
+        f"(goal <= {COST_GOAL}: {yes[m['step_cost_met']]}); wall clock {m['step_wall_last_day_ms_per_1000']:.1f} / "
+        f"{m['step_wall_first_day_ms_per_1000']:.1f} ms = {m['step_wall_last_over_first']:.2f}",
+        f"  changelog: {m['changelog_bytes_per_result']:,.0f} bytes per result (goal <= {BYTES_GOAL:.0f}: "
+        f"{yes[m['changelog_met']]}; by table: "
+        + ", ".join(f"{t} {n:,.0f}" for t, n in m["changelog_bytes_per_result_by_table"].items() if n >= 0.5) + ")"
+        + (f"; in today's shard layout {m['shard_layout_bytes_per_result']:,.0f}"
+           if m["shard_layout_bytes_per_result"] is not None else ""),
+        f"  RSS days {m['rss_days']}: fitted growth {m['rss_growth_mib']:+.1f} MiB "
+        f"on a mean of {m['rss_mean_mib']:,.0f} "
+        f"(allowed {m['rss_growth_allowed_mib']:.1f}: 3 residual sd or 2 % of the mean): "
+        f"{'flat' if m['rss_flat'] else 'GROWING'}; peak {m['peak_rss_mib']:,.0f} MiB",
+        f"  alerts: {m['alerts']:,} messages ({m['alerts_per_100k_results']:,} per 100,000 results)",
+        "  per detector, ms of CPU per 1,000 records, first / last day: " + ", ".join(
+            f"{k} {v:.1f} / {a['days'][-1]['detector_ms_per_1000'].get(k, 0.0):.1f}"
+            for k, v in a["days"][0]["detector_ms_per_1000"].items()),
+    ]
+    return "\n".join(lines)
+
+
+# -- phase B: one worker on Kafka -------------------------------------------------------------------
+def log_bytes(path: Path) -> int:
+    """The bytes of a partition directory's log segments (the index files are preallocated, so not
+    counted): with no segment rolled yet, nothing is compacted away, so this is what was written."""
+    return sum(f.stat().st_size for f in path.glob("*.log"))
+
+
+def changelog_bytes_on_broker(log_dir: Path, app_id: str) -> dict[str, int]:
+    """Bytes of each early-warning changelog topic on the broker (its partitions' log segments)."""
+    out: dict[str, int] = {}
+    prefix = f"{app_id}-early-"
+    for d in log_dir.iterdir():
+        if d.is_dir() and d.name.startswith(prefix) and "-changelog-" in d.name:
+            topic = d.name.rsplit("-", 1)[0]
+            out[topic.removeprefix(prefix).removesuffix("-changelog")] = out.get(topic, 0) + log_bytes(d)
+    return out
+
+
+def changelog_records(bootstrap: str, app_id: str, tables: Sequence[str]) -> dict[str, int]:
+    """Records in each early-warning changelog topic (the sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        out = {}
+        for t in tables:
+            topic = f"{app_id}-early-{t}-changelog"
+            parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+            out[t] = int(sum(c.end_offsets(parts).values())) if parts else 0
+        return out
+    finally:
+        c.close()
+
+
+def committed_all(bootstrap: str, group: str, topic: str) -> bool:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        end = c.end_offsets([tp])[tp]
+        return bool(c.committed(tp) == end)
+    finally:
+        c.close()
+
+
+def phase_b(cfg: SoakConfig, workdir: Path, tail_batch: int) -> dict[str, Any]:
+    from agents.screened import encode_batch
+    from agents.screening import SCREENED_PER_MESSAGE
+    from tests.bench.bench_pipeline import Bench, produce
+    from tests.bench.soak_data import SoakStream
+
+    class BrokerOnly(Bench):
+        """The bench's broker and worker machinery, without a ClickHouse server (chdb in the worker)."""
+
+        def __enter__(self) -> BrokerOnly:
+            self.broker.start()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.broker.stop()
+
+    log(f"phase B: generating {cfg.days} days of {cfg.per_day:,} results on the full key space")
+    stream = SoakStream(cfg)
+    messages: list[bytes] = []
+    n = 0
+    for _, records in stream.days():
+        n += len(records)
+        messages += [encode_batch(records[i:i + SCREENED_PER_MESSAGE])
+                     for i in range(0, len(records), SCREENED_PER_MESSAGE)]
+    tail = stream.day(cfg.days)[:tail_batch]  # the next day's first records: the batch after the kill
+    with BrokerOnly(workdir, 1.0, log) as b:
+        t = b.topics("soak")
+        t["screened"] = b.topic("bench.soak.screened", partitions=1)
+        log(f"pre-producing {n:,} records in {len(messages):,} screened messages")
+        produce(b.broker.bootstrap, t["screened"], messages, keys=[b"s"] * len(messages))
+        db = "bench_soak"
+        app_id = f"bench-{t['results']}"
+        w = b.worker("soak-1", t, f"chdb://{workdir / 'chdb-soak-1'}", db, FOODRISK_AGENTS="early").start()
+        killed = False
+        try:
+            log("one worker (FOODRISK_AGENTS=early) drains them")
+            drained = b.drain_rate([w], db, n, done=lambda x: x.metric("foodrisk_early_records_total"),
+                                   timeout_s=3600)
+            metric_bytes = _metric_or_none(w, "foodrisk_early_changelog_bytes_total")
+            deadline = time.monotonic() + 60
+            while not committed_all(b.broker.bootstrap, app_id, t["screened"]) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            on_broker = changelog_bytes_on_broker(b.broker.log_dir, app_id)
+            records_on_broker = changelog_records(b.broker.bootstrap, app_id, sorted(on_broker))
+            peak = rss_mib("VmHWM", w.proc.pid or 0)
+            log(f"drained {n:,} records at {drained['rate']:,.0f}/s; changelogs {sum(on_broker.values()):,} bytes; "
+                f"killing the worker (SIGKILL)")
+            os.kill(w.proc.pid or 0, signal.SIGKILL)
+            killed = True
+            w.stop()
+        finally:
+            if not killed:
+                w.stop()
+        produce(b.broker.bootstrap, t["screened"], [encode_batch(tail)], keys=[b"s"])
+        w2 = b.worker("soak-2", t, f"chdb://{workdir / 'chdb-soak-2'}", db, FOODRISK_AGENTS="early")
+        up, rebuilt, rss2 = _rebuild(w2, len(tail))
+    total = sum(on_broker.values())
+    return {
+        "config": cfg.__dict__, "records": n, "records_per_s": round(drained["rate"]),
+        "drain_s": round(drained["seconds"], 1),
+        "changelog_bytes_on_broker": on_broker, "changelog_records_on_broker": records_on_broker,
+        "changelog_bytes_per_result": round(total / max(1, n), 1),
+        "changelog_metric_bytes_per_result": round(metric_bytes / n, 1) if metric_bytes else None,
+        "worker_peak_rss_mib": round(peak, 1), "new_worker_peak_rss_mib": round(rss2, 1),
+        "new_batch_records": len(tail), "new_worker_up_s": None if up is None else round(up, 1),
+        "rebuild_s": None if rebuilt is None else round(rebuilt, 1),
+    }
+
+
+def _rebuild(w: Any, expect: int, timeout_s: float = 1800) -> tuple[float | None, float | None, float]:
+    """Start ``w`` and time it (from its process start): until it serves its ports, and until its
+    early-warning step has taken ``expect`` records; None where it did not within ``timeout_s``
+    (a worker recovering its tables may not serve its ports until it is done)."""
+    from pipeline.localstack.process import port_open
+
+    started = time.monotonic()
+    w.proc.launch()
+    up: float | None = None
+    rebuilt: float | None = None
+    try:
+        while time.monotonic() < started + timeout_s and w.proc.running:
+            if up is None and port_open("127.0.0.1", w.port):
+                up = time.monotonic() - started
+            if up is not None and (_metric_or_none(w, "foodrisk_early_records_total") or 0.0) >= expect:
+                rebuilt = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        if rebuilt is None:
+            log(f"the new worker did not take the new batch in {timeout_s:.0f}s; log:\n{w.log_tail()}")
+        return up, rebuilt, rss_mib("VmHWM", w.proc.pid or 0)
+    finally:
+        w.stop()
+
+
+def _metric_or_none(w: Any, name: str) -> float | None:
+    try:
+        v = float(w.metric(name))
+    except OSError:
+        return None
+    return v or None
+
+
+def render_b(r: Mapping[str, Any]) -> str:
+    per_topic = ", ".join(f"{k} {v / 1e6:,.1f} MB" for k, v in sorted(r["changelog_bytes_on_broker"].items()))
+    lines = [
+        f"phase B, one worker on Apache Kafka ({r['records']:,} records, {r['config']['per_day']:,} a day, "
+        f"{r['config']['days']} days, full key space):",
+        f"  early-warning worker: {r['records_per_s']:,} records/s ({r['drain_s']} s)",
+        f"  changelog on the broker: {r['changelog_bytes_per_result']:,.0f} bytes per result ({per_topic})"
+        + (f"; the worker's own count {r['changelog_metric_bytes_per_result']:,.0f}"
+           if r["changelog_metric_bytes_per_result"] else ""),
+        f"  changelog records on the broker: {sum(r['changelog_records_on_broker'].values()):,} ("
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(r["changelog_records_on_broker"].items()) if v) + ")",
+        f"  worker peak RSS {r['worker_peak_rss_mib']:,.0f} MiB",
+        f"  after kill -9: a new worker took the next {r['new_batch_records']} records {r['rebuild_s']} s after "
+        f"its process started (serving its ports after {r['new_worker_up_s']} s; tables rebuilt from the "
+        f"changelogs; its peak RSS {r['new_worker_peak_rss_mib']:,.0f} MiB)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.bench_soak", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--phase", choices=("a", "b", "ab"), default="ab")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--per-day", type=int, default=50_000, help="results a simulated day in phase A")
+    p.add_argument("--b-per-day", type=int, default=10_000, help="results a simulated day in phase B")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies both volumes (not the key space)")
+    p.add_argument("--step", type=int, default=1_000, help="records per engine step in phase A")
+    p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--engine-root", type=Path, help="a source tree whose agents package to run (phase A)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--workdir", type=Path, help="phase B's broker and workers here, kept (default: a temporary one)")
+    args = p.parse_args(argv)
+    report, record = run(args)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"soak-{record['when']}.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    log(f"written {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    if args.engine_root:
+        sys.path.insert(0, str(args.engine_root.resolve()))  # before the first import of agents
+    from tests.bench.soak_data import SoakConfig
+
+    started = time.monotonic()
+    record: dict[str, Any] = {"when": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+                              "engine_root": str(args.engine_root or ROOT)}
+    parts: list[str] = []
+    if "a" in args.phase:
+        cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.per_day * args.scale))
+        record["phase_a"] = phase_a(cfg, args.step)
+        parts.append(render_a(record["phase_a"]))
+    if "b" in args.phase:
+        cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.b_per_day * args.scale))
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            record["phase_b"] = phase_b(cfg, args.workdir.resolve(), 500)
+        else:
+            with tempfile.TemporaryDirectory(prefix="foodrisk-soak-") as tmp:
+                record["phase_b"] = phase_b(cfg, Path(tmp), 500)
+        parts.append(render_b(record["phase_b"]))
+    record["seconds"] = round(time.monotonic() - started)
+    from tests.bench.__main__ import machine  # after the phases: it loads the other benches (and their data)
+
+    record["machine"] = machine()
+    return "\n\n".join(parts), record
+
+
+def rows(scale: float, log_to: Callable[[str], None] = log) -> tuple[list[Any], dict[str, Any]]:
+    """``make bench`` rows: phase A at a reduced scale (the full key space, ``10,000 x scale`` results a
+    day, 30 days)."""
+    from tests.bench.bench_pipeline import Row
+    from tests.bench.soak_data import SoakConfig
+
+    per_day = max(2_000, int(10_000 * scale))
+    log_to(f"national soak, phase A (30 days x {per_day:,} results, full key space)")
+    a = phase_a(SoakConfig(per_day=per_day), 1_000)
+    m = a["must_show"]
+    note = (f"30 simulated days of {per_day:,} results on 200k vendors / 50k devices / 20k sites "
+            "(make bench-soak: full size)")
+    out = [
+        Row("soak: early-warning step cost, last day", m["step_cost_last_day_ms_per_1000"], "ms/1,000 records",
+            f"first day {m['step_cost_first_day_ms_per_1000']:.1f} ms", m["step_cost_last_over_first"],
+            f"<= {COST_GOAL}", bool(m["step_cost_met"]), note),
+        Row("soak: changelog bytes per result", m["changelog_bytes_per_result"], "B", "", None, f"<= {BYTES_GOAL:.0f}",
+            bool(m["changelog_met"])),
+        Row(f"soak: RSS growth, days {m['rss_days']}", m["rss_growth_mib"], "MiB", f"mean {m['rss_mean_mib']:.0f} MiB",
+            m["rss_growth_mib"] / max(1e-9, m["rss_mean_mib"]), "flat", bool(m["rss_flat"]),
+            f"allowed {m['rss_growth_allowed_mib']:.1f} MiB (3 residual sd or 2 % of the mean)"),
+    ]
+    return out, a
+
+
+if __name__ == "__main__":
+    sys.exit(main())
