@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
@@ -70,6 +70,19 @@ def redlist_row(e: RedListEntry, version: int) -> tuple[Any, ...]:
     return tuple(values[c] for c in REDLIST_COLUMNS)
 
 
+CHANGELOG_CONFIG: Final[Mapping[str, str]] = {
+    # Every changed key is one changelog record, and Kafka compacts only closed segments: with the
+    # default 1 GiB segments nothing of a table's changelog was ever compacted in a 30-day national
+    # soak (955,044 records for ~40,000 live keys, 97 s to rebuild after kill -9). Smaller segments
+    # that roll at least every 15 minutes, and a cleaner that starts at 20 % dirty, keep the
+    # changelog near the live state, so a restart reads about what the tables hold. Applied when
+    # Faust creates the topics; for topics that exist, `kafka-configs --alter` (README).
+    "segment.bytes": str(16 * 1024 * 1024),
+    "segment.ms": str(15 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+}
+
+
 def register_early_warning(
     app: AppT,
     *,
@@ -89,6 +102,7 @@ def register_early_warning(
             partitions=1,
             key_type=str,  # JSON keys and values: Faust's json codec (orjson, compact)
             use_partitioner=True,  # one partition: no need for the current event's partition
+            extra_topic_configs=CHANGELOG_CONFIG,
         )
         for name in TABLES
     }

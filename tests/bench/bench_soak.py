@@ -2,7 +2,8 @@
 vendors, 50,000 devices, 20,000 sites, 500 commodities, 2,900 districts, 20,000 suppliers:
 tests/bench/soak_data.py) through the early-warning engine, then through one worker on Kafka.
 
-Phase A, in process: the pure engine over the days in steps of ``--step`` records (1,000: the issue's
+Phase A, in process, with the worker's garbage-collector settings (``pipeline.worker.tune_gc``):
+the pure engine over the days in steps of ``--step`` records (1,000: the issue's
 profile is a cost per 1,000 records), tables as plain dicts (``apply_all``), and the engine's
 persistent memory (schedule, seen index) when it offers one (``engine.EngineMemory``). Per
 simulated day: the mean step cost (ms per 1,000 records: the engine step, the table writes and the
@@ -187,8 +188,10 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
 def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
     from agents.early import engine
     from agents.early.common import EarlyParams
+    from pipeline.worker import tune_gc
     from tests.bench.soak_data import SoakStream
 
+    tune_gc()  # the worker's garbage-collector settings: the engine runs here as in the worker
     params = EarlyParams()
     t0 = time.perf_counter()
     stream = SoakStream(cfg)
