@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench import bench_plan, bench_screen, bench_soak
-from tests.bench.bench_pipeline import Row, run_all, run_latency, run_single
+from tests.bench.bench_pipeline import Row, run_all, run_batch, run_latency, run_single
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,10 +78,11 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="make bench", description=__doc__)
     p.add_argument("--scale", type=float, default=1.0, help="1.0 = 200,000 results (the issue's size)")
     p.add_argument("--only-screen", action="store_true", help="only the rule-engine benchmark")
-    p.add_argument("--only", choices=["single", "latency"],
+    p.add_argument("--only", choices=["single", "latency", "batch"],
                    help="only these pipeline rows: single = the bare faust agent, then the screening agent alone, "
                         "the quix-streams peer and the direct-consumer layout on single-result messages (--repeat "
-                        "rounds); latency = the broker hop and the alert latency per layout")
+                        "rounds); latency = the broker hop and the alert latency per layout; batch = the batch "
+                        "form through every agent, the screening agent alone and the early-warning agent alone")
     p.add_argument("--soak", action="store_true",
                    help="add the national soak phase A rows (30 days x 10,000 x scale results; full: make bench-soak)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of foodrisk / quix peer / direct with --only single")
@@ -96,8 +97,12 @@ def main() -> int:
     soak: dict[str, object] | None = {} if args.soak else None
     if args.only:
         with tempfile.TemporaryDirectory(prefix="foodrisk-bench-") as tmp:
-            rows = (run_single(Path(tmp), args.scale, log, args.repeat) if args.only == "single"
-                    else run_latency(Path(tmp), args.scale, log))
+            if args.only == "single":
+                rows = run_single(Path(tmp), args.scale, log, args.repeat)
+            elif args.only == "batch":
+                rows = run_batch(Path(tmp), args.scale, log)
+            else:
+                rows = run_latency(Path(tmp), args.scale, log)
         print(render(rows))
     else:
         rows, screen_text = full(args.scale, args.only_screen, log, soak)
