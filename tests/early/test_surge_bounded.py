@@ -210,12 +210,13 @@ def test_state_is_bounded_and_compact() -> None:
         max_t = max([max_t, *(r.sampled_at for r in batch)])
         s = surge.step(state, batch, max_t - P.grace_s, P)
         state = apply(state, s.updates)
-        for v in s.updates.values():
+        for k, v in s.updates.items():
             if v is None:
                 continue
+            v = surge.unpack(v)  # the stored list read as a dict
             assert len(v["h"]) <= P.surge_window_h + 4  # the window and the hours still open
             assert all(len(b) - 2 <= surge.MAX_IDS_PER_HOUR for b in v["h"].values())
-            biggest = max(biggest, len(orjson.dumps(v)))
+            biggest = max(biggest, len(orjson.dumps(s.updates[k])))
     assert 0 < biggest < 2000
 
 
@@ -223,7 +224,7 @@ def test_ids_per_hour_are_capped() -> None:
     records = [rec(f"p{i}", T0 + i, verdict="positive") for i in range(120)]
     s = surge.step({}, records, T0 + 2 * HOUR, P)
     ((_, v),) = s.updates.items()
-    (bucket,) = v["h"].values()
+    (bucket,) = surge.unpack(v)["h"].values()
     assert bucket[:2] == [120, 120] and len(bucket) == 2 + surge.MAX_IDS_PER_HOUR
     (alert,) = s.alerts
     assert alert.details["observed"] == 120 and len(alert.evidence) == surge.MAX_IDS_PER_HOUR
@@ -269,7 +270,7 @@ def test_from_v1_drops_a_key_holding_only_a_cusum_and_reads_an_alert_record() ->
     assert surge.from_v1("a|b|c", {"h": {}, "S": 1.5, "cu": T0, "ev": T0 + HOUR, "a": None}) is None
     old = {"h": {str(T0): [40, 4, ["p1", "p2", "p3", "p4"]]}, "S": 2.0, "cu": T0, "ev": T0 + HOUR,
            "a": {"id": "x", "fp": "14", "start": T0 - 23 * HOUR}}
-    assert surge.from_v1("a|b|c", old) == {
+    assert surge.unpack(surge.from_v1("a|b|c", old)) == {
         "h": {str(T0 // HOUR): [40, 4, "p1", "p2", "p3", "p4"]}, "e": T0 + HOUR, "s": 2.0,
         "a": [T0 - 23 * HOUR, 10]}
     assert surge.from_v1("a|b|c", None) is None
@@ -292,13 +293,13 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
         new = apply(new, surge.step(new, batch, wm, P).updates)  # due=None: the key is not due at T0 + 3 h
     key = surge.key_of(late)
     assert other in new
-    assert old[key]["S"] == 0.0 and new[key]["s"] > 0.0
+    assert old[key]["S"] == 0.0 and surge.unpack(new[key])["s"] > 0.0
     # evaluated since the hour closed: the late result stays out of the CUSUM, as before
     new2: dict[str, Any] = {}
     for batch, wm in ((first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR)], T0 + 3 * HOUR),
                       ([late], T0 + 3 * HOUR + 10)):
         new2 = apply(new2, surge.step(new2, batch, wm, P).updates)
-    assert "s" not in new2[key]
+    assert "s" not in surge.unpack(new2[key])
 
 
 def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_cusum() -> None:
@@ -318,4 +319,4 @@ def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_c
         new = apply(new, s.updates)
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
     key = surge.key_of(later)
-    assert new[key]["s"] == pytest.approx(old[key]["S"]) and old[key]["S"] > 0
+    assert surge.unpack(new[key])["s"] == pytest.approx(old[key]["S"]) and old[key]["S"] > 0
