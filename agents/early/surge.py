@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, due_by_scan, iso
 from agents.early.lifecycle import KIND_SURGE, Condition, ladder
@@ -54,8 +54,27 @@ MAX_IDS_PER_HOUR = 50
 QUICK_METHODS = ("enzyme_inhibition", "colloidal_gold", "xrf")
 
 
+# a method in a key by a one-digit code (fixed: stored keys use it; a method not listed is written out)
+METHOD_CODES: Final[Mapping[str, str]] = {
+    "enzyme_inhibition": "0", "colloidal_gold": "1", "xrf": "2", "lc_msms": "3", "gc_ms": "4", "gc_msms": "5",
+    "icp_ms": "6", "aas": "7", "afs": "8",
+}
+CODE_METHODS: Final[Mapping[str, str]] = {c: m for m, c in METHOD_CODES.items()}
+
+
 def key_of(r: Screened) -> str:
-    return f"{r.district}|{r.commodity}|{r.method}"
+    return f"{r.district}|{r.commodity}|{METHOD_CODES.get(r.method, r.method)}"
+
+
+def _long_key(r: Screened) -> str | None:
+    """The key before methods were coded (state from earlier versions), None when it is the same."""
+    return f"{r.district}|{r.commodity}|{r.method}" if r.method in METHOD_CODES else None
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    """District, commodity and method of a key (coded or written out)."""
+    district, commodity, m = key.split("|", 2)
+    return district, commodity, CODE_METHODS.get(m, m)
 
 
 def counts(r: Screened) -> bool:
@@ -77,6 +96,7 @@ def step(
     boundary = (watermark // step_s) * step_s
     lo_hour = (boundary - window_s) // HOUR
     touched: dict[str, _State] = {}
+    moved: set[str] = set()  # keys of an earlier version whose state a touched key took over
     created = 0
     for r in records:
         if not r.judged:
@@ -89,7 +109,15 @@ def step(
         if st is None:
             cur = state.get(k)
             if cur is None:
-                created += 1
+                old_k = _long_key(r)
+                if old_k is not None:
+                    cur = state.get(old_k)
+                if cur is None or old_k is None:
+                    created += 1
+                else:  # held under the key of an earlier version: moved to today's key
+                    moved.add(old_k)
+                    out.updates[old_k] = None
+                    out.wake[old_k] = None
             st = touched[k] = _State.of(k, cur)  # a copy: the stored value is never changed
         b = st.h.get(hi)
         if b is None:
@@ -103,7 +131,7 @@ def step(
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
     for k in due:
-        if k in touched:
+        if k in touched or k in moved:
             continue
         cur = state.get(k)
         if cur is None:
@@ -151,15 +179,17 @@ class _State:
             if v is None:
                 return cls(0, 0.0, None, {})
         base = int(v[0])
-        x = v[1]
-        if isinstance(x, list):
-            s, a = float(x[0]), [int(x[1]), int(x[2])]
-        else:
-            s, a = float(x), None
+        s, a = 0.0, None
         h: dict[int, list[Any]] = {}
-        i, end = 2, len(v)
+        i, end = 1, len(v)
         while i < end:
-            hour, n, k = base + v[i], v[i + 1], v[i + 2]
+            x = v[i]
+            if isinstance(x, list):  # the tail: [CUSUM] or [CUSUM, episode start, positives step]
+                s = float(x[0])
+                if len(x) > 1:
+                    a = [int(x[1]), int(x[2])]
+                break
+            hour, n, k = base + x, v[i + 1], v[i + 2]
             i += 3
             if k:
                 c = v[i]
@@ -171,14 +201,17 @@ class _State:
 
     def pack(self) -> list[Any]:
         base = self.e // HOUR
-        s: float | int = self.s if self.s else 0
-        out: list[Any] = [base, s if self.a is None else [s, *self.a]]
+        out: list[Any] = [base]
         for hour in sorted(self.h):
             b = self.h[hour]
             out += (hour - base, b[0], b[1])
             if b[1]:
                 out.append(len(b) - 2)
                 out += b[2:]
+        if self.a is not None:
+            out.append([self.s if self.s else 0, *self.a])
+        elif self.s:
+            out.append([self.s])
         return out
 
     def wake(self, step_s: int, window_s: int, min_positives: int) -> int | None:
@@ -200,7 +233,7 @@ def _evaluate(
     key: str, st: _State, boundary: int, window_s: int, threshold: float, params: EarlyParams, out: Step
 ) -> bool:
     """Evaluate ``st`` at ``boundary`` in place (alerts into ``out``); False: the key is to be deleted."""
-    district, commodity, method = key.split("|", 2)
+    district, commodity, method = split_key(key)
     buckets = st.h
     quick = method in QUICK_METHODS
     p0 = params.baseline(method, quick, commodity)
