@@ -137,16 +137,16 @@ def step(
         if cur is None:
             out.wake[k] = None
             continue
-        st = _State.of(k, cur)
-        if st.e >= boundary:
-            out.wake[k] = st.wake(step_s, window_s, params.surge_min_positives)  # evaluated at this boundary
+        st = None if isinstance(cur, list) else _State.of(k, cur)  # (a dict: state not upgraded)
+        if (st.e if st is not None else int(cur[0]) * HOUR) >= boundary:  # evaluated at this boundary
+            out.wake[k] = wake_of(k, cur, params)
             continue
-        if st.a is None and (not st.h or max(st.h) < lo_hour):
+        if _expired(st.pack() if st is not None else cur, lo_hour):
             # every bucket has left the window and no alert is open: nothing can fire or resolve
             out.updates[k] = None
             out.wake[k] = None
             continue
-        touched[k] = st
+        touched[k] = st if st is not None else _State.of(k, cur)
     for k, st in touched.items():
         if _evaluate(k, st, boundary, window_s, threshold, params, out):
             out.updates[k] = st.pack()
@@ -155,6 +155,21 @@ def step(
             out.updates[k] = None
             out.wake[k] = None
     return out
+
+
+def _expired(v: list[Any], lo_hour: int) -> bool:
+    """A stored value with no alert whose buckets are all older than ``lo_hour`` (read in place)."""
+    newest = None
+    i, end = 1, len(v)
+    while i < end:
+        x = v[i]
+        if isinstance(x, list):
+            if len(x) > 1:
+                return False  # an alert is open
+            break
+        newest = x  # buckets are stored oldest first
+        i += 4 + v[i + 3] if v[i + 2] else 3
+    return newest is None or int(v[0]) + newest < lo_hour
 
 
 class _State:
