@@ -320,3 +320,65 @@ def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_c
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
     key, old_key = surge.key_of(later), v1.key_of(later)
     assert surge.unpack(new[key])["s"] == pytest.approx(old[old_key]["S"]) and old[old_key]["S"] > 0
+
+
+def _long(key: str) -> str:
+    """The key as versions before the method codes wrote it."""
+    district, commodity, method = surge.split_key(key)
+    return f"{district}|{commodity}|{method}"
+
+
+def _coded(key: str) -> str:
+    district, commodity, method = surge.split_key(key)
+    return f"{district}|{commodity}|{surge.METHOD_CODES.get(method, method)}"
+
+
+def test_a_key_stored_under_the_method_name_is_taken_over_by_its_coded_key() -> None:
+    """State stored under ``district|commodity|method`` (written before methods were coded in keys,
+    kept by the upgrade) is moved to the coded key when records touch it, deleted under the old
+    one, and gives the alerts and state it gives under the coded key; untouched, it is visited,
+    evaluated and expires under its old key."""
+    batches = _traffic(31, days=2)
+    half = len(batches) // 2
+    coded: dict[str, Any] = {}
+    max_t = 0
+    for batch in batches[:half]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        s = surge.step(coded, batch, max_t - P.grace_s, P)
+        coded = apply(coded, s.updates)
+    named = {_long(k): v for k, v in coded.items()}
+    assert set(named).isdisjoint(coded)
+    wakes = {k: t for k, v in named.items() if (t := surge.wake_of(k, v, P)) is not None}
+    moved = 0
+    for batch in batches[half:]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        wm = max_t - P.grace_s
+        a = surge.step(coded, batch, wm, P)
+        b = surge.step(NoScan(named), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        assert _dump(b.alerts) == _dump(a.alerts)
+        moved += sum(1 for k, v in b.updates.items() if v is None and k in named and _coded(k) in b.updates)
+        coded = apply(coded, a.updates)
+        named = apply(named, b.updates)
+        wakes = {k: t for k, t in {**wakes, **b.wake}.items() if t is not None}
+        assert {_coded(k): v for k, v in named.items()} == coded  # one key each, same state
+        assert set(wakes) == set(named)
+    assert moved  # keys were taken over
+
+
+def test_a_key_with_one_result_is_written_in_a_few_bytes() -> None:
+    s = surge.step({}, [rec("r1", T0 + 60)], T0 + 30 * 60, P)
+    ((key, value),) = s.updates.items()
+    assert key == "Tianhe|cowpea|0"  # enzyme_inhibition by its code
+    assert value == [T0 // HOUR, 0, 1, 0]  # last boundary (hours), then the hour relative to it, n, k
+    assert surge.unpack(value) == {"h": {str(T0 // HOUR): [1, 0]}, "e": T0}
+    assert surge.from_v1(key, value) is value
+
+
+def test_from_v1_packs_the_dict_form_and_reads_ids_cusum_and_alert_back() -> None:
+    d = {"h": {str(T0 // HOUR): [40, 4, "p1", "p2", "p3", "p4"], str(T0 // HOUR + 1): [3, 0]}, "e": T0 + 2 * HOUR,
+         "s": 2.5, "a": [T0 - 22 * HOUR, 4]}
+    packed = surge.from_v1("a|b|0", d)
+    assert isinstance(packed, list)
+    assert surge.unpack(packed) == d
+    assert surge.from_v1("a|b|0", packed) == packed
+    assert surge.wake_of("a|b|0", packed, P) == surge.wake_of("a|b|0", surge.from_v1("a|b|0", d), P)
