@@ -32,10 +32,14 @@ the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows bot
 closed hour enters the CUSUM once, also when the watermark jumps more than a window in one step
 (before, the hours jumped over stayed out).
 
-State per key ``district|commodity|method`` (compact, issue 21): ``{"h": {hour index: [results,
-non-compliant, positive id...]}, "e": last boundary evaluated, "s": CUSUM (left out at 0), "a":
-[episode start, positives step emitted] (left out when no alert)}``; an hour index is epoch seconds
-// 3600; at most ``MAX_IDS_PER_HOUR`` ids per hour.
+State per key ``district|commodity|<method code>`` (``METHOD_CODES``: one digit per method; a key
+written by an earlier version with the method written out is read alike and, when records touch
+it, its state moves to the coded key and the old key is deleted): one flat list, ``[last boundary
+evaluated in hours, (hour - that, results, non-compliant[, count of ids, id...])..., tail]``, the
+buckets oldest first, the ids only when non-compliant > 0 (at most ``MAX_IDS_PER_HOUR``), the tail
+``[CUSUM]`` or ``[CUSUM, episode start, positives step emitted]`` only when the CUSUM is not 0 or an
+alert is open. ``unpack`` reads a value as a dict. A one-result key is ``[493391,0,1,0]``. A due key
+whose buckets have all left the window, with no alert open, is deleted without evaluation.
 """
 
 from __future__ import annotations
