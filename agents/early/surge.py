@@ -252,17 +252,21 @@ def _evaluate(
     key: str, st: _State, boundary: int, window_s: int, threshold: float, params: EarlyParams, out: Step
 ) -> bool:
     """Evaluate ``st`` at ``boundary`` in place (alerts into ``out``); False: the key is to be deleted."""
-    district, commodity, method = split_key(key)
     buckets = st.h
-    quick = method in QUICK_METHODS
-    p0 = params.baseline(method, quick, commodity)
     lo = boundary - window_s
     first = st.e  # the last evaluation took in the hours before its boundary; every later hour still
     # held goes in once (also one that has left the window since: a key not visited)
     s = st.s
+    district = commodity = method = ""
+    quick = False
+    p0 = 0.0
     if first < boundary:
         closed = sorted(h for h in buckets if first <= h * HOUR < boundary)
-        if closed:
+        # from 0, hours without positives leave the CUSUM at 0 (each adds a negative step)
+        if closed and (s or any(buckets[h][1] for h in closed)):
+            district, commodity, method = split_key(key)
+            quick = method in QUICK_METHODS
+            p0 = params.baseline(method, quick, commodity)
             p1 = min(0.5, p0 * params.cusum_shift)
             up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
             for hi in closed:
@@ -283,6 +287,10 @@ def _evaluate(
     prev = st.a
     if k < params.surge_min_positives and prev is None:
         return bool(buckets)  # nothing can fire (both tests need min_positives)
+    if not method:
+        district, commodity, method = split_key(key)
+        quick = method in QUICK_METHODS
+        p0 = params.baseline(method, quick, commodity)
     p = binom_sf(k, n, p0) if n else 1.0
     significant = n >= params.surge_min_n and k >= params.surge_min_positives and p <= threshold
     cusum_alarm = s > params.cusum_h and k >= params.surge_min_positives
