@@ -32,19 +32,23 @@ the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows bot
 closed hour enters the CUSUM once, also when the watermark jumps more than a window in one step
 (before, the hours jumped over stayed out).
 
-State per key ``district|commodity|method`` (compact, issue 21): ``{"h": {hour index: [results,
-non-compliant, positive id...]}, "e": last boundary evaluated, "s": CUSUM (left out at 0), "a":
-[episode start, positives step emitted] (left out when no alert)}``; an hour index is epoch seconds
-// 3600; at most ``MAX_IDS_PER_HOUR`` ids per hour.
+State per key ``district|commodity|<method code>`` (``METHOD_CODES``: one digit per method; a key
+written by an earlier version with the method written out is read alike and, when records touch
+it, its state moves to the coded key and the old key is deleted): one flat list, ``[last boundary
+evaluated in hours, (hour - that, results, non-compliant[, count of ids, id...])..., tail]``, the
+buckets oldest first, the ids only when non-compliant > 0 (at most ``MAX_IDS_PER_HOUR``), the tail
+``[CUSUM]`` or ``[CUSUM, episode start, positives step emitted]`` only when the CUSUM is not 0 or an
+alert is open. ``unpack`` reads a value as a dict. A one-result key is ``[493391,0,1,0]``. A due key
+whose buckets have all left the window, with no alert open, is deleted without evaluation.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
-from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, due_by_scan, hour_start, iso
+from agents.early.common import HOUR, JSON, EarlyParams, Step, binom_sf, due_by_scan, iso
 from agents.early.lifecycle import KIND_SURGE, Condition, ladder
 from agents.screened import Screened
 from schemas.alert import Classification, Risk
@@ -54,8 +58,27 @@ MAX_IDS_PER_HOUR = 50
 QUICK_METHODS = ("enzyme_inhibition", "colloidal_gold", "xrf")
 
 
+# a method in a key by a one-digit code (fixed: stored keys use it; a method not listed is written out)
+METHOD_CODES: Final[Mapping[str, str]] = {
+    "enzyme_inhibition": "0", "colloidal_gold": "1", "xrf": "2", "lc_msms": "3", "gc_ms": "4", "gc_msms": "5",
+    "icp_ms": "6", "aas": "7", "afs": "8",
+}
+CODE_METHODS: Final[Mapping[str, str]] = {c: m for m, c in METHOD_CODES.items()}
+
+
 def key_of(r: Screened) -> str:
-    return f"{r.district}|{r.commodity}|{r.method}"
+    return f"{r.district}|{r.commodity}|{METHOD_CODES.get(r.method, r.method)}"
+
+
+def _long_key(r: Screened) -> str | None:
+    """The key before methods were coded (state from earlier versions), None when it is the same."""
+    return f"{r.district}|{r.commodity}|{r.method}" if r.method in METHOD_CODES else None
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    """District, commodity and method of a key (coded or written out)."""
+    district, commodity, m = key.split("|", 2)
+    return district, commodity, CODE_METHODS.get(m, m)
 
 
 def counts(r: Screened) -> bool:
@@ -76,171 +99,272 @@ def step(
     window_s = params.surge_window_h * HOUR
     boundary = (watermark // step_s) * step_s
     lo_hour = (boundary - window_s) // HOUR
-    touched: dict[str, dict[str, Any]] = {}
-    fresh_buckets: set[tuple[str, str]] = set()  # buckets this step already copied
+    touched: dict[str, _State] = {}
+    moved: set[str] = set()  # keys of an earlier version whose state a touched key took over
+    created = 0
     for r in records:
         if not r.judged:
             continue
-        hi = hour_start(r.sampled_at) // HOUR
+        hi = int(r.sampled_at) // HOUR
         if hi < lo_hour:
             continue  # older than every window still open or re-evaluated
         k = key_of(r)
         st = touched.get(k)
         if st is None:
-            st = touched[k] = _own(state.get(k))
-        hk = str(hi)
-        buckets = st["h"]
-        b = buckets.get(hk)
-        if (k, hk) not in fresh_buckets:
-            b = buckets[hk] = [0, 0] if b is None else list(b)  # copy on write: the stored one stays
-            fresh_buckets.add((k, hk))
+            cur = state.get(k)
+            if cur is None:
+                old_k = _long_key(r)
+                if old_k is not None:
+                    cur = state.get(old_k)
+                if cur is None or old_k is None:
+                    created += 1
+                else:  # held under the key of an earlier version: moved to today's key
+                    moved.add(old_k)
+                    out.updates[old_k] = None
+                    out.wake[old_k] = None
+            st = touched[k] = _State.of(k, cur)  # a copy: the stored value is never changed
+        b = st.h.get(hi)
+        if b is None:
+            b = st.h[hi] = [0, 0]
         b[0] += 1
         if r.non_compliant:
             b[1] += 1
             if len(b) - 2 < MAX_IDS_PER_HOUR:
                 b.append(r.result_id)
-    n_keys = max(1, len(state) + sum(1 for k in touched if k not in state))
-    threshold = params.surge_alpha / n_keys
+    threshold = params.surge_alpha / max(1, len(state) + created)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
     for k in due:
-        if k in touched:
+        if k in touched or k in moved:
             continue
         cur = state.get(k)
-        if not isinstance(cur, dict):
+        if cur is None:
             out.wake[k] = None
             continue
-        if int(cur.get("e", 0)) >= boundary:
-            out.wake[k] = wake_of(k, cur, params)  # already evaluated at this boundary
+        st = None if isinstance(cur, list) else _State.of(k, cur)  # (a dict: state not upgraded)
+        if (st.e if st is not None else int(cur[0]) * HOUR) >= boundary:  # evaluated at this boundary
+            out.wake[k] = wake_of(k, cur, params)
             continue
-        touched[k] = _own(cur)
+        if _expired(st.pack() if st is not None else cur, lo_hour):
+            # every bucket has left the window and no alert is open: nothing can fire or resolve
+            out.updates[k] = None
+            out.wake[k] = None
+            continue
+        touched[k] = st if st is not None else _State.of(k, cur)
     for k, st in touched.items():
-        new = _evaluate(k, st, boundary, window_s, threshold, params, out)
-        out.updates[k] = new
-        out.wake[k] = None if new is None else _wake(new, step_s, window_s, params.surge_min_positives)
+        if _evaluate(k, st, boundary, window_s, threshold, params, out):
+            out.updates[k] = st.pack()
+            out.wake[k] = st.wake(step_s, window_s, params.surge_min_positives)
+        else:
+            out.updates[k] = None
+            out.wake[k] = None
     return out
 
 
-def _own(v: JSON) -> dict[str, Any]:
-    """A new dict for a key's state; its hour buckets are shared with ``v`` until one changes."""
-    if not isinstance(v, dict):
-        return {"h": {}, "e": 0}
-    out = dict(v)
-    out["h"] = dict(v["h"])
-    return out
+def _expired(v: list[Any], lo_hour: int) -> bool:
+    """A stored value with no alert whose buckets are all older than ``lo_hour`` (read in place)."""
+    newest = None
+    i, end = 1, len(v)
+    while i < end:
+        x = v[i]
+        if isinstance(x, list):
+            if len(x) > 1:
+                return False  # an alert is open
+            break
+        newest = x  # buckets are stored oldest first
+        i += 4 + v[i + 3] if v[i + 2] else 3
+    return newest is None or int(v[0]) + newest < lo_hour
+
+
+class _State:
+    """A key's state while a step works on it: ``e`` the last boundary evaluated (epoch seconds),
+    ``s`` the CUSUM, ``a`` [episode start, positives step emitted] or None, ``h`` hour index ->
+    [results, non-compliant, positive id...]. Built from the stored value (a copy), packed back."""
+
+    __slots__ = ("a", "e", "h", "s")
+
+    def __init__(self, e: int, s: float, a: list[int] | None, h: dict[int, list[Any]]) -> None:
+        self.e = e
+        self.s = s
+        self.a = a
+        self.h = h
+
+    @classmethod
+    def of(cls, key: str, v: JSON) -> _State:
+        if v is None:
+            return cls(0, 0.0, None, {})
+        if isinstance(v, dict):  # an earlier form (state not upgraded): read through the converter
+            v = from_v1(key, v)
+            if v is None:
+                return cls(0, 0.0, None, {})
+        base = int(v[0])
+        s, a = 0.0, None
+        h: dict[int, list[Any]] = {}
+        i, end = 1, len(v)
+        while i < end:
+            x = v[i]
+            if isinstance(x, list):  # the tail: [CUSUM] or [CUSUM, episode start, positives step]
+                s = float(x[0])
+                if len(x) > 1:
+                    a = [int(x[1]), int(x[2])]
+                break
+            hour, n, k = base + x, v[i + 1], v[i + 2]
+            i += 3
+            if k:
+                c = v[i]
+                h[hour] = [n, k, *v[i + 1:i + 1 + c]]
+                i += 1 + c
+            else:
+                h[hour] = [n, k]
+        return cls(base * HOUR, s, a, h)
+
+    def pack(self) -> list[Any]:
+        base = self.e // HOUR
+        out: list[Any] = [base]
+        for hour in sorted(self.h):
+            b = self.h[hour]
+            out += (hour - base, b[0], b[1])
+            if b[1]:
+                out.append(len(b) - 2)
+                out += b[2:]
+        if self.a is not None:
+            out.append([self.s if self.s else 0, *self.a])
+        elif self.s:
+            out.append([self.s])
+        return out
+
+    def wake(self, step_s: int, window_s: int, min_positives: int) -> int | None:
+        if not self.h:
+            return None
+        if self.a is None and sum(b[1] for b in self.h.values()) < min_positives:
+            # no window can fire before new records (each needs min_positives): only the deletion, when
+            # the newest bucket leaves the window; the CUSUM takes the hours in at the next evaluation
+            return (max(self.h) * HOUR + window_s) // step_s * step_s + step_s
+        # the oldest bucket leaves the window at the first boundary after its hour + window
+        wake = ((min(self.h) * HOUR + window_s) // step_s + 1) * step_s
+        young = [h for h in self.h if h * HOUR >= self.e]  # hours not yet closed at the last evaluation
+        if young:
+            wake = min(wake, (min(young) * HOUR // step_s + 1) * step_s)
+        return wake
 
 
 def _evaluate(
-    key: str, st: dict[str, Any], boundary: int, window_s: int, threshold: float, params: EarlyParams, out: Step
-) -> dict[str, Any] | None:
-    district, commodity, method = key.split("|", 2)
-    buckets: dict[str, list[Any]] = st["h"]
-    quick = method in QUICK_METHODS
-    p0 = params.baseline(method, quick, commodity)
+    key: str, st: _State, boundary: int, window_s: int, threshold: float, params: EarlyParams, out: Step
+) -> bool:
+    """Evaluate ``st`` at ``boundary`` in place (alerts into ``out``); False: the key is to be deleted."""
+    buckets = st.h
     lo = boundary - window_s
-    ev = int(st.get("e", 0))
-    # CUSUM over hours closed since the last evaluation (missing hours carry no results).
-    s = float(st.get("s", 0.0))
-    first = ev  # the last evaluation took in the hours before its boundary ``ev``; every later
-    # hour still held goes in once (also one that has left the window since: a key not visited)
+    first = st.e  # the last evaluation took in the hours before its boundary; every later hour still
+    # held goes in once (also one that has left the window since: a key not visited)
+    s = st.s
+    district = commodity = method = ""
+    quick = False
+    p0 = 0.0
     if first < boundary:
-        p1 = min(0.5, p0 * params.cusum_shift)
-        up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
-        for hi in sorted(int(h) for h in buckets):
-            h = hi * HOUR
-            if first <= h < boundary:
-                b = buckets[str(hi)]
+        closed = sorted(h for h in buckets if first <= h * HOUR < boundary)
+        # from 0, hours without positives leave the CUSUM at 0 (each adds a negative step)
+        if closed and (s or any(buckets[h][1] for h in closed)):
+            district, commodity, method = split_key(key)
+            quick = method in QUICK_METHODS
+            p0 = params.baseline(method, quick, commodity)
+            p1 = min(0.5, p0 * params.cusum_shift)
+            up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+            for hi in closed:
+                b = buckets[hi]
                 s = max(0.0, s + b[1] * up + (b[0] - b[1]) * down)
     # Binomial test on the window [boundary - window, boundary); hours before it are dropped.
+    lo_hour = lo // HOUR
+    b_hour = boundary // HOUR
     n = k = 0
-    keep: dict[str, list[Any]] = {}
-    in_window: list[list[Any]] = []
-    for hk, b in buckets.items():
-        h = int(hk) * HOUR
-        if h < lo:
-            continue
-        keep[hk] = b
-        if h < boundary:
+    for hi in [h for h in buckets if h < lo_hour]:
+        del buckets[hi]
+    for hi, b in buckets.items():
+        if hi < b_hour:
             n += b[0]
             k += b[1]
-            in_window.append(b)
+    st.e = boundary
+    st.s = s
+    prev = st.a
+    if k < params.surge_min_positives and prev is None:
+        return bool(buckets)  # nothing can fire (both tests need min_positives)
+    if not method:
+        district, commodity, method = split_key(key)
+        quick = method in QUICK_METHODS
+        p0 = params.baseline(method, quick, commodity)
     p = binom_sf(k, n, p0) if n else 1.0
     significant = n >= params.surge_min_n and k >= params.surge_min_positives and p <= threshold
     cusum_alarm = s > params.cusum_h and k >= params.surge_min_positives
-    prev = st.get("a")
-    new: dict[str, Any] = {"h": keep, "e": boundary}
-    if s != 0.0:
-        new["s"] = s
-    if significant or cusum_alarm or (prev and not _cleared(n, k, p, s, params)):
-        start = int(prev[0]) if prev else lo
+    if significant or cusum_alarm or (prev is not None and not _cleared(n, k, p, s, params)):
+        start = prev[0] if prev is not None else lo
         mat = material(k)
-        if not prev or int(prev[1]) != mat:
-            cond = _condition(district, commodity, method, quick, start, n, k, p0, p, s, _ids(in_window), params,
+        if prev is None or prev[1] != mat:
+            cond = _condition(district, commodity, method, quick, start, n, k, p0, p, s, _ids(buckets, b_hour), params,
                               "binomial" if significant else "cusum")
             out.alerts.append(cond.alert())
-        new["a"] = [start, mat]
-    elif prev:
-        cond = _condition(district, commodity, method, quick, int(prev[0]), n, k, p0, p, s, _ids(in_window), params,
-                          "cleared")
-        out.alerts.append(cond.alert(ends_at=max(boundary, cond.starts_at)))
-    if not keep and "a" not in new:
-        return None
-    return new
+        st.a = [start, mat]
+    else:
+        if prev is not None:
+            cond = _condition(district, commodity, method, quick, prev[0], n, k, p0, p, s, _ids(buckets, b_hour),
+                              params, "cleared")
+            out.alerts.append(cond.alert(ends_at=max(boundary, cond.starts_at)))
+        st.a = None
+    return bool(buckets) or st.a is not None
 
 
-def _ids(buckets: list[list[Any]]) -> list[str]:
-    return sorted(i for b in buckets for i in b[2:])
-
-
-def _wake(value: Mapping[str, Any], step_s: int, window_s: int, min_positives: int) -> int | None:
-    buckets: Mapping[str, list[Any]] = value["h"]
-    hours = [int(h) * HOUR for h in buckets]
-    if not hours:
-        return None
-    if "a" not in value and sum(b[1] for b in buckets.values()) < min_positives:
-        # no window can fire before new records (each needs min_positives): only the deletion, when
-        # the newest bucket leaves the window; the CUSUM takes the hours in at the next evaluation
-        return (max(hours) + window_s) // step_s * step_s + step_s
-    ev = int(value.get("e", 0))
-    # the oldest bucket leaves the window at the first boundary after its hour + window
-    oldest = min(hours) + window_s
-    wake = (oldest // step_s + 1) * step_s
-    young = [h for h in hours if h >= ev]  # hours not yet closed at the last evaluation
-    if young:
-        wake = min(wake, (min(young) // step_s + 1) * step_s)
-    return wake
+def _ids(buckets: Mapping[int, list[Any]], b_hour: int) -> list[str]:
+    return sorted(i for h, b in buckets.items() if h < b_hour for i in b[2:])
 
 
 def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
     """The boundary at which a stored key's window next changes without records (None: never)."""
-    if not isinstance(value, dict):
+    if value is None:
         return None
-    return _wake(value, params.surge_step_h * HOUR, params.surge_window_h * HOUR, params.surge_min_positives)
+    return _State.of(key, value).wake(params.surge_step_h * HOUR, params.surge_window_h * HOUR,
+                                      params.surge_min_positives)
+
+
+def unpack(value: JSON) -> dict[str, Any]:
+    """A stored value as a dict (tests, reading): ``{"h": {hour index: [results, non-compliant, id...]},
+    "e": last boundary evaluated, "s": CUSUM (left out at 0), "a": [episode start, positives step]
+    (left out when no alert)}``."""
+    st = _State.of("", value)
+    out: dict[str, Any] = {"h": {str(h): b for h, b in st.h.items()}, "e": st.e}
+    if st.s:
+        out["s"] = st.s
+    if st.a is not None:
+        out["a"] = st.a
+    return out
 
 
 def from_v1(key: str, old: JSON) -> JSON | None:
     """A key's state in the format before issue 21 (``{"h": {hour epoch: [n, k, [ids]]}, "S", "cu",
     "ev", "a": {"id", "fp", "start"}}``) in today's; None when it holds nothing but a CUSUM (dropped,
-    as this version drops a key whose buckets have left the window)."""
+    as this version drops a key whose buckets have left the window). A value in today's form (a
+    list: an upgrade cut short and run again) comes back unchanged; one in the dict form written
+    during issue 21's development (``unpack``'s) is packed."""
+    if isinstance(old, list):
+        return old
     if not isinstance(old, dict):
         return None
-    if "e" in old:  # already in today's form (an upgrade cut short and run again)
-        return old
-    buckets: dict[str, list[Any]] = {}
-    for h, b in dict(old.get("h") or {}).items():
+    if "e" in old:  # the dict form of issue 21's development
+        h = {int(k): [int(b[0]), int(b[1]), *b[2:]] for k, b in dict(old.get("h") or {}).items()}
+        a = old.get("a")
+        st = _State(-(-int(old["e"]) // HOUR) * HOUR, float(old.get("s") or 0.0),
+                    [int(a[0]), int(a[1])] if a else None, h)
+        return st.pack() if h or st.a is not None else None
+    buckets: dict[int, list[Any]] = {}
+    for hk, b in dict(old.get("h") or {}).items():
         ids = [str(i) for i in b[2]][:MAX_IDS_PER_HOUR] if len(b) > 2 else []
-        buckets[str(int(h) // HOUR)] = [int(b[0]), int(b[1]), *ids]
-    new: dict[str, Any] = {"h": buckets, "e": int(old.get("ev") or 0)}
-    s = float(old.get("S") or 0.0)
-    if s:
-        new["s"] = s
+        buckets[int(hk) // HOUR] = [int(b[0]), int(b[1]), *ids]
+    alert: list[int] | None = None
     a = old.get("a")
     if isinstance(a, dict):
         fp = str(a.get("fp", ""))
-        new["a"] = [int(a["start"]), material(int(fp)) if fp.isdigit() else -1]
-    if not buckets and "a" not in new:
+        alert = [int(a["start"]), material(int(fp)) if fp.isdigit() else -1]
+    if not buckets and alert is None:
         return None
-    return new
+    ev = int(old.get("ev") or 0)
+    return _State(-(-ev // HOUR) * HOUR, float(old.get("S") or 0.0), alert, buckets).pack()
 
 
 def _cleared(n: int, k: int, p: float, s: float, params: EarlyParams) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from agents.early import cluster, unconfirmed
+from agents.early import cluster, surge, unconfirmed
 from agents.early.common import EarlyParams, apply, hour_start
 from agents.early.engine import SEEN_SHARDS, apply_all, empty_tables
 from agents.early.engine import step as engine_step
@@ -43,7 +43,7 @@ def test_surge_counts_both_devices_results() -> None:
     tables = empty_tables()
     _engine(tables, [rec("x", T0, device_id=d, verdict="positive") for d in ("d1", "d2")])
     (st,) = tables["surge"].values()
-    (bucket,) = st["h"].values()
+    (bucket,) = surge.unpack(st)["h"].values()
     assert bucket[:2] == [2, 2]  # results, non-compliant
 
 

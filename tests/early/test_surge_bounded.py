@@ -210,12 +210,13 @@ def test_state_is_bounded_and_compact() -> None:
         max_t = max([max_t, *(r.sampled_at for r in batch)])
         s = surge.step(state, batch, max_t - P.grace_s, P)
         state = apply(state, s.updates)
-        for v in s.updates.values():
+        for k, v in s.updates.items():
             if v is None:
                 continue
+            v = surge.unpack(v)  # the stored list read as a dict
             assert len(v["h"]) <= P.surge_window_h + 4  # the window and the hours still open
             assert all(len(b) - 2 <= surge.MAX_IDS_PER_HOUR for b in v["h"].values())
-            biggest = max(biggest, len(orjson.dumps(v)))
+            biggest = max(biggest, len(orjson.dumps(s.updates[k])))
     assert 0 < biggest < 2000
 
 
@@ -223,7 +224,7 @@ def test_ids_per_hour_are_capped() -> None:
     records = [rec(f"p{i}", T0 + i, verdict="positive") for i in range(120)]
     s = surge.step({}, records, T0 + 2 * HOUR, P)
     ((_, v),) = s.updates.items()
-    (bucket,) = v["h"].values()
+    (bucket,) = surge.unpack(v)["h"].values()
     assert bucket[:2] == [120, 120] and len(bucket) == 2 + surge.MAX_IDS_PER_HOUR
     (alert,) = s.alerts
     assert alert.details["observed"] == 120 and len(alert.evidence) == surge.MAX_IDS_PER_HOUR
@@ -269,7 +270,7 @@ def test_from_v1_drops_a_key_holding_only_a_cusum_and_reads_an_alert_record() ->
     assert surge.from_v1("a|b|c", {"h": {}, "S": 1.5, "cu": T0, "ev": T0 + HOUR, "a": None}) is None
     old = {"h": {str(T0): [40, 4, ["p1", "p2", "p3", "p4"]]}, "S": 2.0, "cu": T0, "ev": T0 + HOUR,
            "a": {"id": "x", "fp": "14", "start": T0 - 23 * HOUR}}
-    assert surge.from_v1("a|b|c", old) == {
+    assert surge.unpack(surge.from_v1("a|b|c", old)) == {
         "h": {str(T0 // HOUR): [40, 4, "p1", "p2", "p3", "p4"]}, "e": T0 + HOUR, "s": 2.0,
         "a": [T0 - 23 * HOUR, 10]}
     assert surge.from_v1("a|b|c", None) is None
@@ -281,24 +282,24 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
     key had no results in when it closed, arriving before the key was evaluated again, counts in the
     CUSUM (the old detector had moved its cursor past the empty hour at the next step and dropped it);
     one for an hour the key's CUSUM already took in does not, as before."""
-    other = "Haizhu|spinach|enzyme_inhibition"
     first = [rec(f"a{i}", T0 + i) for i in range(30)]
     tick = rec("tick", T0 + 4 * HOUR, district="Haizhu", commodity="spinach")
+    other = surge.key_of(tick)  # "Haizhu|spinach|enzyme_inhibition", the method by its code
     late = rec("late", T0 + HOUR + 60, verdict="positive")
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
     for batch, wm in ((first, T0 + HOUR + 10), ([tick], T0 + 3 * HOUR), ([late], T0 + 3 * HOUR + 10)):
         old = apply(old, v1.step(old, batch, wm, P).updates)
         new = apply(new, surge.step(new, batch, wm, P).updates)  # due=None: the key is not due at T0 + 3 h
-    key = surge.key_of(late)
+    key, old_key = surge.key_of(late), v1.key_of(late)
     assert other in new
-    assert old[key]["S"] == 0.0 and new[key]["s"] > 0.0
+    assert old[old_key]["S"] == 0.0 and surge.unpack(new[key])["s"] > 0.0
     # evaluated since the hour closed: the late result stays out of the CUSUM, as before
     new2: dict[str, Any] = {}
     for batch, wm in ((first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR)], T0 + 3 * HOUR),
                       ([late], T0 + 3 * HOUR + 10)):
         new2 = apply(new2, surge.step(new2, batch, wm, P).updates)
-    assert "s" not in new2[key]
+    assert "s" not in surge.unpack(new2[key])
 
 
 def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_cusum() -> None:
@@ -317,5 +318,67 @@ def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_c
         s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
         new = apply(new, s.updates)
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
-    key = surge.key_of(later)
-    assert new[key]["s"] == pytest.approx(old[key]["S"]) and old[key]["S"] > 0
+    key, old_key = surge.key_of(later), v1.key_of(later)
+    assert surge.unpack(new[key])["s"] == pytest.approx(old[old_key]["S"]) and old[old_key]["S"] > 0
+
+
+def _long(key: str) -> str:
+    """The key as versions before the method codes wrote it."""
+    district, commodity, method = surge.split_key(key)
+    return f"{district}|{commodity}|{method}"
+
+
+def _coded(key: str) -> str:
+    district, commodity, method = surge.split_key(key)
+    return f"{district}|{commodity}|{surge.METHOD_CODES.get(method, method)}"
+
+
+def test_a_key_stored_under_the_method_name_is_taken_over_by_its_coded_key() -> None:
+    """State stored under ``district|commodity|method`` (written before methods were coded in keys,
+    kept by the upgrade) is moved to the coded key when records touch it, deleted under the old
+    one, and gives the alerts and state it gives under the coded key; untouched, it is visited,
+    evaluated and expires under its old key."""
+    batches = _traffic(31, days=2)
+    half = len(batches) // 2
+    coded: dict[str, Any] = {}
+    max_t = 0
+    for batch in batches[:half]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        s = surge.step(coded, batch, max_t - P.grace_s, P)
+        coded = apply(coded, s.updates)
+    named = {_long(k): v for k, v in coded.items()}
+    assert set(named).isdisjoint(coded)
+    wakes = {k: t for k, v in named.items() if (t := surge.wake_of(k, v, P)) is not None}
+    moved = 0
+    for batch in batches[half:]:
+        max_t = max([max_t, *(r.sampled_at for r in batch)])
+        wm = max_t - P.grace_s
+        a = surge.step(coded, batch, wm, P)
+        b = surge.step(NoScan(named), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        assert _dump(b.alerts) == _dump(a.alerts)
+        moved += sum(1 for k, v in b.updates.items() if v is None and k in named and _coded(k) in b.updates)
+        coded = apply(coded, a.updates)
+        named = apply(named, b.updates)
+        wakes = {k: t for k, t in {**wakes, **b.wake}.items() if t is not None}
+        assert {_coded(k): v for k, v in named.items()} == coded  # one key each, same state
+        assert set(wakes) == set(named)
+    assert moved  # keys were taken over
+
+
+def test_a_key_with_one_result_is_written_in_a_few_bytes() -> None:
+    s = surge.step({}, [rec("r1", T0 + 60)], T0 + 30 * 60, P)
+    ((key, value),) = s.updates.items()
+    assert key == "Tianhe|cowpea|0"  # enzyme_inhibition by its code
+    assert value == [T0 // HOUR, 0, 1, 0]  # last boundary (hours), then the hour relative to it, n, k
+    assert surge.unpack(value) == {"h": {str(T0 // HOUR): [1, 0]}, "e": T0}
+    assert surge.from_v1(key, value) is value
+
+
+def test_from_v1_packs_the_dict_form_and_reads_ids_cusum_and_alert_back() -> None:
+    d = {"h": {str(T0 // HOUR): [40, 4, "p1", "p2", "p3", "p4"], str(T0 // HOUR + 1): [3, 0]}, "e": T0 + 2 * HOUR,
+         "s": 2.5, "a": [T0 - 22 * HOUR, 4]}
+    packed = surge.from_v1("a|b|0", d)
+    assert isinstance(packed, list)
+    assert surge.unpack(packed) == d
+    assert surge.from_v1("a|b|0", packed) == packed
+    assert surge.wake_of("a|b|0", packed, P) == surge.wake_of("a|b|0", surge.from_v1("a|b|0", d), P)
