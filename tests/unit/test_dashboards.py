@@ -259,8 +259,9 @@ def test_promql_reads_only_metrics_the_worker_exports() -> None:
 def test_exported_names_are_prefixed_and_carry_units() -> None:
     registry = CollectorRegistry()
     metrics_mod.create(registry)
-    # Units, or the conventional suffix of a 0/1 gauge (_ready, _up) or of a count of things (_alerts).
-    units = ("_seconds", "_bytes", "_rows", "_messages", "_info", "_ready", "_up", "_fds", "_offset", "_alerts")
+    # Units, or the conventional suffix of a 0/1 gauge (_ready, _up) or of a count of things (_alerts, _keys).
+    units = ("_seconds", "_bytes", "_rows", "_messages", "_info", "_ready", "_up", "_fds", "_offset", "_alerts",
+             "_keys")
     for family in registry.collect():
         assert family.name.startswith("foodrisk_"), family.name
         if family.type == "counter":
