@@ -96,14 +96,15 @@ def _run(batches: list[list[Screened]]) -> tuple[list[Alert], list[Alert], dict[
         assert set(wakes) <= set(new)
         for k, v in s.updates.items():
             if v is not None:
-                ids = [i for e in v["d"].values() for o in e[device.OPEN] for i in o[4:]]
-                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in e[device.OPEN])
+                ids = [i for e in v["d"].values() for o in device.open_days(e) for i in o[4:]]
+                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in device.open_days(e))
                 # without the positive ids a drift alert's evidence needs
                 size = len(orjson.dumps(k)) + len(orjson.dumps(v)) - len(orjson.dumps(ids))
                 biggest = max(biggest, size)
-                assert len(v["h"]) <= P.silent_history_days * 24 + 2
-                assert all(len(e[device.DAYS]) <= P.silent_history_days + 1 for e in v["d"].values())
-                assert len(v["j"]) <= 2 * (P.silent_history_days + 1)
+                assert len(v.get("h", [])) <= P.silent_history_days * 24 + 2
+                # [day, results, ...] and [day, judged, positives, ...]: the days of the history at most
+                assert all(len(e[device.DAYS]) <= 2 * (P.silent_history_days + 1) for e in v["d"].values())
+                assert len(v.get("j", [])) <= 3 * (P.silent_history_days + 1)
     return old_alerts, new_alerts, new, biggest
 
 
@@ -180,9 +181,10 @@ def test_from_v1_keeps_an_open_silent_alert_and_drops_judged_days() -> None:
     new = device.from_v1("m-01", old)
     assert new is not None
     di = device.day_index(T0)
-    assert new["b"] == di and new["j"] == [30, 4]
-    assert new["d"]["d1"] == [T0, T0, [30], []]  # silent since T0; its day judged and closed
-    assert new["d"]["d2"][device.DAYS] == [0, 5]
+    assert new["b"] == di and new["j"] == [0, 30, 4]
+    # silent since T0 (last: relative to the base day); its day judged and closed
+    assert new["d"]["d1"] == [T0 - device.day_start(di), T0, [0, 30]]
+    assert new["d"]["d2"][device.DAYS] == [1, 5]
     back = rec("d1-back", T0 + 31 * HOUR, device_id="d1")
     s = device.step(NoScan({"m-01": new}), [back], T0 + 31 * HOUR, P, due=["m-01"])
     assert [(a.kind, a.status, a.starts_at.timestamp()) for a in s.alerts] == [("device_silent", "resolved", T0)]
