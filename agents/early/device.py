@@ -22,7 +22,8 @@ hour; fields that would be empty are left out::
 
     {"b": base day,
      "d": {device_id: [last sampled_at, silent alert start (epoch s, 0: none),
-                       [day, results, day, results, ...] (days holding results, ascending),
+                       [first day, results that day, ... (a negative number: that many days
+                        without results), up to the last day with results],
                        [[day, judged, positives, drift step emitted (-1: none), positive id...]
                         per day not yet judged] (left out when none)]},
      "j": [day, judged, positives, ...] (the site's judged quick results per day holding any),
@@ -97,15 +98,50 @@ def open_days(entry: Sequence[Any]) -> list[list[Any]]:
 
 
 def _bump_day(days: list[int], i: int) -> bool:
-    """One more result on day ``i`` in ``[day, results, ...]``; True when the day is new."""
-    pos = len(days)
-    while pos and days[pos - 2] > i:
-        pos -= 2
-    if pos and days[pos - 2] == i:
-        days[pos - 1] += 1
-        return False
-    days[pos:pos] = [i, 1]
+    """One more result on day ``i`` in ``[first day, count or -(empty days), ...]``; True when the
+    day is new."""
+    if not days:
+        days.extend((i, 1))
+        return True
+    d = days[0]
+    if i < d:
+        days[0:1] = [i, 1, i + 1 - d] if d > i + 1 else [i, 1]
+        return True
+    pos, n = 1, len(days)
+    while pos < n:
+        x = days[pos]
+        if x > 0:
+            if d == i:
+                days[pos] = x + 1
+                return False
+            d += 1
+        elif i < d - x:  # inside this run of empty days: split it
+            before, after = i - d, d - x - 1 - i
+            days[pos:pos + 1] = [*([-before] if before else []), 1, *([-after] if after else [])]
+            return True
+        else:
+            d -= x
+        pos += 1
+    days.extend((d - i, 1) if i > d else (1,))
     return True
+
+
+def _drop_days_before(days: list[int], oldest: int) -> list[int]:
+    """``days`` without the days before ``oldest``."""
+    d, pos, n = days[0], 1, len(days)
+    while pos < n and (d < oldest or days[pos] < 0):
+        x = days[pos]
+        d += 1 if x > 0 else -x
+        pos += 1
+    return [d, *days[pos:]] if pos < n else []
+
+
+def _newest_day(days: list[int]) -> int:
+    return days[0] - 1 + sum(1 if x > 0 else -x for x in days[1:])
+
+
+def _results(days: list[int]) -> int:
+    return sum(x for x in days[1:] if x > 0)
 
 
 def _bump_judged(j: list[int], i: int, positive: bool) -> None:
@@ -201,11 +237,8 @@ class _Site:
         for dev, e in self.d.items():
             days = e[DAYS]
             if days and days[0] < oldest:
-                days = self._dev(dev)[DAYS]
-                cut = 0
-                while cut < len(days) and days[cut] < oldest:
-                    cut += 2
-                del days[:cut]
+                e = self._dev(dev)
+                e[DAYS] = _drop_days_before(days, oldest)
         if self.j and self.j[0] < oldest:
             cut = 0
             while cut < len(self.j) and self.j[cut] < oldest:
@@ -284,7 +317,7 @@ class _Site:
         return sum(h[max(1, after - self.hb - h[0] + 1):])
 
     def silence(self, returned: dict[str, int], out: Step) -> None:
-        total = self.total = {dev: sum(e[DAYS][1::2]) for dev, e in self.d.items()}
+        total = self.total = {dev: _results(e[DAYS]) for dev, e in self.d.items()}
         site_total = sum(total.values())
         for dev, e in list(self.d.items()):
             if e[SILENT] and dev in returned:
@@ -422,8 +455,9 @@ class _Site:
             if days:
                 if oldest_held is None or days[0] < oldest_held:
                     oldest_held = days[0]
-                if newest_held is None or days[-2] > newest_held:
-                    newest_held = days[-2]
+                newest = _newest_day(days)
+                if newest_held is None or newest > newest_held:
+                    newest_held = newest
             if e[SILENT]:
                 watch = True
             elif total[dev] >= MIN_HISTORY:
@@ -475,8 +509,8 @@ class _Site:
         for dev in list(self.d):
             e = self._dev(dev)
             e[LAST] -= cut * DAY
-            days = e[DAYS]
-            days[0::2] = [i - cut for i in days[0::2]]
+            if e[DAYS]:
+                e[DAYS][0] -= cut
             for o in open_days(e):
                 o[O_DAY] -= cut
         j = list(self.j)
