@@ -449,6 +449,7 @@ class _Site:
         oldest_held: int | None = None
         newest_held: int | None = None
         watch = False  # a device that could still fall silent (or an open alert): keep the place
+        share_moves = False  # a device that could fall silent: its share changes as days leave
         site_total = sum(total.values())
         for dev, e in self.d.items():
             days = e[DAYS]
@@ -461,7 +462,7 @@ class _Site:
             if e[SILENT]:
                 watch = True
             elif total[dev] >= MIN_HISTORY:
-                watch = True
+                watch = share_moves = True
                 last = int(e[LAST]) + t0
                 after = last // HOUR + 1
                 floor = min(floor, after)
@@ -483,7 +484,7 @@ class _Site:
             elif dev in self.owned and len(e) > OPEN:
                 del e[OPEN]
         if oldest_held is not None:
-            if any(not e[SILENT] and total[dev] >= MIN_HISTORY for dev, e in self.d.items()):
+            if share_moves:
                 # a share that can change: visited when the oldest day with data leaves the history
                 wakes.append(day_start(self.b + oldest_held + p.silent_history_days + 1))
             else:  # nothing to decide until the newest day has left too: then dropped
