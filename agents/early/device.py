@@ -213,7 +213,15 @@ class _Site:
             self.h: list[int] = cur.get("h", [])
             self.j: list[int] = cur.get("j", [])
             self.d: dict[str, list[Any]] = dict(cur["d"])
+            # no device could fall silent and no alert was open at the last write: only the
+            # devices this visit changes need looking at (the others hold < 20 results, no alert)
+            self.quiet = "w" not in cur
+            z = cur.get("z")
+            # such a site's wake is when its newest day leaves the history: that day, back
+            self.newest = None if z is None or not self.quiet else (
+                day_index(day_start(self.b) + int(z)) - self.b - params.silent_history_days - 1)
         else:
+            self.quiet, self.newest = True, None
             self.b, self.w, self.h, self.j, self.d = _first_day(watermark, params), None, [], [], {}
         self.t0 = day_start(self.b)  # times in the value are relative to this
         self.hb = self.t0 // HOUR  # hours too
@@ -317,6 +325,12 @@ class _Site:
         return sum(h[max(1, after - self.hb - h[0] + 1):])
 
     def silence(self, returned: dict[str, int], out: Step) -> None:
+        if self.quiet:
+            total = {dev: _results(self.d[dev][DAYS]) for dev in self.owned}
+            if all(n < MIN_HISTORY for n in total.values()):
+                self.total = total
+                return  # nobody to find silent, no alert to resolve
+            self.quiet = False
         total = self.total = {dev: _results(e[DAYS]) for dev, e in self.d.items()}
         site_total = sum(total.values())
         for dev, e in list(self.d.items()):
@@ -435,6 +449,8 @@ class _Site:
 
     def finish(self) -> dict[str, Any] | None:
         """The value to store (None: nothing left), with its wake."""
+        if self.quiet:
+            return self._finish_quiet()
         p = self.p
         total = self.total
         for dev, e in list(self.d.items()):
@@ -489,6 +505,41 @@ class _Site:
                 wakes.append(day_start(self.b + oldest_held + p.silent_history_days + 1))
             else:  # nothing to decide until the newest day has left too: then dropped
                 wakes.append(day_start(self.b + (newest_held or 0) + p.silent_history_days + 1))
+        return self._value(wakes, floor, watch)
+
+    def _finish_quiet(self) -> dict[str, Any] | None:
+        """``finish`` of a site where only the devices this visit changed can have anything to say:
+        the others' newest day is the stored one (``newest``)."""
+        p = self.p
+        wakes: list[int] = []
+        watch = False
+        oldest = _first_day(self.wm, p) - self.b
+        newest = self.newest if self.newest is not None and self.newest >= oldest else None
+        for dev in self.owned:
+            e = self.d[dev]
+            opened = e[OPEN]
+            if not e[DAYS] and not opened:
+                del self.d[dev]
+                continue
+            if e[DAYS]:
+                n = _newest_day(e[DAYS])
+                if newest is None or n > newest:
+                    newest = n
+            if opened:
+                for o in opened:
+                    if int(o[O_FP]) >= 0:
+                        watch = True
+                        wakes.append(day_start(self.b + int(o[O_DAY]) + 1))
+            else:
+                del e[OPEN]
+        if not self.d:
+            return None
+        if newest is not None:
+            wakes.append(day_start(self.b + newest + p.silent_history_days + 1))
+        return self._value(wakes, (self.wm - HOUR) // HOUR, watch)
+
+    def _value(self, wakes: list[int], floor: int, watch: bool) -> dict[str, Any]:
+        p = self.p
         self._trim_hours(max(floor, (self.wm - p.silent_history_days * DAY) // HOUR) - self.hb)
         first = _first_day(self.wm, p)
         if first - self.b >= REBASE_DAYS:
@@ -498,8 +549,8 @@ class _Site:
             out["j"] = self.j
         if self.h:
             out["h"] = self.h
-        if watch and self.w:
-            out["w"] = self.w
+        if watch:
+            out["w"] = self.w or ["", ""]
         if wakes:
             out["z"] = min(wakes) - self.t0
         return out
