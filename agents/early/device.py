@@ -383,16 +383,19 @@ class _Site:
     def drift(self, out: Step) -> None:
         p = self.p
         for dev, e0 in list(self.d.items()):
-            opened = open_days(e0)
-            if not opened:
+            if len(e0) <= OPEN or not e0[OPEN]:
                 continue
+            opened = e0[OPEN]
             keep: list[list[Any]] = []
             changed = False
             for o in opened:
                 di = self.b + int(o[O_DAY])
                 closed = self.wm >= day_start(di + 1)
-                n_all, k_all = _judged_on(self.j, int(o[O_DAY]))
                 n, k, emitted = int(o[O_N]), int(o[O_K]), int(o[O_FP])
+                if emitted < 0 and k < p.drift_min_positives:
+                    n_all = k_all = 0  # too few positives to compare: the peers do not matter
+                else:
+                    n_all, k_all = _judged_on(self.j, int(o[O_DAY]))
                 n_p, k_p = n_all - n, k_all - k  # the peers: everyone else at the site that day
                 if emitted < 0 and (k < p.drift_min_positives or n_p < MIN_PEER_TESTS):
                     if closed:
