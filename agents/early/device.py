@@ -87,11 +87,6 @@ def day_start(di: int) -> int:
     return di * DAY - LOCAL_OFFSET_S
 
 
-def _first_day(watermark: int, params: EarlyParams) -> int:
-    """The oldest local day still in the history at ``watermark``."""
-    return day_index(watermark) - params.silent_history_days
-
-
 def open_days(entry: Sequence[Any]) -> list[list[Any]]:
     """A device entry's open drift days (none when the entry leaves them out)."""
     return entry[OPEN] if len(entry) > OPEN else []
@@ -182,9 +177,10 @@ def step(
             out.wake[site] = None
     visit = list(by_site)
     visit.extend(s for s in due if s not in by_site and isinstance(state.get(s), dict))
+    clock = _Clock(watermark, params)
     for site in visit:
         cur = state.get(site)
-        site_out = _Site(site, cur, watermark, params)
+        site_out = _Site(site, cur, watermark, params, clock)
         returned = site_out.add(by_site.get(site, ()))
         site_out.silence(returned, out)
         site_out.drift(out)
@@ -199,12 +195,23 @@ def step(
     return out
 
 
+class _Clock:
+    """What every visit of a step derives from its watermark (computed once a step)."""
+
+    def __init__(self, watermark: int, params: EarlyParams) -> None:
+        self.today = day_index(watermark)  # local day index; the days before it are closed
+        self.first_day = self.today - params.silent_history_days  # the oldest day of the history
+        self.first_hour = (watermark - params.silent_history_days * DAY) // HOUR  # its hours (epoch)
+        self.floor_hour = (watermark - HOUR) // HOUR  # the hours a device reporting from now on needs
+
+
 class _Site:
     """One site's state during a visit: a new dict whose device entries are shared with the stored
     value until one changes (``_dev`` copies it then)."""
 
-    def __init__(self, site: str, cur: JSON, watermark: int, params: EarlyParams) -> None:
+    def __init__(self, site: str, cur: JSON, watermark: int, params: EarlyParams, clock: _Clock) -> None:
         self.site = site
+        self.clock = clock
         self.wm = watermark
         self.p = params
         if isinstance(cur, dict):
@@ -222,7 +229,7 @@ class _Site:
                 day_index(day_start(self.b) + int(z)) - self.b - params.silent_history_days - 1)
         else:
             self.quiet, self.newest = True, None
-            self.b, self.w, self.h, self.j, self.d = _first_day(watermark, params), None, [], [], {}
+            self.b, self.w, self.h, self.j, self.d = clock.first_day, None, [], [], {}
         self.t0 = day_start(self.b)  # times in the value are relative to this
         self.hb = self.t0 // HOUR  # hours too
         self.owned: set[str] = set()
@@ -256,11 +263,11 @@ class _Site:
 
     def add(self, records: Sequence[Screened]) -> dict[str, int]:
         """Count ``records``; the devices with an open silent alert that reported again (-> when)."""
-        oldest = _first_day(self.wm, self.p) - self.b
+        oldest = self.clock.first_day - self.b
         self._prune(oldest)
         returned: dict[str, int] = {}
-        first_hour = (self.wm - self.p.silent_history_days * DAY) // HOUR
-        today = day_index(self.wm) - self.b  # days before this one are closed
+        first_hour = self.clock.first_hour
+        today = self.clock.today - self.b  # days before this one are closed
         t0 = self.t0
         for r in records:
             w = self.w
@@ -464,7 +471,7 @@ class _Site:
         t0 = self.t0
         wakes: list[int] = []
         min_h_s = math.ceil(p.silent_min_h * HOUR)
-        floor = (self.wm - HOUR) // HOUR  # the hours a device that reports from now on could need
+        floor = self.clock.floor_hour  # the hours a device that reports from now on could need
         oldest_held: int | None = None
         newest_held: int | None = None
         watch = False  # a device that could still fall silent (or an open alert): keep the place
@@ -516,7 +523,7 @@ class _Site:
         p = self.p
         wakes: list[int] = []
         watch = False
-        oldest = _first_day(self.wm, p) - self.b
+        oldest = self.clock.first_day - self.b
         newest = self.newest if self.newest is not None and self.newest >= oldest else None
         for dev in self.owned:
             e = self.d[dev]
@@ -539,12 +546,11 @@ class _Site:
             return None
         if newest is not None:
             wakes.append(day_start(self.b + newest + p.silent_history_days + 1))
-        return self._value(wakes, (self.wm - HOUR) // HOUR, watch)
+        return self._value(wakes, self.clock.floor_hour, watch)
 
     def _value(self, wakes: list[int], floor: int, watch: bool) -> dict[str, Any]:
-        p = self.p
-        self._trim_hours(max(floor, (self.wm - p.silent_history_days * DAY) // HOUR) - self.hb)
-        first = _first_day(self.wm, p)
+        self._trim_hours(max(floor, self.clock.first_hour) - self.hb)
+        first = self.clock.first_day
         if first - self.b >= REBASE_DAYS:
             self._rebase(first)
         out: dict[str, Any] = {"b": self.b, "d": self.d}
