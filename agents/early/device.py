@@ -389,6 +389,8 @@ class _Site:
 
     def drift(self, out: Step) -> None:
         p = self.p
+        min_k = p.drift_min_positives
+        today = self.clock.today - self.b  # the days before it are closed
         for dev, e0 in list(self.d.items()):
             if len(e0) <= OPEN or not e0[OPEN]:
                 continue
@@ -396,6 +398,12 @@ class _Site:
             keep: list[list[Any]] = []
             changed = False
             for o in opened:
+                if int(o[O_FP]) < 0 and int(o[O_K]) < min_k:  # too few positives to compare
+                    if int(o[O_DAY]) < today:
+                        changed = True  # closed: judged, nothing to say
+                    else:
+                        keep.append(o)
+                    continue
                 di = self.b + int(o[O_DAY])
                 closed = self.wm >= day_start(di + 1)
                 n, k, emitted = int(o[O_N]), int(o[O_K]), int(o[O_FP])
