@@ -42,8 +42,10 @@ silence unlikely (otherwise the peers' next results visit the site), the close o
 alert to resolve, and, while a device has the history to fall silent (>= 20 results), the day its
 oldest history day leaves the window (its share changes). Otherwise days that left the history are
 dropped at the next visit, and the site is visited without records only once its newest day has left
-(a device with no results left and no open alert is deleted, the site with its last device). So a
-touch costs the site's few devices, not its days. A day with no drift alert is judged at the site's
+(a device with no results left and no open alert is deleted, the site with its last device). At a
+site stored without ``w`` (nothing to watch) a visit looks only at the devices it changes, apart from
+dropping what left the history; the others' newest day is read back from the wake. So a touch costs
+the site's few devices, not its days. A day with no drift alert is judged at the site's
 first visit after it closed (before issue 21 every site was visited every hour of watermark): a
 result for it arriving by then still counts in its judgement, a later one does not.
 """
