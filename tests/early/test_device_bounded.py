@@ -96,14 +96,15 @@ def _run(batches: list[list[Screened]]) -> tuple[list[Alert], list[Alert], dict[
         assert set(wakes) <= set(new)
         for k, v in s.updates.items():
             if v is not None:
-                ids = [i for e in v["d"].values() for o in e[device.OPEN] for i in o[4:]]
-                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in e[device.OPEN])
+                ids = [i for e in v["d"].values() for o in device.open_days(e) for i in o[4:]]
+                assert all(len(o) - 4 <= MAX_EVIDENCE for e in v["d"].values() for o in device.open_days(e))
                 # without the positive ids a drift alert's evidence needs
                 size = len(orjson.dumps(k)) + len(orjson.dumps(v)) - len(orjson.dumps(ids))
                 biggest = max(biggest, size)
-                assert len(v["h"]) <= P.silent_history_days * 24 + 2
-                assert all(len(e[device.DAYS]) <= P.silent_history_days + 1 for e in v["d"].values())
-                assert len(v["j"]) <= 2 * (P.silent_history_days + 1)
+                assert len(v.get("h", [])) <= P.silent_history_days * 24 + 2
+                # [day, results, ...] and [day, judged, positives, ...]: the days of the history at most
+                assert all(len(e[device.DAYS]) <= 2 * (P.silent_history_days + 1) for e in v["d"].values())
+                assert len(v.get("j", [])) <= 3 * (P.silent_history_days + 1)
     return old_alerts, new_alerts, new, biggest
 
 
@@ -125,7 +126,8 @@ def test_the_wake_is_when_a_device_becomes_a_silence_candidate_its_peers_already
     (value,) = s.updates.values()
     # nobody sent anything after d1's last result: no silence to look for; the next visit without
     # records is when the first day leaves the history
-    assert s.wake["m-01"] == value["z"] == device.day_start(device.day_index(T0) + P.silent_history_days + 1)
+    first_leaves = device.day_start(device.day_index(T0) + P.silent_history_days + 1)
+    assert s.wake["m-01"] == device.wake_of("m-01", value, P) == first_leaves
     state = apply({}, s.updates)
     last = T0 + 39 * 360  # d1's
     peers = [rec(f"p{i}", T0 + 4 * HOUR + i * 55, device_id=("d2", "d3")[i % 2]) for i in range(60)]
@@ -145,7 +147,8 @@ def test_a_touch_copies_only_the_devices_it_changes() -> None:
     s = device.step(state, [rec("x", T0 + HOUR + 60, device_id="d1")], T0 + HOUR, P)
     before, after = state["m-01"]["d"], s.updates["m-01"]["d"]
     assert after["d2"] is before["d2"] and after["d3"] is before["d3"] and after["d1"] is not before["d1"]
-    assert before["d1"][device.LAST] == T0 + 4 * 360  # the stored value is not changed in place
+    t0 = device.day_start(state["m-01"]["b"])  # times in the value are relative to its base day
+    assert before["d1"][device.LAST] + t0 == T0 + 4 * 360  # the stored value is not changed in place
 
 
 def test_from_v1_upgrades_a_site_and_the_alerts_go_on_as_before() -> None:
@@ -180,9 +183,55 @@ def test_from_v1_keeps_an_open_silent_alert_and_drops_judged_days() -> None:
     new = device.from_v1("m-01", old)
     assert new is not None
     di = device.day_index(T0)
-    assert new["b"] == di and new["j"] == [30, 4]
-    assert new["d"]["d1"] == [T0, T0, [30], []]  # silent since T0; its day judged and closed
-    assert new["d"]["d2"][device.DAYS] == [0, 5]
+    assert new["b"] == di and new["j"] == [0, 30, 4]
+    # silent since T0 (last: relative to the base day); its day judged and closed
+    assert new["d"]["d1"] == [T0 - device.day_start(di), T0, [0, 30]]
+    assert new["d"]["d2"][device.DAYS] == [1, 5]
     back = rec("d1-back", T0 + 31 * HOUR, device_id="d1")
     s = device.step(NoScan({"m-01": new}), [back], T0 + 31 * HOUR, P, due=["m-01"])
     assert [(a.kind, a.status, a.starts_at.timestamp()) for a in s.alerts] == [("device_silent", "resolved", T0)]
+
+
+def test_day_counts_are_runs_of_days_and_expire_from_the_front() -> None:
+    """``[first day, results or -(empty days), ...]`` against a plain day -> results map."""
+    rng = random.Random(7)
+    for _ in range(200):
+        days: list[int] = []
+        plain: dict[int, int] = {}
+        for _ in range(rng.randint(1, 30)):
+            i = rng.randrange(10)
+            assert device._bump_day(days, i) == (i not in plain)
+            plain[i] = plain.get(i, 0) + 1
+            assert all(x != 0 for x in days[1:]) and days[1] > 0 and days[-1] > 0
+            assert device._results(days) == sum(plain.values())
+            assert days[0] == min(plain) and device._newest_day(days) == max(plain)
+        oldest = rng.randrange(12)
+        kept = device._drop_days_before(days, oldest)
+        left = {i: n for i, n in plain.items() if i >= oldest}
+        assert device._results(kept) == sum(left.values())
+        assert kept == [] if not left else (kept[0] == min(left) and kept[1] > 0)
+
+
+def test_a_site_with_nothing_to_watch_stores_no_place_and_is_dropped_when_its_newest_day_leaves() -> None:
+    """Few results a device (the national case): no district and site type in the value, no visit
+    when an old day leaves the history (it goes at the next touch), one visit when the newest has left."""
+    first = [rec("a", T0, device_id="d1"), rec("b", T0 + 60, device_id="d2")]
+    s = device.step({}, first, T0, P)
+    value = s.updates["m-01"]
+    assert "w" not in value
+    later = T0 + 3 * DAY
+    state = apply({}, s.updates)
+    s = device.step(NoScan(state), [rec("c", later, device_id="d1")], later, P, due=[])
+    value = s.updates["m-01"]
+    newest = device.day_index(later)
+    assert s.wake["m-01"] == device.day_start(newest + P.silent_history_days + 1)
+    state = apply(state, s.updates)
+    # d2's day leaves the history: dropped at the next touch, d1 keeps only its newest day
+    nxt = T0 + 9 * DAY
+    s = device.step(NoScan(state), [rec("d", nxt, device_id="d3")], nxt, P, due=[])
+    value = s.updates["m-01"]
+    assert set(value["d"]) == {"d1", "d3"} and device._results(value["d"]["d1"][device.DAYS]) == 1
+    state = apply(state, s.updates)
+    gone = device.day_start(device.day_index(nxt) + P.silent_history_days + 1)
+    s = device.step(NoScan(state), [], gone, P, due=["m-01"])
+    assert s.updates == {"m-01": None} and s.wake == {"m-01": None}
