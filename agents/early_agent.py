@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from faust.types import AgentT, AppT, StreamT, TopicT
@@ -93,7 +92,6 @@ def register_early_warning(
     max_rows: int,
     max_age_s: float,
     metrics: Metrics,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AgentT[Any]:
     tables = {
         name: app.Table(

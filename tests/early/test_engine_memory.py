@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -163,14 +163,23 @@ def test_kept_memory_gives_what_a_rebuilt_memory_gives(detectors: str) -> None:
         assert len(kept["gap"]) < 15
 
 
-def test_memory_matches_the_rebuild_after_every_step() -> None:
+def _drive(batches: list[list[Screened]], params: EarlyParams = P,
+           after_each: Callable[[EngineMemory, dict[str, dict[str, Any]]], None] | None = None,
+           ) -> dict[str, dict[str, Any]]:
+    """The engine over ``batches`` with a kept memory, as the agent runs it; the final tables."""
     tables = empty_tables()
-    mem = EngineMemory.build(tables, P)
-    for b in _traffic(days=3, per_day=120, seed=5):
-        out = step(tables, b, P, mem)
+    mem = EngineMemory.build(tables, params)
+    for b in batches:
+        out = step(tables, b, params, mem)
         apply_all(tables, out.updates)
         mem.apply(out)
-        _assert_memory_is_the_rebuild(mem, tables)
+        if after_each is not None:
+            after_each(mem, tables)
+    return tables
+
+
+def test_memory_matches_the_rebuild_after_every_step() -> None:
+    _drive(_traffic(days=3, per_day=120, seed=5), after_each=_assert_memory_is_the_rebuild)
 
 
 def test_seen_is_written_by_delta_and_expires_by_whole_hours() -> None:
@@ -251,13 +260,7 @@ def test_a_step_never_changes_the_stored_state_in_place() -> None:
 def test_from_v1_leaves_todays_values_unchanged() -> None:
     """An upgrade cut short runs again over keys it already converted (and over tables that were
     never sharded): every detector's ``from_v1`` must give a value in today's form back as it is."""
-    params = EarlyParams()
-    tables = empty_tables()
-    mem = EngineMemory.build(tables, params)
-    for batch in _traffic(days=4, per_day=400, seed=5):
-        out = step(tables, batch, params, mem)
-        apply_all(tables, out.updates)
-        mem.apply(out)
+    tables = _drive(_traffic(days=4, per_day=400, seed=5))
     checked = 0
     for name in ("surge", "device", "cluster", "offender", "unconfirmed", "gap"):
         convert = getattr(importlib.import_module(f"agents.early.{name}"), "from_v1", None)
