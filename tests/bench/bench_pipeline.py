@@ -574,16 +574,19 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
+def status_mib(key: str, pid: int | str = "self") -> float:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM, ...) in MiB; 0 when the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def peak_rss_mib(pid: int | None) -> float:
+    return 0.0 if pid is None else status_mib("VmHWM", pid)
 
 
 def run_all(workdir: Path, scale: float, log: Callable[[str], None]) -> list[Row]:

@@ -72,13 +72,9 @@ def log(text: str) -> None:
 
 
 def rss_mib(key: str = "VmRSS", pid: int | str = "self") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    from tests.bench.bench_pipeline import status_mib
+
+    return status_mib(key, pid)
 
 
 # -- the engine, whichever API it offers -----------------------------------------------------------
