@@ -2,11 +2,13 @@
 
 It consumes the internal one-partition topic ``screened_topic`` (the screening agent publishes one
 message per batch), so every table here is consistent in one worker. State lives in Faust tables
-(changelog-backed, restored on restart), one table key per detector key, values compact JSON
-(Faust's json codec, orjson). Per batch: run the pure engine step, publish its alerts and wait for
-the broker, insert red-list rows, then write each changed table key once (``_write``: the table's
-store, and its changelog records in produce batches, awaited), take the step into the engine's
-memory (schedule and seen index), and only then ack. A crash before the table writes
+(changelog-backed, restored on restart), one table key per detector key, values compact JSON held
+as their encoded bytes (the tables' value codec is raw: the store holds what the changelog holds,
+and the engine decodes a value when it reads it: ``common.Stored``). Per batch: run the pure
+engine step, publish its alerts and wait for the broker, insert red-list rows, then write each
+changed table key once (``_write``: the table's store, and its changelog records in produce
+batches, awaited), take the step into the engine's memory (schedule and seen index), and only then
+ack. A crash before the table writes
 replays the batch and publishes the same alerts again (same ids: the alerts table collapses them);
 a crash after them finds the records in ``seen`` and publishes nothing twice. Any failure crashes
 the worker (``CrashingSupervisor``): the memory is built again from the restored tables.
@@ -27,8 +29,8 @@ from typing import Any, Final
 from faust.types import AgentT, AppT, StreamT, TopicT
 from mode import CrashingSupervisor
 
-from agents.early.common import JSON, EarlyParams, utc
-from agents.early.engine import TABLES, EngineMemory, encode, step, upgrade
+from agents.early.common import JSON, EarlyParams, Stored, utc
+from agents.early.engine import TABLES, EngineMemory, encode, step, stored, upgrade
 from agents.early.offender import RedListEntry
 from agents.faust_internals import aiokafka_producer
 from agents.metrics import Metrics
@@ -98,7 +100,8 @@ def register_early_warning(
             f"early-{name}",
             default=None,
             partitions=1,
-            key_type=str,  # JSON keys and values: Faust's json codec (orjson, compact)
+            key_type=str,  # JSON keys: Faust's json codec (orjson, compact)
+            value_type=bytes,  # values as encoded JSON, held as bytes (raw codec; ``engine.stored``)
             use_partitioner=True,  # one partition: no need for the current event's partition
             extra_topic_configs=CHANGELOG_CONFIG,
         )
@@ -120,13 +123,14 @@ def register_early_warning(
                     records.extend(decode_batch(m.value or b""))
                 except ValueError as exc:
                     log.warning("screened topic %s[%s]@%s: %s; skipped", m.topic, m.partition, m.offset, exc)
+            held = {name: _held(table) for name, table in tables.items()}
             if memory is None:
-                writes = upgrade(tables)
+                writes = upgrade(held)
                 if writes:
-                    _log_upgrade(tables["meta"].get("layout"), writes)
+                    _log_upgrade(Stored(held["meta"]).get("layout"), writes)
                     await _write(app, tables, writes, metrics)
-                memory = EngineMemory.build(tables, params)
-            out = step(tables, records, params, memory)
+                memory = EngineMemory.build(held, params)
+            out = step(held, records, params, memory)
             await publish(alerts_topic, [(a.alert_id.encode(), a.to_json()) for a in out.alerts])
             if out.redlist:
                 base = int(time.time() * 1_000_000)
@@ -147,6 +151,15 @@ def register_early_warning(
     return early_warning
 
 
+def _held(table: Any) -> Mapping[str, Any]:
+    """What a table holds, to read by key: the in-memory store's own dict when it has one (Faust's
+    memory store), else the store. Reading the table itself would run Faust's sensors and its
+    default handling on every look-up; the agent writes through the store (``_write``)."""
+    store = table.data
+    inner = getattr(store, "data", None)
+    return inner if isinstance(inner, dict) else store
+
+
 async def _write(
     app: AppT, tables: Mapping[str, Any], updates: Mapping[str, Mapping[str, JSON]], metrics: Metrics
 ) -> None:
@@ -154,10 +167,12 @@ async def _write(
     store, and as a changelog record, then wait until the broker has every record.
 
     The records go to each table's changelog topic (one partition) in produce batches built here
-    (aiokafka's ``create_batch`` / ``send_batch``), encoded as Faust's json codec encodes them, so
-    Faust's recovery reads them as its own. Not ``table[key] = value``: that sends each key as a
-    message of its own through Faust's producer buffer, which cost more than the step itself once
-    every changed key is a record (a step writes thousands). A failure part-way crashes the worker
+    (aiokafka's ``create_batch`` / ``send_batch``), keys encoded as Faust's json codec encodes them,
+    values as the bytes the store holds (``engine.stored``: compact JSON), so Faust's recovery reads
+    them as its own. Changelogs written by the json value codec before hold the same bytes. Not
+    ``table[key] = value``: that sends each key as a message of its own through Faust's producer
+    buffer, which cost more than the step itself once every changed key is a record (a step writes
+    thousands). A failure part-way crashes the worker
     (``CrashingSupervisor``): the tables come back from their changelogs."""
     producer = aiokafka_producer(app)
     sent = []
@@ -176,8 +191,7 @@ async def _write(
                 del store[key]
                 v = None
             else:
-                store[key] = value
-                v = encode(value)
+                v = store[key] = stored(value)
             k = encode(key)
             n += 1
             size += len(k) + (len(v) if v is not None else 0)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
+
+import orjson
 
 from schemas.alert import Alert
 
@@ -64,6 +66,44 @@ class Step:
     # key -> the watermark time it must next be visited without new records (None: never), for every
     # key the step visited; a visited key left out is not visited again until records touch it
     wake: dict[str, int | None] = field(default_factory=dict)
+
+
+class Stored(Mapping[str, JSON]):
+    """A table as the engine and its detectors read it. Each read gives a value of the reader's own,
+    which it may change without changing the table: a value held encoded (bytes: the agent's tables
+    hold each value as its changelog record) is decoded, a plain JSON value (tests, offline runs)
+    is copied the same way (through its encoding, so a test reads what the agent would).
+    Membership, length and iteration over keys decode nothing."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, m: Mapping[str, JSON]) -> None:
+        self._m = m
+
+    def __getitem__(self, key: str) -> JSON:
+        v = self._m[key]
+        return orjson.loads(v if type(v) is bytes else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+
+    def get(self, key: str, default: JSON = None) -> JSON:
+        v = self._m.get(key)
+        if v is None:
+            return default
+        return orjson.loads(v if type(v) is bytes else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._m
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._m)
+
+    def __len__(self) -> int:
+        return len(self._m)
+
+
+def own(state: Mapping[str, JSON]) -> Stored:
+    """``state`` read through ``Stored`` (as the engine hands it to a detector; a test may call a
+    detector with a plain dict): every value read is the caller's own."""
+    return state if isinstance(state, Stored) else Stored(state)
 
 
 WakeOf = Callable[[str, JSON, "EarlyParams"], "int | None"]

@@ -66,6 +66,7 @@ from agents.early.common import (
     binom_sf,
     due_by_scan,
     local_date,
+    own,
 )
 from agents.early.lifecycle import KIND_DRIFT, KIND_SILENT, MAX_EVIDENCE, SUBJECT_DEVICE, Condition, fire, resolve
 from agents.screened import Screened
@@ -168,20 +169,23 @@ def step(
     due: Collection[str] | None = None,
 ) -> Step:
     out = Step()
+    state = own(state)  # each value read is this step's own: a visit changes it in place
     by_site: dict[str, list[Screened]] = {}
     for r in records:
         if r.quick:
             by_site.setdefault(r.site_id, []).append(r)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
+    visit: list[tuple[str, Any]] = [(site, state.get(site)) for site in by_site]
     for site in due:
-        if site not in by_site and not isinstance(state.get(site), dict):
-            out.wake[site] = None
-    visit = list(by_site)
-    visit.extend(s for s in due if s not in by_site and isinstance(state.get(s), dict))
+        if site not in by_site:
+            cur = state.get(site)
+            if isinstance(cur, dict):
+                visit.append((site, cur))
+            else:
+                out.wake[site] = None
     clock = _Clock(watermark, params)
-    for site in visit:
-        cur = state.get(site)
+    for site, cur in visit:
         site_out = _Site(site, cur, watermark, params, clock)
         returned = site_out.add(by_site.get(site, ()))
         site_out.silence(returned, out)
@@ -208,8 +212,8 @@ class _Clock:
 
 
 class _Site:
-    """One site's state during a visit: a new dict whose device entries are shared with the stored
-    value until one changes (``_dev`` copies it then)."""
+    """One site's state during a visit, changed in place: the value read is the step's own
+    (``common.own``). ``owned`` holds the devices the visit changed."""
 
     def __init__(self, site: str, cur: JSON, watermark: int, params: EarlyParams, clock: _Clock) -> None:
         self.site = site
@@ -221,7 +225,7 @@ class _Site:
             self.w: list[str] | None = cur.get("w")
             self.h: list[int] = cur.get("h", [])
             self.j: list[int] = cur.get("j", [])
-            self.d: dict[str, list[Any]] = dict(cur["d"])
+            self.d: dict[str, list[Any]] = cur["d"]
             # no device could fall silent and no alert was open at the last write: only the
             # devices this visit changes need looking at (the others hold < 20 results, no alert)
             self.quiet = "w" not in cur
@@ -235,19 +239,18 @@ class _Site:
         self.t0 = day_start(self.b)  # times in the value are relative to this
         self.hb = self.t0 // HOUR  # hours too
         self.owned: set[str] = set()
-        self.h_owned = self.j_owned = False
         self.fresh_days: set[tuple[str, int]] = set()  # (device, day) first seen in this visit
         self.total: dict[str, int] = {}  # device -> its results in the history (``silence``)
 
     def _dev(self, dev: str) -> list[Any]:
-        if dev in self.owned:
-            return self.d[dev]
+        """The entry of ``dev`` (a new one if it has none), marked changed, with its open days."""
         e = self.d.get(dev)
-        new = [_NEVER, 0, [], []] if e is None else [
-            e[LAST], e[SILENT], list(e[DAYS]), [list(o) for o in open_days(e)]]
-        self.d[dev] = new
+        if e is None:
+            e = self.d[dev] = [_NEVER, 0, [], []]
+        elif len(e) <= OPEN:
+            e.append([])
         self.owned.add(dev)
-        return new
+        return e
 
     def _prune(self, oldest: int) -> None:
         """Drop the days before ``oldest`` (relative) that left the history since the last visit."""
@@ -260,8 +263,7 @@ class _Site:
             cut = 0
             while cut < len(self.j) and self.j[cut] < oldest:
                 cut += 3
-            self.j = self.j[cut:]
-            self.j_owned = True
+            del self.j[:cut]
 
     def add(self, records: Sequence[Screened]) -> dict[str, int]:
         """Count ``records``; the devices with an open silent alert that reported again (-> when)."""
@@ -275,7 +277,7 @@ class _Site:
             w = self.w
             if w is None or w[0] != r.district or w[1] != r.site_type:
                 self.w = [r.district, r.site_type]
-            e = self.d[r.device_id] if r.device_id in self.owned else self._dev(r.device_id)
+            e = self._dev(r.device_id)
             t = int(r.sampled_at)
             if t - t0 > e[LAST]:
                 if e[SILENT]:
@@ -291,9 +293,6 @@ class _Site:
                 self.fresh_days.add((r.device_id, di))
             if not r.judged:
                 continue
-            if not self.j_owned:
-                self.j = list(self.j)
-                self.j_owned = True
             _bump_judged(self.j, di, r.non_compliant)
             entry = None
             for o in e[OPEN]:
@@ -313,9 +312,6 @@ class _Site:
         return returned
 
     def _count_hour(self, hi: int) -> None:
-        if not self.h_owned:
-            self.h = list(self.h)
-            self.h_owned = True
         h = self.h
         if not h:
             h.extend([hi, 0])

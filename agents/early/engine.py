@@ -27,6 +27,14 @@ engine hands each detector the keys due at the watermark) and the seen index (ho
 hour -> chunk keys). ``step(..., memory=None)`` builds it from the tables (unit tests, offline
 runs); the caller applies the step to its memory after writing the tables (``EngineMemory.apply``).
 
+The agent's tables hold each value as its changelog record, the encoded bytes (``stored``):
+one small object per key instead of a tree of lists and dicts, which is what a read, a rewrite
+and the garbage collector pay for per object. Every read goes through ``common.Stored`` (a
+read-only view that decodes a value when it is read), so a detector gets a fresh value of its own
+each time; tables of plain JSON values (tests, offline runs) read alike, each read a copy.
+``apply_stored`` writes a step into tables of bytes as the agent does, ``apply_all`` into tables
+of JSON values.
+
 ``upgrade`` turns state stored by earlier versions into this layout once (the agent runs it at its
 first batch): detector tables in shards (``meta["layout"] == {"shards": n}``) are unfolded into
 per-key entries, each value through its detector's ``from_v1`` when it has one.
@@ -42,7 +50,7 @@ from typing import Final
 import orjson
 
 from agents.early import cluster, device, gap, offender, surge, unconfirmed
-from agents.early.common import DAY, HOUR, JSON, EarlyParams, hour_start
+from agents.early.common import DAY, HOUR, JSON, EarlyParams, Stored, hour_start
 from agents.early.offender import RedListEntry
 from agents.early.schedule import Schedule
 from agents.screened import Screened
@@ -71,6 +79,11 @@ class EngineStep:
     # per detector table: the keys handed to it as due, and the wake time of every key it visited
     due: dict[str, list[str]] = field(default_factory=dict)
     wake: dict[str, dict[str, int | None]] = field(default_factory=dict)
+
+
+def readable(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, Stored]:
+    """Every table through ``Stored``."""
+    return {t: m if isinstance(m, Stored) else Stored(m) for t, m in tables.items()}
 
 
 def _hour_of(seen_key: str) -> int:
@@ -135,6 +148,7 @@ class EngineMemory:
     @classmethod
     def build(cls, tables: Mapping[str, Mapping[str, JSON]], params: EarlyParams) -> EngineMemory:
         wake_of = {name: mod.wake_of for name, mod in DETECTORS.items()}
+        tables = readable(tables)
         return cls(Schedule.rebuild(tables, params, wake_of), SeenIndex.rebuild(tables.get("seen", {})))
 
     def apply(self, out: EngineStep) -> None:
@@ -154,7 +168,9 @@ def step(
     memory: EngineMemory | None = None,
 ) -> EngineStep:
     """One step. ``memory`` None: built from ``tables`` now (a scan; tests and offline runs). With a
-    memory, nothing here iterates a table: only look-ups of keys."""
+    memory, nothing here iterates a table: only look-ups of keys. ``tables`` hold JSON values or
+    their encoded bytes (``stored``)."""
+    tables = readable(tables)
     mem = memory if memory is not None else EngineMemory.build(tables, params)
     out = EngineStep()
     meta = tables["meta"].get("wm")
@@ -248,6 +264,13 @@ def encode(value: JSON) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def stored(value: JSON) -> bytes:
+    """What a table holds for ``value``: ``encode(value)`` in a bytes object of its own size (the
+    object orjson returns keeps its whole output buffer, about 4 KiB, however short the JSON: held
+    in a table, 200,000 small values took 800 MB instead of 23)."""
+    return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)))
+
+
 def changelog_bytes(key: str, value: JSON) -> int:
     """The bytes of one table write (encoded key and value; a delete is the key and no value)."""
     return len(encode(key)) + (0 if value is None else len(encode(value)))
@@ -268,6 +291,7 @@ def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSO
     never sharded (gap, or every table of a version before the shards) goes through ``from_v1``
     again, which therefore must take a value already in the new form back unchanged.
     """
+    tables = readable(tables)
     rec = tables["meta"].get("layout")
     if isinstance(rec, dict) and rec.get("v") == LAYOUT:
         return {}
@@ -299,8 +323,21 @@ def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSO
     return {t: w for t, w in writes.items() if w}
 
 
+def apply_stored(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
+    """Apply an ``EngineStep.updates`` to dict tables in place as the agent writes its tables: each
+    value encoded (``stored``)."""
+    for name, ups in updates.items():
+        t = tables.setdefault(name, {})
+        for k, v in ups.items():
+            if v is None:
+                t.pop(k, None)
+            else:
+                t[k] = stored(v)
+
+
 def apply_all(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
-    """Apply an ``EngineStep.updates`` to plain dict tables in place (tests, offline simulation)."""
+    """Apply an ``EngineStep.updates`` to plain dict tables in place, values as they are (tests,
+    offline simulation)."""
     for name, ups in updates.items():
         t = tables.setdefault(name, {})
         for k, v in ups.items():

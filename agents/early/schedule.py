@@ -99,12 +99,16 @@ class Schedule:
         ``wake`` is scheduled at its time (None: not), and every key ``updates`` deletes is
         unscheduled."""
         w = self._wheel(table)
-        for k in due_keys:
-            w.drop(k)
+        of = w.of
         for k, t in wake.items():
+            if t is not None and of.get(k) == t:
+                continue  # its wake did not move (most visits to a device site)
             w.drop(k)
             if t is not None:
                 w.add(k, t)
+        for k in due_keys:
+            if k not in wake:
+                w.drop(k)
         for k, v in updates.items():
             if v is None:
                 w.drop(k)

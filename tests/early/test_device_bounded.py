@@ -141,12 +141,13 @@ def test_the_wake_is_when_a_device_becomes_a_silence_candidate_its_peers_already
     assert gone.wake == {"m-02": None} and gone.updates == {}
 
 
-def test_a_touch_copies_only_the_devices_it_changes() -> None:
+def test_a_touch_changes_only_the_devices_it_touches_never_the_stored_value() -> None:
     history = [rec(f"{d}-{i}", T0 + i * 360, device_id=d) for d in ("d1", "d2", "d3") for i in range(5)]
     state = apply({}, device.step({}, history, T0 + HOUR, P).updates)
     s = device.step(state, [rec("x", T0 + HOUR + 60, device_id="d1")], T0 + HOUR, P)
     before, after = state["m-01"]["d"], s.updates["m-01"]["d"]
-    assert after["d2"] is before["d2"] and after["d3"] is before["d3"] and after["d1"] is not before["d1"]
+    assert after["d2"] == before["d2"] and after["d3"] == before["d3"] and after["d1"] != before["d1"]
+    assert after is not before  # a value of the step's own (``common.own``), changed in place
     t0 = device.day_start(state["m-01"]["b"])  # times in the value are relative to its base day
     assert before["d1"][device.LAST] + t0 == T0 + 4 * 360  # the stored value is not changed in place
 
