@@ -23,6 +23,11 @@ and a NEW worker (its own data directory; the tables are in memory, so it rebuil
 changelogs) is started: the rebuild time is from the new worker's process start until its
 early-warning step has taken the new batch (``foodrisk_early_records_total`` reaches 500).
 
+Phase A then replays the first day (from empty tables) and the last day (from the tables at its
+start) alternately ``--replays`` times (3) and keeps the least CPU time of each: the same records
+on the same state each time, so what the replays vary is the machine (a shared VM whose speed
+drifts over a run by +-15 %); the step-cost goal is judged on those, the one-pass figures beside.
+
 Must show (issue 21): last-day / first-day step cost <= 1.2; peak RSS flat over the last 20 days
 (judged on the day-end VmRSS of the last 20 days: days 11-30 of 30, days 31-50 of a 50-day run, which
 is what shows the plateau once the longest window, the repeat-offender look-back of 30 days, is full: the
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 COST_GOAL = 1.2
+REPLAYS = 3  # the first and the last day replayed alternately, the least CPU time of each
 BYTES_GOAL = 300.0
 RSS_DAYS = 20  # "no growth over the last 20 days" (issue 21)
 RSS_REL_FLOOR = 0.02  # growth under 2 % of the mean RSS is flat whatever the noise
@@ -83,13 +89,15 @@ class EngineDriver:
     seen index) when it has one: ``EngineMemory.build(tables, params)``, passed as ``memory`` and
     given each step's result after the table writes (``memory.apply(out)``)."""
 
-    def __init__(self, engine: Any, params: Any) -> None:
+    def __init__(self, engine: Any, params: Any, tables: dict[str, dict[str, Any]] | None = None) -> None:
         self.engine = engine
         self.params = params
-        self.tables: dict[str, dict[str, Any]] = engine.empty_tables()
+        self.tables: dict[str, dict[str, Any]] = engine.empty_tables() if tables is None else tables
+        # the table writes as the agent does them: values encoded where the engine says so
+        self.apply: Callable[..., None] = getattr(engine, "apply_stored", None) or engine.apply_all
         upgrade = getattr(engine, "upgrade", None)  # records the layout of the state, as the agent does
         if upgrade is not None:
-            engine.apply_all(self.tables, upgrade(self.tables))
+            self.apply(self.tables, upgrade(self.tables))
         mem_cls = getattr(engine, "EngineMemory", None)
         build = getattr(mem_cls, "build", None) or getattr(mem_cls, "rebuild", None)
         self.memory: Any = build(self.tables, params) if build is not None else None
@@ -103,7 +111,7 @@ class EngineDriver:
             out = self.engine.step(self.tables, records, self.params)
         else:
             out = self.engine.step(self.tables, records, self.params, self.memory)
-        self.engine.apply_all(self.tables, out.updates)
+        self.apply(self.tables, out.updates)
         if self.memory is not None:
             self.memory.apply(out)
         return out
@@ -183,7 +191,7 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
     return {k: None if v is None else len(dumps(k)) + len(dumps(v)) for k, v in updates.items()}
 
 
-def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
+def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS) -> dict[str, Any]:
     from agents.early import engine
     from agents.early.common import EarlyParams
     from pipeline.worker import tune_gc
@@ -200,10 +208,103 @@ def phase_a(cfg: SoakConfig, step_size: int) -> dict[str, Any]:
     log(f"engine {engine.__file__}: {driver.api}"
         + (f"; shard layout bytes estimated for {', '.join(sharded)}" if shard_bytes else ""))
     days: list[DayFigures] = []
+    first: list[Any] = []
+    replayer: Replayer | None = None
     with DetectorTimer() as timer:
         for day, records in stream.days():
+            if day == 0:
+                first = records
+            if day == cfg.days - 1 and day and replays:
+                replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays)
             days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
-    return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None)
+    replayed = replayer.result() if replayer is not None else None
+    return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None, replayed)
+
+
+class Replayer:
+    """The replays of the first and the last day (``replay_first_last``) from the state at the start
+    of the last day, without holding a copy of that state in the run: a forked child keeps it (its
+    pages are the run's, copied only as the run changes them, so the run's RSS figures do not move)
+    and replays once the run is over, while the run waits. Where the process has other threads
+    (forking it is unsafe), a copy of the tables is kept in the run instead (a few MiB on its last
+    day's RSS)."""
+
+    def __init__(self, engine: Any, params: Any, first: Sequence[Any], tables: dict[str, dict[str, Any]],
+                 last: Sequence[Any], step_size: int, replays: int) -> None:
+        import threading
+
+        self.args = (engine, params, first, step_size, replays)
+        self.last = last
+        self.copy: dict[str, dict[str, Any]] | None = None
+        self.pid = 0
+        if threading.active_count() > 1 or not hasattr(os, "fork"):
+            self.copy = {t: dict(m) for t, m in tables.items()}  # values are never changed in place
+            return
+        go_r, self.go_w = os.pipe()
+        self.res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid:  # the run
+            os.close(go_r)
+            os.close(res_w)
+            self.pid = pid
+            return
+        # the child: wait for the run to end, replay from the tables as they were at the fork
+        os.close(self.go_w)
+        os.close(self.res_r)
+        code = 0
+        try:
+            os.read(go_r, 1)
+            out: Any = replay_first_last(engine, params, first, (tables, last), step_size, replays)
+        except BaseException as exc:  # noqa: BLE001 - reported to the run, which goes on without replays
+            out, code = {"error": repr(exc)}, 1
+        with os.fdopen(res_w, "wb") as f:
+            f.write(orjson.dumps(out))
+        os._exit(code)
+
+    def result(self) -> dict[str, float] | None:
+        engine, params, first, step_size, replays = self.args
+        if self.copy is not None:
+            return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays)
+        os.write(self.go_w, b"1")
+        os.close(self.go_w)
+        with os.fdopen(self.res_r, "rb") as f:
+            data = f.read()
+        os.waitpid(self.pid, 0)
+        out = orjson.loads(data) if data else {"error": "the replaying child died"}
+        if "error" in out:
+            log(f"replays failed: {out['error']}")
+            return None
+        return dict(out)
+
+
+def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
+                      last: tuple[dict[str, dict[str, Any]], Sequence[Any]], step_size: int,
+                      replays: int) -> dict[str, float]:
+    """The first day again from empty tables and the last day again from the tables at its start,
+    alternately ``replays`` times: the least CPU time of each (its steps, table writes and memory
+    updates, as in the run; ms per 1,000 records). The same records on the same state each time, so
+    what varies is the machine: on a shared VM its speed drifts over a run by +-15 %, and one pass
+    of each day measures that as much as the engine."""
+    from tests.bench.soak_data import chunks
+
+    best = {"first": float("inf"), "last": float("inf")}
+    start, last_records = last
+    for i in range(replays):
+        for which, records in (("first", first), ("last", last_records)):
+            tables = None if which == "first" else {t: dict(m) for t, m in start.items()}
+            driver = EngineDriver(engine, params, tables)
+            gc.collect()
+            cpu = 0.0
+            for chunk in chunks(records, step_size):
+                t = time.thread_time()
+                driver.step(chunk)
+                cpu += time.thread_time() - t
+            best[which] = min(best[which], cpu * 1e6 / max(1, len(records)))
+            del driver, tables
+        log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
+            "(least so far)")
+    return {"first_ms_per_1000": round(best["first"], 2), "last_ms_per_1000": round(best["last"], 2),
+            "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays}
 
 
 class DetectorTimer:
@@ -297,7 +398,7 @@ def rss_trend(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures], injected: Mapping[str, int],
-                shard_layout: bool) -> dict[str, Any]:
+                shard_layout: bool, replayed: Mapping[str, float] | None = None) -> dict[str, Any]:
     first, last = days[0], days[-1]
     cost_ratio = last.ms_per_1000 / max(1e-9, first.ms_per_1000)
     results = sum(d.records for d in days)
@@ -318,7 +419,9 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
             "step_wall_first_day_ms_per_1000": round(first.wall_ms_per_1000, 2),
             "step_wall_last_day_ms_per_1000": round(last.wall_ms_per_1000, 2),
             "step_wall_last_over_first": round(last.wall_ms_per_1000 / max(1e-9, first.wall_ms_per_1000), 2),
-            "step_cost_met": cost_ratio <= COST_GOAL,
+            # judged on the replayed days when there are some (the one pass drifts with the machine)
+            "step_cost_met": (replayed["last_over_first"] if replayed else cost_ratio) <= COST_GOAL,
+            "step_cost_replayed": dict(replayed) if replayed else None,
             "step_cost_tail_days": f"{tail[0].day + 1}-{tail[-1].day + 1}",
             "step_cost_tail_mean_ms_per_1000": round(cost_trend["mean_mib"], 2),
             "step_cost_tail_growth_ms_per_1000": round(cost_trend["growth_mib"], 2),
@@ -361,8 +464,13 @@ def render_a(a: Mapping[str, Any]) -> str:
         f"phase A, in process ({a['api']}, steps of {a['step']:,} records, {m['results']:,} results):",
         f"  step cost last / first day: {m['step_cost_last_day_ms_per_1000']:.1f} / "
         f"{m['step_cost_first_day_ms_per_1000']:.1f} ms of CPU per 1,000 = {m['step_cost_last_over_first']:.2f} "
-        f"(goal <= {COST_GOAL}: {yes[m['step_cost_met']]}); wall clock {m['step_wall_last_day_ms_per_1000']:.1f} / "
+        f"(goal <= {COST_GOAL}: {yes[m['step_cost_last_over_first'] <= COST_GOAL]}); "
+        f"wall clock {m['step_wall_last_day_ms_per_1000']:.1f} / "
         f"{m['step_wall_first_day_ms_per_1000']:.1f} ms = {m['step_wall_last_over_first']:.2f}",
+        *([f"  the same, each day replayed {r['replays']} times alternately (least CPU time): "
+           f"{r['last_ms_per_1000']:.1f} / {r['first_ms_per_1000']:.1f} ms = {r['last_over_first']:.2f} "
+           f"(goal <= {COST_GOAL}: {yes[r['last_over_first'] <= COST_GOAL]})"]
+          if (r := m.get("step_cost_replayed")) else []),
         f"  step cost days {m['step_cost_tail_days']}: mean {m['step_cost_tail_mean_ms_per_1000']:.1f} ms per 1,000, "
         f"fitted growth {m['step_cost_tail_growth_ms_per_1000']:+.1f} over those days (residual sd "
         f"{m['step_cost_tail_resid_sd_ms_per_1000']:.1f})",
@@ -560,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies both volumes (not the key space)")
     p.add_argument("--step", type=int, default=1_000, help="records per engine step in phase A")
     p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--replays", type=int, default=REPLAYS,
+                   help="phase A: replay the first and the last day this many times each (0: not)")
     p.add_argument("--engine-root", type=Path, help="a source tree whose agents package to run (phase A)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--workdir", type=Path, help="phase B's broker and workers here, kept (default: a temporary one)")
@@ -584,7 +694,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     parts: list[str] = []
     if "a" in args.phase:
         cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.per_day * args.scale))
-        record["phase_a"] = phase_a(cfg, args.step)
+        record["phase_a"] = phase_a(cfg, args.step, args.replays)
         parts.append(render_a(record["phase_a"]))
     if "b" in args.phase:
         cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.b_per_day * args.scale))
@@ -614,10 +724,17 @@ def rows(scale: float, log_to: Callable[[str], None] = log) -> tuple[list[Any], 
     m = a["must_show"]
     note = (f"30 simulated days of {per_day:,} results on 200k vendors / 50k devices / 20k sites "
             "(make bench-soak: full size)")
+    r = m.get("step_cost_replayed")
+    if r:  # judged on the replayed days (the least of alternate replays), the one-pass figure beside
+        last, first, ratio = r["last_ms_per_1000"], r["first_ms_per_1000"], r["last_over_first"]
+        note += (f"; replayed {r['replays']}x alternately, least CPU time (one pass: "
+                 f"{m['step_cost_last_day_ms_per_1000']:.1f} / {m['step_cost_first_day_ms_per_1000']:.1f})")
+    else:
+        last, first = m["step_cost_last_day_ms_per_1000"], m["step_cost_first_day_ms_per_1000"]
+        ratio = m["step_cost_last_over_first"]
     out = [
-        Row("soak: early-warning step cost, last day", m["step_cost_last_day_ms_per_1000"], "ms/1,000 records",
-            f"first day {m['step_cost_first_day_ms_per_1000']:.1f} ms", m["step_cost_last_over_first"],
-            f"<= {COST_GOAL}", bool(m["step_cost_met"]), note),
+        Row("soak: early-warning step cost, last day", last, "ms/1,000 records", f"first day {first:.1f} ms", ratio,
+            f"<= {COST_GOAL}", ratio <= COST_GOAL, note),
         Row("soak: changelog bytes per result", m["changelog_bytes_per_result"], "B", "", None, f"<= {BYTES_GOAL:.0f}",
             bool(m["changelog_met"])),
         Row(f"soak: RSS growth, days {m['rss_days']}", m["rss_growth_mib"], "MiB", f"mean {m['rss_mean_mib']:.0f} MiB",

@@ -1,0 +1,55 @@
+"""The national soak's phase A (tests/bench/bench_soak.py) on a small run: its figures, and the
+replays of the first and the last day doing the run's own work again."""
+
+from __future__ import annotations
+
+from agents.early import engine
+from agents.early.common import EarlyParams
+from tests.bench.bench_soak import EngineDriver, phase_a
+from tests.bench.soak_data import SoakConfig, SoakStream, chunks
+
+SMALL = SoakConfig(days=3, per_day=3_000)
+
+
+def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
+    a = phase_a(SMALL, 500, replays=2)
+    m = a["must_show"]
+    assert [d["day"] for d in a["days"]] == [1, 2, 3] and all(d["records"] > 3_000 for d in a["days"])
+    r = m["step_cost_replayed"]
+    assert r["replays"] == 2 and r["first_ms_per_1000"] > 0 and r["last_ms_per_1000"] > 0
+    assert r["last_over_first"] == round(r["last_ms_per_1000"] / r["first_ms_per_1000"], 2)
+    assert m["step_cost_met"] == (r["last_over_first"] <= 1.2)
+    assert 0 < m["changelog_bytes_per_result"] < 1_000
+    assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
+
+
+def test_replays_in_a_process_with_threads_keep_a_copy_instead_of_forking() -> None:
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        r = phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=1)["must_show"]["step_cost_replayed"]
+    finally:
+        stop.set()
+        other.join()
+    assert r["replays"] == 1 and r["first_ms_per_1000"] > 0 and r["last_ms_per_1000"] > 0
+
+
+def test_a_driver_started_from_a_snapshot_ends_where_the_run_ends() -> None:
+    """The last day replayed from the tables at its start (as ``replay_first_last`` does) does the
+    run's own work: it ends with the same tables, encoded as the agent holds them."""
+    params = EarlyParams()
+    run = EngineDriver(engine, params)
+    days = [records for _, records in SoakStream(SMALL).days()]
+    for records in days[:-1]:
+        for chunk in chunks(records, 500):
+            run.step(chunk)
+    start = {t: dict(m) for t, m in run.tables.items()}
+    again = EngineDriver(engine, params, {t: dict(m) for t, m in start.items()})
+    for chunk in chunks(days[-1], 500):
+        a, b = run.step(chunk), again.step(chunk)
+        assert [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
+    assert again.tables == run.tables != start
+    assert all(type(v) is bytes for t in run.tables.values() for v in t.values())
