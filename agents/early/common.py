@@ -81,14 +81,11 @@ class Stored(Mapping[str, JSON]):
         self._m = m
 
     def __getitem__(self, key: str) -> JSON:
-        v = self._m[key]
-        return orjson.loads(v if type(v) is bytes else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+        return _read(self._m[key])
 
     def get(self, key: str, default: JSON = None) -> JSON:
         v = self._m.get(key)
-        if v is None:
-            return default
-        return orjson.loads(v if type(v) is bytes else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
+        return default if v is None else _read(v)
 
     def __contains__(self, key: object) -> bool:
         return key in self._m
@@ -98,6 +95,11 @@ class Stored(Mapping[str, JSON]):
 
     def __len__(self) -> int:
         return len(self._m)
+
+
+def _read(v: JSON) -> JSON:
+    """A held value as a value of the reader's own: bytes decoded, a JSON value through its encoding."""
+    return orjson.loads(v if type(v) is bytes else orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS))
 
 
 def own(state: Mapping[str, JSON]) -> Stored:

@@ -42,7 +42,7 @@ per-key entries, each value through its detector's ``from_v1`` when it has one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Final
@@ -50,7 +50,7 @@ from typing import Final
 import orjson
 
 from agents.early import cluster, device, gap, offender, surge, unconfirmed
-from agents.early.common import DAY, HOUR, JSON, EarlyParams, Stored, hour_start
+from agents.early.common import DAY, HOUR, JSON, EarlyParams, Stored, hour_start, own
 from agents.early.offender import RedListEntry
 from agents.early.schedule import Schedule
 from agents.screened import Screened
@@ -83,7 +83,7 @@ class EngineStep:
 
 def readable(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, Stored]:
     """Every table through ``Stored``."""
-    return {t: m if isinstance(m, Stored) else Stored(m) for t, m in tables.items()}
+    return {t: own(m) for t, m in tables.items()}
 
 
 def _hour_of(seen_key: str) -> int:
@@ -271,11 +271,6 @@ def stored(value: JSON) -> bytes:
     return bytes(memoryview(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)))
 
 
-def changelog_bytes(key: str, value: JSON) -> int:
-    """The bytes of one table write (encoded key and value; a delete is the key and no value)."""
-    return len(encode(key)) + (0 if value is None else len(encode(value)))
-
-
 def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSON]]:
     """The writes that bring stored state to this version's layout (``meta["layout"] == {"v": 2}``),
     empty when it is there already. Scans the tables: run once, at the first batch after recovery.
@@ -326,25 +321,25 @@ def upgrade(tables: Mapping[str, Mapping[str, JSON]]) -> dict[str, dict[str, JSO
 def apply_stored(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
     """Apply an ``EngineStep.updates`` to dict tables in place as the agent writes its tables: each
     value encoded (``stored``)."""
-    for name, ups in updates.items():
-        t = tables.setdefault(name, {})
-        for k, v in ups.items():
-            if v is None:
-                t.pop(k, None)
-            else:
-                t[k] = stored(v)
+    _apply(tables, updates, stored)
 
 
 def apply_all(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]]) -> None:
     """Apply an ``EngineStep.updates`` to plain dict tables in place, values as they are (tests,
     offline simulation)."""
+    _apply(tables, updates, None)
+
+
+def _apply(tables: dict[str, dict[str, JSON]], updates: Mapping[str, Mapping[str, JSON]],
+           hold: Callable[[JSON], JSON] | None) -> None:
+    """Write ``updates`` (None = delete) into ``tables``, each value through ``hold`` when given."""
     for name, ups in updates.items():
         t = tables.setdefault(name, {})
         for k, v in ups.items():
             if v is None:
                 t.pop(k, None)
             else:
-                t[k] = v
+                t[k] = v if hold is None else hold(v)
 
 
 def empty_tables() -> dict[str, dict[str, JSON]]:

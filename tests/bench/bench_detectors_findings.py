@@ -42,6 +42,8 @@ from typing import Any
 
 import orjson
 
+from tests.bench.wakes import WakeHeap
+
 ROOT = Path(__file__).resolve().parents[2]
 BEFORE_REF = "64f368a"  # the issue-21 contract commit: every detector as shipped before issue 21
 DETECTORS = ("cluster", "offender", "unconfirmed", "gap")
@@ -122,31 +124,6 @@ def traffic(days: int, per_day: int, make: Callable[..., Any], seed: int = 21) -
             yield day, batch
 
 
-class Schedule:
-    """Wake time -> keys (a heap with lazy deletion): the engine's schedule, for one table."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, int] = {}
-        self.heap: list[tuple[int, str]] = []
-
-    def due(self, upto: int) -> list[str]:
-        out = []
-        while self.heap and self.heap[0][0] <= upto:
-            t, k = heapq.heappop(self.heap)
-            if self.at.get(k) == t:
-                out.append(k)
-                del self.at[k]
-        return out
-
-    def apply(self, wake: dict[str, int | None]) -> None:
-        for k, t in wake.items():
-            if t is None:
-                self.at.pop(k, None)
-            elif self.at.get(k) != t:
-                self.at[k] = t
-                heapq.heappush(self.heap, (t, k))
-
-
 def _size(state: dict[str, Any]) -> int:
     return sum(len(orjson.dumps(k)) + len(orjson.dumps(v)) for k, v in state.items())
 
@@ -161,7 +138,7 @@ def worker(src: str, days: int, per_day: int, bench_data: str, scheduled: bool) 
     mods = {"cluster": cluster, "offender": offender, "unconfirmed": unconfirmed, "gap": gap}
     params = EarlyParams()
     state: dict[str, dict[str, Any]] = {d: {} for d in DETECTORS}
-    sched = {d: Schedule() for d in DETECTORS}
+    sched = {d: WakeHeap() for d in DETECTORS}
     per_day_stats: dict[int, dict[str, Counter[str]]] = {}
     alerts_total: Counter[str] = Counter()
     alert_kinds: dict[str, Counter[str]] = {d: Counter() for d in DETECTORS}  # new / update / resolved

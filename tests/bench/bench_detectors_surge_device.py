@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import heapq
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ import orjson
 from agents.early import device, surge
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, Step
 from agents.screened import Screened
+from tests.bench.wakes import WakeHeap
 from tests.early import _device_v1, _surge_v1
 from tests.early.records import T0, rec
 
@@ -77,30 +77,6 @@ class Figures:
         self.alerts += len(s.alerts)
 
 
-class Schedule:
-    """A minimal wake schedule (the engine has its own): wake time -> keys, earliest first."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, int] = {}
-        self.heap: list[tuple[int, str]] = []
-
-    def due(self, wm: int) -> list[str]:
-        out = []
-        while self.heap and self.heap[0][0] <= wm:
-            t, k = heapq.heappop(self.heap)
-            if self.at.get(k) == t:
-                out.append(k)
-        return out
-
-    def apply(self, wake: Mapping[str, int | None]) -> None:
-        for k, t in wake.items():
-            if t is None:
-                self.at.pop(k, None)
-            else:
-                self.at[k] = t
-                heapq.heappush(self.heap, (t, k))
-
-
 def _apply(state: dict[str, JSON], updates: Mapping[str, JSON]) -> None:
     for k, v in updates.items():
         if v is None:
@@ -119,7 +95,7 @@ def run(days: int, per_day: int, log: Callable[[str], None]) -> dict[str, Figure
     pairs: list[tuple[str, ModuleType, ModuleType]] = [("surge", _surge_v1, surge), ("device", _device_v1, device)]
     figs = {f"{name} {ver}": Figures(f"{name} {ver}") for name, _, _ in pairs for ver in ("before", "after")}
     states: dict[str, dict[str, JSON]] = {k: {} for k in figs}
-    schedules = {name: Schedule() for name, _, _ in pairs}
+    schedules = {name: WakeHeap() for name, _, _ in pairs}
     due_s = dict.fromkeys(schedules, 0.0)
     max_t = 0
     start_day = device.day_index(T0)

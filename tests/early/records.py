@@ -1,10 +1,12 @@
-"""Screened records for the early-warning tests (pure: no broker, no ClickHouse)."""
+"""Screened records and tables for the early-warning tests (pure: no broker, no ClickHouse)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from agents.early.common import JSON
 from agents.screened import Screened
 
 T0 = int(datetime.fromisoformat("2026-11-20T07:00:00+08:00").timestamp())
@@ -45,3 +47,23 @@ def lab(result_id: str, t: int = T0, **kw: Any) -> Screened:
     kw.setdefault("site_id", "tc-01")
     kw.setdefault("site_type", "testing_centre")
     return rec(result_id, t, quick=False, percent=None, **kw)
+
+
+class NoScan(Mapping[str, JSON]):
+    """A table that may be read by key but not iterated: what a detector given its due keys, and the
+    engine with its memory, may do with their state (a scan fails the test)."""
+
+    def __init__(self, data: Mapping[str, JSON]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> JSON:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("a table was scanned although its keys come from a schedule")
+
+    def __len__(self) -> int:
+        return len(self._data)

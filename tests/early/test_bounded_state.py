@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import orjson
@@ -20,29 +20,10 @@ from agents.early.lifecycle import KIND_OFFENDER, KIND_UNCONFIRMED
 from agents.screened import Screened
 from schemas.alert import Alert, alert_id_for
 from schemas.result import result_key
-from tests.early.records import HOUR, T0, lab, rec
+from tests.early.records import HOUR, T0, NoScan, lab, rec
 
 P = EarlyParams()
 MODULES = (cluster, offender, unconfirmed, gap)
-
-
-class NoScan(Mapping[str, JSON]):
-    """A table a detector may read by key but must not iterate (its due keys come from a schedule)."""
-
-    def __init__(self, data: Mapping[str, JSON]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> JSON:
-        return self._data[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("the detector iterated its state although it was given the due keys")
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def traffic(seed: int, days: int = 12) -> list[tuple[list[Screened], int]]:

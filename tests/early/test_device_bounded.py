@@ -18,8 +18,7 @@ from agents.early.lifecycle import MAX_EVIDENCE
 from agents.screened import Screened
 from schemas.alert import Alert
 from tests.early import _device_v1 as v1
-from tests.early.records import T0, rec
-from tests.early.test_surge_bounded import NoScan
+from tests.early.records import T0, NoScan, rec
 
 P = EarlyParams()
 

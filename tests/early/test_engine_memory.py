@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,28 +19,9 @@ from agents.early.engine import EngineMemory, SeenIndex, apply_all, empty_tables
 from agents.early.schedule import Schedule
 from agents.screened import Screened
 from schemas.result import result_key
-from tests.early.records import T0, lab, rec
+from tests.early.records import T0, NoScan, lab, rec
 
 P = EarlyParams()
-
-
-class NoScan(Mapping[str, Any]):
-    """A table the engine may read by key only (a scan fails the test)."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._d = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._d[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._d
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("a table was scanned")
 
 
 def _traffic(days: int, per_day: int, seed: int) -> list[list[Screened]]:

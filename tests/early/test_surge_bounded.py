@@ -6,7 +6,7 @@ every step boundary), on random multi-day traffic with surges, quiet hours and l
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,29 +17,10 @@ from agents.early.common import HOUR, JSON, EarlyParams, Step, apply
 from agents.screened import Screened
 from schemas.alert import Alert
 from tests.early import _surge_v1 as v1
-from tests.early.records import T0, lab, rec
+from tests.early.records import T0, NoScan, lab, rec
 
 P = EarlyParams()
 DAYS = 4
-
-
-class NoScan(Mapping[str, JSON]):
-    """A table a detector may read by key but must not iterate (the engine hands it the keys due)."""
-
-    def __init__(self, data: Mapping[str, JSON]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> JSON:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("the detector iterated its state")
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
 
 
 KEYS = [(d, c, "enzyme_inhibition") for d in ("Tianhe", "Haizhu", "Conghua") for c in ("cowpea", "spinach")]

@@ -3,6 +3,8 @@ replays of the first and the last day doing the run's own work again."""
 
 from __future__ import annotations
 
+import pytest
+
 from agents.early import engine
 from agents.early.common import EarlyParams
 from tests.bench.bench_soak import EngineDriver, phase_a
@@ -23,9 +25,14 @@ def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
     assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
 
 
-def test_replays_in_a_process_with_threads_keep_a_copy_instead_of_forking() -> None:
+def test_replays_in_a_process_with_threads_keep_a_copy_instead_of_forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
     import threading
 
+    def no_fork() -> int:
+        raise AssertionError("forked a process that has other threads")
+
+    monkeypatch.setattr(os, "fork", no_fork)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
