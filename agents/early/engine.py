@@ -144,17 +144,20 @@ class EngineMemory:
 
     schedule: Schedule
     seen: SeenIndex
+    surge: surge.Counts = field(default_factory=surge.Counts)
 
     @classmethod
     def build(cls, tables: Mapping[str, Mapping[str, JSON]], params: EarlyParams) -> EngineMemory:
         wake_of = {name: mod.wake_of for name, mod in DETECTORS.items()}
         tables = readable(tables)
-        return cls(Schedule.rebuild(tables, params, wake_of), SeenIndex.rebuild(tables.get("seen", {})))
+        return cls(Schedule.rebuild(tables, params, wake_of), SeenIndex.rebuild(tables.get("seen", {})),
+                   surge.Counts.build(tables.get("surge", {})))
 
     def apply(self, out: EngineStep) -> None:
         """Take in a step whose updates were written to the tables."""
         for name, due in out.due.items():
             self.schedule.apply(name, due, out.wake.get(name, {}), out.updates.get(name, {}))
+        self.surge.apply(out.updates.get("surge", {}))
         for k, v in out.updates.get("seen", {}).items():
             if v is None:
                 self.seen.drop_hour(_hour_of(k))  # the engine deletes whole hours only
@@ -231,7 +234,10 @@ def step(
         mod = DETECTORS[name]
         state = tables[name]
         due = mem.schedule.due(name, watermark)
-        s = mod.step(state, recs, watermark, params, due=due)
+        if mod is surge:
+            s = surge.step(state, recs, watermark, params, due=due, counts=mem.surge)
+        else:
+            s = mod.step(state, recs, watermark, params, due=due)
         out.updates[name].update(s.updates)
         out.alerts.extend(s.alerts)
         if isinstance(s, offender.OffenderStep):

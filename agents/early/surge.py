@@ -5,8 +5,9 @@ Two tests per key, evaluated on the window that ends at the last step boundary t
 (and again when late results for that window arrive):
 
 * exact binomial test of the window's positives against the baseline, Bonferroni-corrected over the
-  keys held (``surge_alpha / keys``, keys = the keys stored plus the keys this batch creates, taken
-  when a key is evaluated: a change in the number of keys alone does not re-evaluate a key), with a
+  keys held (``surge_alpha / keys``, keys = the keys with an entry, the keys counted in the hour
+  chunks and the keys this batch creates, taken when a key is evaluated: a change in the number of
+  keys alone does not re-evaluate a key), with a
   minimum sample size and a minimum number of positives;
 * a binomial CUSUM over closed hours, tuned to a ``cusum_shift``-fold rate, for small sustained shifts.
 
@@ -30,7 +31,22 @@ issue 21 every key was evaluated at every step boundary, so a result for an hour
 no results of its key, arriving after the next step, stayed out of the CUSUM too; now it counts if
 the key was not evaluated since (``tests/early/test_surge_bounded.py`` shows both cases). Every
 closed hour enters the CUSUM once, also when the watermark jumps more than a window in one step
-(before, the hours jumped over stayed out).
+(before, the hours jumped over stayed out). A key with no entry (below) was never evaluated: its
+CUSUM is 0, and the entry its first positive gives it takes every closed hour of its window in.
+
+Keys without positives (issue 21, third pass). Nothing can fire for a key with no positive in its
+window, no alert and a CUSUM of 0 (both tests need ``surge_min_positives``), and on national traffic
+most keys hold a result or two a day: such a key has no entry of its own. Its results are counted
+in the **hour chunks**: a step writes, per sampled hour it counted such results in, one key
+``"<hour index>:<n>"`` -> ``{key: results}`` (``n`` one more than the highest chunk number held, so
+a chunk is never rewritten), and deletes an hour's chunks whole once the hour has left the window.
+``Counts`` holds what the chunks count (the engine keeps it in its memory, rebuilt from the chunks
+at recovery). A key's first positive gives it an entry holding the results counted so far; from
+then on its results go to its entry, which lives as any entry does (deleted once every bucket has
+left the window), and the chunks' counts of it are forgotten (``build`` leaves out every key stored
+with an entry: its older chunks are all older than its entry's buckets). So a step costs per
+result without a positive one count in memory and a share of one chunk write, no read, rewrite,
+wake or deletion of a key of its own.
 
 State per key ``district|commodity|<method code>`` (``METHOD_CODES``: one digit per method; a key
 written by an earlier version with the method written out is read alike and, when records touch
@@ -38,8 +54,10 @@ it, its state moves to the coded key and the old key is deleted): one flat list,
 evaluated in hours, (hour - that, results, non-compliant[, count of ids, id...])..., tail]``, the
 buckets oldest first, the ids only when non-compliant > 0 (at most ``MAX_IDS_PER_HOUR``), the tail
 ``[CUSUM]`` or ``[CUSUM, episode start, positives step emitted]`` only when the CUSUM is not 0 or an
-alert is open. ``unpack`` reads a value as a dict. A one-result key is ``[493391,0,1,0]``. A due key
-whose buckets have all left the window, with no alert open, is deleted without evaluation.
+alert is open. ``unpack`` reads a value as a dict. A key with one result, a positive, is
+``[493391,0,1,1,1,"r-1"]``. A due key whose buckets have all left the window, with no alert open, is
+deleted without evaluation. Entries written before the chunks (a key with no positive among them)
+are read and live as before, until they expire.
 """
 
 from __future__ import annotations
@@ -90,17 +108,120 @@ def material(k: int) -> int:
     return k if k < 10 else ladder(k)
 
 
+def is_chunk(key: str) -> bool:
+    """A table key holding the counts of one hour (``"<hour>:<seq>"``), not a district x commodity x method."""
+    return ":" in key and "|" not in key
+
+
+def chunk_key(hour: int, seq: int) -> str:
+    return f"{hour}:{seq}"
+
+
+class Counts:
+    """The results per hour of the keys held only in the hour chunks (no entry of their own: no
+    positive, alert or CUSUM in their window), read from the chunk keys of the table. The engine keeps
+    one in its memory (``apply`` after each step's writes, ``build`` at recovery); ``step`` builds one
+    from the table when given none (a scan: unit tests, offline runs). A key that has an entry is
+    never counted here (its entry holds its results): ``build`` leaves out the keys stored with an
+    entry, ``apply`` forgets a key when its entry is written."""
+
+    __slots__ = ("chunks", "hours", "refs", "seq")
+
+    def __init__(self) -> None:
+        self.hours: dict[int, dict[str, int]] = {}  # hour index -> key -> results
+        self.refs: dict[str, int] = {}  # key -> the hours holding it (its count in the Bonferroni keys)
+        self.chunks: dict[int, list[str]] = {}  # hour index -> its chunk keys in the table
+        self.seq = 0  # the highest chunk number held (a step writes its chunks as seq + 1)
+
+    @classmethod
+    def build(cls, state: Mapping[str, JSON]) -> Counts:
+        out = cls()
+        entries = []
+        for k, v in state.items():
+            if is_chunk(k):
+                out._add(k, v)
+            else:
+                entries.append(k)
+        for k in entries:
+            out.forget(k)
+        return out
+
+    def apply(self, updates: Mapping[str, JSON]) -> None:
+        """Take in a step's surge writes (after the table's): chunks added or deleted (whole hours),
+        keys given an entry forgotten."""
+        for k, v in updates.items():
+            if not is_chunk(k):
+                if v is not None:
+                    self.forget(k)
+            elif v is None:
+                self.drop_hour(int(k.split(":", 1)[0]))
+        for k, v in updates.items():
+            if v is not None and is_chunk(k):
+                self._add(k, v)
+
+    def _add(self, ck: str, value: JSON) -> None:
+        h, seq = (int(x) for x in ck.split(":", 1))
+        if seq > self.seq:
+            self.seq = seq
+        self.chunks.setdefault(h, []).append(ck)
+        counts = self.hours.get(h)
+        if counts is None:
+            counts = self.hours[h] = {}
+        refs = self.refs
+        for k, n in dict(value).items():
+            held = counts.get(k)
+            if held is None:
+                counts[k] = int(n)
+                refs[k] = refs.get(k, 0) + 1
+            else:
+                counts[k] = held + int(n)
+
+    def drop_hour(self, h: int) -> None:
+        self.chunks.pop(h, None)
+        counts = self.hours.pop(h, None)
+        if not counts:
+            return
+        refs = self.refs
+        for k in counts:
+            r = refs.get(k, 0) - 1
+            if r > 0:
+                refs[k] = r
+            else:
+                refs.pop(k, None)
+
+    def forget(self, k: str) -> None:
+        """``k`` has an entry now (which took its counts in)."""
+        if self.refs.pop(k, None) is None:
+            return
+        for counts in self.hours.values():
+            counts.pop(k, None)
+
+    def of(self, k: str, lo_hour: int) -> dict[int, int]:
+        """The results of ``k`` per hour from ``lo_hour`` on."""
+        if k not in self.refs:
+            return {}
+        return {h: counts[k] for h, counts in self.hours.items() if h >= lo_hour and k in counts}
+
+    def chunk_keys(self) -> int:
+        return sum(len(c) for c in self.chunks.values())
+
+
 def step(
     state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
-    due: Collection[str] | None = None,
+    due: Collection[str] | None = None, counts: Counts | None = None,
 ) -> Step:
+    """``counts``: the chunks' counts (the engine's memory); None: read from ``state`` (a scan)."""
     out = Step()
+    if counts is None:
+        counts = Counts.build(state)
     step_s = params.surge_step_h * HOUR
     window_s = params.surge_window_h * HOUR
     boundary = (watermark // step_s) * step_s
     lo_hour = (boundary - window_s) // HOUR
     touched: dict[str, _State] = {}
     moved: set[str] = set()  # keys of an earlier version whose state a touched key took over
+    pending: dict[str, dict[int, int]] = {}  # keys with no entry and no positive yet: hour -> results
+    refs = counts.refs
     created = 0
     for r in records:
         if not r.judged:
@@ -111,18 +232,32 @@ def step(
         k = key_of(r)
         st = touched.get(k)
         if st is None:
-            cur = state.get(k)
-            if cur is None:
-                old_k = _long_key(r)
-                if old_k is not None:
-                    cur = state.get(old_k)
-                if cur is None or old_k is None:
-                    created += 1
-                else:  # held under the key of an earlier version: moved to today's key
-                    moved.add(old_k)
-                    out.updates[old_k] = None
-                    out.wake[old_k] = None
-            st = touched[k] = _State.of(k, cur)  # a copy: the stored value is never changed
+            held = pending.get(k)
+            if held is not None:  # counted for this step's chunk so far
+                if not r.non_compliant:
+                    held[hi] = held.get(hi, 0) + 1
+                    continue
+                st = _first_positive(k, counts, pending.pop(k), lo_hour)
+            else:
+                cur = state.get(k)
+                if cur is None:
+                    old_k = _long_key(r)
+                    if old_k is not None:
+                        cur = state.get(old_k)
+                    if cur is not None and old_k is not None:  # held under the key of an earlier version
+                        moved.add(old_k)
+                        out.updates[old_k] = None
+                        out.wake[old_k] = None
+                if cur is not None:
+                    st = _State.of(k, cur)  # a copy: the stored value is never changed
+                else:
+                    if k not in refs:
+                        created += 1
+                    if not r.non_compliant:  # counted in this step's chunk, unless a positive follows
+                        pending[k] = {hi: 1}
+                        continue
+                    st = _first_positive(k, counts, {}, lo_hour)
+            touched[k] = st
         b = st.h.get(hi)
         if b is None:
             b = st.h[hi] = [0, 0]
@@ -131,7 +266,9 @@ def step(
             b[1] += 1
             if len(b) - 2 < MAX_IDS_PER_HOUR:
                 b.append(r.result_id)
-    threshold = params.surge_alpha / max(1, len(state) + created)
+    # the keys held: entries (the table's keys but the chunks), the keys counted in chunks, new ones
+    entries = len(state) - counts.chunk_keys()
+    threshold = params.surge_alpha / max(1, entries + len(refs) + created)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
     for k in due:
@@ -158,7 +295,38 @@ def step(
         else:
             out.updates[k] = None
             out.wake[k] = None
+    _write_chunks(counts, pending, lo_hour, out)
     return out
+
+
+def _first_positive(k: str, counts: Counts, held: Mapping[int, int], lo_hour: int) -> _State:
+    """The entry a key without one gets at its first positive: the results the chunks counted
+    (``counts``) and this step so far (``held``), never evaluated (its CUSUM is 0)."""
+    hours = counts.of(k, lo_hour)
+    for h, n in held.items():
+        hours[h] = hours.get(h, 0) + n
+    return _State(0, 0.0, None, {h: [n, 0] for h, n in hours.items()})
+
+
+def _write_chunks(counts: Counts, pending: Mapping[str, Mapping[int, int]], lo_hour: int, out: Step) -> None:
+    """This step's chunk of each hour it counted keys without an entry in, and the deletion of the
+    hours that left the window (whole hours: every chunk of the hour)."""
+    for h in [h for h in counts.hours if h < lo_hour]:
+        for ck in counts.chunks.get(h, ()):
+            out.updates[ck] = None
+            out.wake[ck] = None
+    by_hour: dict[int, dict[str, int]] = {}
+    for k, hours in pending.items():
+        for h, n in hours.items():
+            c = by_hour.get(h)
+            if c is None:
+                c = by_hour[h] = {}
+            c[k] = n
+    seq = counts.seq + 1
+    for h, c in by_hour.items():
+        ck = chunk_key(h, seq)
+        out.updates[ck] = c
+        out.wake[ck] = None
 
 
 def _expired(v: list[Any], lo_hour: int) -> bool:
@@ -317,7 +485,7 @@ def _ids(buckets: Mapping[int, list[Any]], b_hour: int) -> list[str]:
 
 def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
     """The boundary at which a stored key's window next changes without records (None: never)."""
-    if value is None:
+    if value is None or is_chunk(key):
         return None
     return _State.of(key, value).wake(params.surge_step_h * HOUR, params.surge_window_h * HOUR,
                                       params.surge_min_positives)
@@ -342,7 +510,7 @@ def from_v1(key: str, old: JSON) -> JSON | None:
     as this version drops a key whose buckets have left the window). A value in today's form (a
     list: an upgrade cut short and run again) comes back unchanged; one in the dict form written
     during issue 21's development (``unpack``'s) is packed."""
-    if isinstance(old, list):
+    if isinstance(old, list) or is_chunk(key):
         return old
     if not isinstance(old, dict):
         return None

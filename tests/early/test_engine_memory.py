@@ -110,6 +110,10 @@ def _assert_memory_is_the_rebuild(mem: EngineMemory, tables: dict[str, dict[str,
     assert mem.seen.keys == again.seen.keys
     assert mem.seen.bare == again.seen.bare
     assert {h: sorted(c) for h, c in mem.seen.chunks.items()} == {h: sorted(c) for h, c in again.seen.chunks.items()}
+    # the surge chunks' counts: a key given an entry is forgotten, deleted hours are gone
+    assert {h: c for h, c in mem.surge.hours.items() if c} == {h: c for h, c in again.surge.hours.items() if c}
+    assert mem.surge.refs == again.surge.refs
+    assert {h: sorted(c) for h, c in mem.surge.chunks.items()} == {h: sorted(c) for h, c in again.surge.chunks.items()}
 
 
 def test_kept_memory_gives_what_a_rebuilt_memory_gives(detectors: str) -> None:

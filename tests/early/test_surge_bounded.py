@@ -105,12 +105,23 @@ def _check_wakes(s: Step, state: Mapping[str, JSON], params: EarlyParams) -> Non
         assert k in s.wake
         assert s.wake[k] == (None if v is None else surge.wake_of(k, v, params))
     for k, v in state.items():
-        assert surge.wake_of(k, v, params) is not None  # a stored key is always visited again
+        # a stored key is always visited again; an hour chunk never (deleted whole with its hour)
+        assert (surge.wake_of(k, v, params) is None) == surge.is_chunk(k)
+
+
+def _scheduled(new: Mapping[str, JSON], counts: surge.Counts, wakes: Mapping[str, int], batch: list[Screened],
+               wm: int, params: EarlyParams = P) -> Step:
+    """A step as the engine runs it: the due keys from the wakes, the chunks' counts kept (taken
+    in after the step)."""
+    s = surge.step(NoScan(new), batch, wm, params, due=[k for k, t in wakes.items() if t <= wm], counts=counts)
+    counts.apply(s.updates)
+    return s
 
 
 def _run_both(batches: list[list[Screened]], params: EarlyParams) -> tuple[int, int]:
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
+    counts = surge.Counts()  # the chunks' counts, kept as the engine keeps them
     scanned: dict[str, Any] = {}
     wakes: dict[str, int] = {}
     emitted: dict[str, int] = {}
@@ -122,16 +133,17 @@ def _run_both(batches: list[list[Screened]], params: EarlyParams) -> tuple[int, 
         o = v1.step(old, batch, wm, params)
         old = apply(old, o.updates)
         due = [k for k, t in wakes.items() if t <= wm]
-        s = surge.step(NoScan(new), batch, wm, params, due=due)
+        s = surge.step(NoScan(new), batch, wm, params, due=due, counts=counts)
         _check_wakes(s, new, params)
         assert set(due) <= set(s.wake)  # every key visited says when it is next due
         new = apply(new, s.updates)
+        counts.apply(s.updates)
         for k, t in s.wake.items():
             if t is None:
                 wakes.pop(k, None)
             else:
                 wakes[k] = t
-        assert set(wakes) == set(new)
+        assert set(wakes) == {k for k in new if not surge.is_chunk(k)}
         d = surge.step(scanned, batch, wm, params)  # due=None: found by scanning the state
         scanned = apply(scanned, d.updates)
         expected = _dump(_laddered(o.alerts, emitted))
@@ -163,6 +175,7 @@ def test_a_key_quiet_for_a_whole_window_resolves_as_before_and_is_deleted() -> N
                for i in range(24 * 20)]
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
+    counts = surge.Counts()
     wakes: dict[str, int] = {}
     old_alerts: list[Alert] = []
     new_alerts: list[Alert] = []
@@ -172,7 +185,7 @@ def test_a_key_quiet_for_a_whole_window_resolves_as_before_and_is_deleted() -> N
         o = v1.step(old, batch, wm, P)
         old = apply(old, o.updates)
         old_alerts += o.alerts
-        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        s = _scheduled(new, counts, wakes, batch, wm)
         new = apply(new, s.updates)
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
         new_alerts += s.alerts
@@ -194,10 +207,13 @@ def test_state_is_bounded_and_compact() -> None:
         for k, v in s.updates.items():
             if v is None:
                 continue
+            biggest = max(biggest, len(orjson.dumps(v)))
+            if surge.is_chunk(k):  # an hour's counts of the keys without an entry
+                assert all(type(n) is int and "|" in key for key, n in v.items())
+                continue
             v = surge.unpack(v)  # the stored list read as a dict
             assert len(v["h"]) <= P.surge_window_h + 4  # the window and the hours still open
             assert all(len(b) - 2 <= surge.MAX_IDS_PER_HOUR for b in v["h"].values())
-            biggest = max(biggest, len(orjson.dumps(s.updates[k])))
     assert 0 < biggest < 2000
 
 
@@ -235,13 +251,14 @@ def test_from_v1_converts_stored_state_and_the_run_continues_with_the_same_alert
     new = {k: v for k, v in converted.items() if v is not None}
     assert len(orjson.dumps(new)) < len(orjson.dumps(old))
     wakes = {k: t for k, v in new.items() if (t := surge.wake_of(k, v, P)) is not None}
+    counts = surge.Counts.build(new)  # as at recovery
     emitted = {v["a"]["id"]: surge.material(int(v["a"]["fp"])) for v in old.values() if v["a"]}
     for batch in batches[half:]:
         max_t = max([max_t, *(r.sampled_at for r in batch)])
         wm = max_t - P.grace_s
         o = v1.step(old, batch, wm, P)
         old = apply(old, o.updates)
-        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        s = _scheduled(new, counts, wakes, batch, wm)
         new = apply(new, s.updates)
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
         assert _dump(s.alerts) == _dump(_laddered(o.alerts, emitted))
@@ -262,7 +279,9 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
     the key's first evaluation after the hour closed. A result later than the grace for an hour the
     key had no results in when it closed, arriving before the key was evaluated again, counts in the
     CUSUM (the old detector had moved its cursor past the empty hour at the next step and dropped it);
-    one for an hour the key's CUSUM already took in does not, as before."""
+    one for an hour the key's CUSUM already took in does not, as before. A key with no positive has
+    no entry and is never evaluated (its CUSUM is 0): its first positive's entry takes in every
+    closed hour of its window, a late positive included."""
     first = [rec(f"a{i}", T0 + i) for i in range(30)]
     tick = rec("tick", T0 + 4 * HOUR, district="Haizhu", commodity="spinach")
     other = surge.key_of(tick)  # "Haizhu|spinach|enzyme_inhibition", the method by its code
@@ -273,14 +292,23 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
         old = apply(old, v1.step(old, batch, wm, P).updates)
         new = apply(new, surge.step(new, batch, wm, P).updates)  # due=None: the key is not due at T0 + 3 h
     key, old_key = surge.key_of(late), v1.key_of(late)
-    assert other in new
+    assert surge.Counts.build(new).of(other, 0)  # counted in its hour's chunk
     assert old[old_key]["S"] == 0.0 and surge.unpack(new[key])["s"] > 0.0
-    # evaluated since the hour closed: the late result stays out of the CUSUM, as before
-    new2: dict[str, Any] = {}
-    for batch, wm in ((first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR)], T0 + 3 * HOUR),
-                      ([late], T0 + 3 * HOUR + 10)):
-        new2 = apply(new2, surge.step(new2, batch, wm, P).updates)
-    assert "s" not in surge.unpack(new2[key])
+
+    # a key with an entry, evaluated since the hour closed: the late result counts in its window but
+    # stays out of its CUSUM, as before
+    def run(with_late: bool) -> dict[str, Any]:
+        st: dict[str, Any] = {}
+        steps = [(first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR, verdict="positive")], T0 + 3 * HOUR)]
+        if with_late:
+            steps.append(([late], T0 + 3 * HOUR + 10))
+        for batch, wm in steps:
+            st = apply(st, surge.step(st, batch, wm, P).updates)
+        return surge.unpack(st[key])
+
+    with_late, without = run(True), run(False)
+    assert with_late["s"] == without["s"] > 0.0
+    assert with_late["h"][str((T0 + HOUR) // HOUR)][:2] == [1, 1] and str((T0 + HOUR) // HOUR) not in without["h"]
 
 
 def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_cusum() -> None:
@@ -292,11 +320,12 @@ def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_c
     later = rec("c", h1 + 25 * HOUR + 60)
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
+    counts = surge.Counts()
     wakes: dict[str, int] = {}
     steps = [(first, h1 + 10 * 60), *(([t], t.sampled_at) for t in ticks), ([later], h1 + 25 * HOUR + 120)]
     for batch, wm in steps:
         old = apply(old, v1.step(old, batch, wm, P).updates)
-        s = surge.step(NoScan(new), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        s = _scheduled(new, counts, wakes, batch, wm)
         new = apply(new, s.updates)
         wakes = {k: t for k, t in {**wakes, **s.wake}.items() if t is not None}
     key, old_key = surge.key_of(later), v1.key_of(later)
@@ -304,12 +333,16 @@ def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_c
 
 
 def _long(key: str) -> str:
-    """The key as versions before the method codes wrote it."""
+    """The key as versions before the method codes wrote it (an hour chunk as it is: chunks came later)."""
+    if surge.is_chunk(key):
+        return key
     district, commodity, method = surge.split_key(key)
     return f"{district}|{commodity}|{method}"
 
 
 def _coded(key: str) -> str:
+    if surge.is_chunk(key):
+        return key
     district, commodity, method = surge.split_key(key)
     return f"{district}|{commodity}|{surge.METHOD_CODES.get(method, method)}"
 
@@ -328,30 +361,38 @@ def test_a_key_stored_under_the_method_name_is_taken_over_by_its_coded_key() -> 
         s = surge.step(coded, batch, max_t - P.grace_s, P)
         coded = apply(coded, s.updates)
     named = {_long(k): v for k, v in coded.items()}
-    assert set(named).isdisjoint(coded)
+    assert {k for k in named if not surge.is_chunk(k)}.isdisjoint(coded)
     wakes = {k: t for k, v in named.items() if (t := surge.wake_of(k, v, P)) is not None}
+    counts = surge.Counts.build(named)
     moved = 0
     for batch in batches[half:]:
         max_t = max([max_t, *(r.sampled_at for r in batch)])
         wm = max_t - P.grace_s
         a = surge.step(coded, batch, wm, P)
-        b = surge.step(NoScan(named), batch, wm, P, due=[k for k, t in wakes.items() if t <= wm])
+        b = _scheduled(named, counts, wakes, batch, wm)
         assert _dump(b.alerts) == _dump(a.alerts)
         moved += sum(1 for k, v in b.updates.items() if v is None and k in named and _coded(k) in b.updates)
         coded = apply(coded, a.updates)
         named = apply(named, b.updates)
         wakes = {k: t for k, t in {**wakes, **b.wake}.items() if t is not None}
         assert {_coded(k): v for k, v in named.items()} == coded  # one key each, same state
-        assert set(wakes) == set(named)
+        assert set(wakes) == {k for k in named if not surge.is_chunk(k)}
     assert moved  # keys were taken over
 
 
 def test_a_key_with_one_result_is_written_in_a_few_bytes() -> None:
+    """A compliant result is counted in its hour's chunk (no key of its own); a positive gives its
+    key an entry."""
     s = surge.step({}, [rec("r1", T0 + 60)], T0 + 30 * 60, P)
     ((key, value),) = s.updates.items()
-    assert key == "Tianhe|cowpea|0"  # enzyme_inhibition by its code
-    assert value == [T0 // HOUR, 0, 1, 0]  # last boundary (hours), then the hour relative to it, n, k
-    assert surge.unpack(value) == {"h": {str(T0 // HOUR): [1, 0]}, "e": T0}
+    assert key == f"{T0 // HOUR}:1"  # the hour, the chunk's number
+    assert value == {"Tianhe|cowpea|0": 1}  # enzyme_inhibition by its code
+    assert surge.from_v1(key, value) is value and surge.wake_of(key, value, P) is None
+    s = surge.step({}, [rec("r2", T0 + 60, verdict="positive")], T0 + 30 * 60, P)
+    ((key, value),) = s.updates.items()
+    assert key == "Tianhe|cowpea|0"
+    assert value == [T0 // HOUR, 0, 1, 1, 1, "r2"]  # last boundary (hours); hour relative to it, n, k, ids
+    assert surge.unpack(value) == {"h": {str(T0 // HOUR): [1, 1, "r2"]}, "e": T0}
     assert surge.from_v1(key, value) is value
 
 
