@@ -106,14 +106,23 @@ class EngineDriver:
     def api(self) -> str:
         return "step(tables, records, params, memory)" if self.memory is not None else "step(tables, records, params)"
 
-    def step(self, records: Sequence[Any]) -> Any:
+    def step(self, records: Sequence[Any], spent: dict[str, float] | None = None) -> Any:
+        """One step: the engine, the table writes, the memory update (``spent``: the CPU time of
+        each is added to its ``engine``, ``writes`` and ``memory``)."""
+        t0 = time.thread_time() if spent is not None else 0.0
         if self.memory is None:
             out = self.engine.step(self.tables, records, self.params)
         else:
             out = self.engine.step(self.tables, records, self.params, self.memory)
+        t1 = time.thread_time() if spent is not None else 0.0
         self.apply(self.tables, out.updates)
+        t2 = time.thread_time() if spent is not None else 0.0
         if self.memory is not None:
             self.memory.apply(out)
+        if spent is not None:
+            spent["engine"] += t1 - t0
+            spent["writes"] += t2 - t1
+            spent["memory"] += time.thread_time() - t2
         return out
 
 
@@ -262,7 +271,7 @@ class Replayer:
             f.write(orjson.dumps(out))
         os._exit(code)
 
-    def result(self) -> dict[str, float] | None:
+    def result(self) -> dict[str, Any] | None:
         engine, params, first, step_size, replays = self.args
         if self.copy is not None:
             return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays)
@@ -280,15 +289,18 @@ class Replayer:
 
 def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
                       last: tuple[dict[str, dict[str, Any]], Sequence[Any]], step_size: int,
-                      replays: int) -> dict[str, float]:
+                      replays: int) -> dict[str, Any]:
     """The first day again from empty tables and the last day again from the tables at its start,
     alternately ``replays`` times: the least CPU time of each (its steps, table writes and memory
-    updates, as in the run; ms per 1,000 records). The same records on the same state each time, so
-    what varies is the machine: on a shared VM its speed drifts over a run by +-15 %, and one pass
-    of each day measures that as much as the engine."""
+    updates, as in the run; ms per 1,000 records), and of each part of it (``parts``: each
+    detector, the engine's own work, the table writes, the memory update; each part's least over
+    the replays). The same records on the same state each time, so what varies is the machine: on a
+    shared VM its speed drifts over a run by +-15 %, and one pass of each day measures that as much
+    as the engine."""
     from tests.bench.soak_data import chunks
 
     best = {"first": float("inf"), "last": float("inf")}
+    parts: dict[str, dict[str, float]] = {"first": {}, "last": {}}
     start, last_records = last
     for i in range(replays):
         for which, records in (("first", first), ("last", last_records)):
@@ -296,16 +308,25 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
             driver = EngineDriver(engine, params, tables)
             gc.collect()
             cpu = 0.0
-            for chunk in chunks(records, step_size):
-                t = time.thread_time()
-                driver.step(chunk)
-                cpu += time.thread_time() - t
-            best[which] = min(best[which], cpu * 1e6 / max(1, len(records)))
+            spent = {"engine": 0.0, "writes": 0.0, "memory": 0.0}
+            with DetectorTimer() as timer:
+                for chunk in chunks(records, step_size):
+                    t = time.thread_time()
+                    driver.step(chunk, spent)
+                    cpu += time.thread_time() - t
+                detectors = timer.take()
+            per = 1e6 / max(1, len(records))
+            best[which] = min(best[which], cpu * per)
+            spent["engine"] -= sum(detectors.values())  # the engine's own work
+            for name, v in {**detectors, **spent}.items():
+                held = parts[which].get(name)
+                parts[which][name] = v * per if held is None else min(held, v * per)
             del driver, tables
         log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
             "(least so far)")
     return {"first_ms_per_1000": round(best["first"], 2), "last_ms_per_1000": round(best["last"], 2),
-            "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays}
+            "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays,
+            "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()}}
 
 
 class DetectorTimer:
@@ -399,7 +420,7 @@ def rss_trend(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures], injected: Mapping[str, int],
-                shard_layout: bool, replayed: Mapping[str, float] | None = None) -> dict[str, Any]:
+                shard_layout: bool, replayed: Mapping[str, Any] | None = None) -> dict[str, Any]:
     first, last = days[0], days[-1]
     cost_ratio = last.ms_per_1000 / max(1e-9, first.ms_per_1000)
     results = sum(d.records for d in days)
@@ -472,6 +493,9 @@ def render_a(a: Mapping[str, Any]) -> str:
            f"{r['last_ms_per_1000']:.1f} / {r['first_ms_per_1000']:.1f} ms = {r['last_over_first']:.2f} "
            f"(goal <= {COST_GOAL}: {yes[r['last_over_first'] <= COST_GOAL]})"]
           if (r := m.get("step_cost_replayed")) else []),
+        *(["  replayed, per part, first / last day (least of each): "
+           + ", ".join(f"{k} {v:.1f} / {r['parts']['last'].get(k, 0.0):.1f}" for k, v in r["parts"]["first"].items())]
+          if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
         f"  step cost days {m['step_cost_tail_days']}: mean {m['step_cost_tail_mean_ms_per_1000']:.1f} ms per 1,000, "
         f"fitted growth {m['step_cost_tail_growth_ms_per_1000']:+.1f} over those days (residual sd "
         f"{m['step_cost_tail_resid_sd_ms_per_1000']:.1f})",

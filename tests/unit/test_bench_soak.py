@@ -20,6 +20,11 @@ def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
     r = m["step_cost_replayed"]
     assert r["replays"] == 2 and r["first_ms_per_1000"] > 0 and r["last_ms_per_1000"] > 0
     assert r["last_over_first"] == round(r["last_ms_per_1000"] / r["first_ms_per_1000"], 2)
+    for day in ("first", "last"):  # each part's least over the replays: together no more than the least whole
+        p = r["parts"][day]
+        assert set(p) == {"surge", "cluster", "unconfirmed", "device", "gap", "offender", "engine", "writes", "memory"}
+        assert all(v >= 0 for v in p.values()) and p["device"] > 0 and p["writes"] > 0
+        assert sum(p.values()) <= r[f"{day}_ms_per_1000"] * 1.01
     assert m["step_cost_met"] == (r["last_over_first"] <= 1.2)
     assert 0 < m["changelog_bytes_per_result"] < 1_000
     assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
