@@ -23,9 +23,11 @@ sample ids), not to the counting ones (surge, device).
 
 No step scans a table. ``EngineMemory`` (kept by the agent, rebuilt from the tables by one pass at
 recovery) holds what a scan would find: the ``Schedule`` of each detector's keys by wake time (the
-engine hands each detector the keys due at the watermark) and the seen index (hour -> result keys,
-hour -> chunk keys). ``step(..., memory=None)`` builds it from the tables (unit tests, offline
-runs); the caller applies the step to its memory after writing the tables (``EngineMemory.apply``).
+engine hands each detector the keys due at the watermark), the seen index (hour -> result keys,
+hour -> chunk keys) and what surge's hour chunks count (``surge.Counts``: the keys without an entry
+of their own, handed to ``surge.step``). ``step(..., memory=None)`` builds it from the tables (unit
+tests, offline runs); the caller applies the step to its memory after writing the tables
+(``EngineMemory.apply``).
 
 The agent's tables hold each value as its changelog record, the encoded bytes (``stored``):
 one small object per key instead of a tree of lists and dicts, which is what a read, a rewrite
