@@ -67,9 +67,10 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 COST_GOAL = 1.2
-# the first and the last day replayed alternately, the least CPU time of each: with 3, the ratio of
-# the least times moved by +-0.25 between runs of the same code on this VM; 9 cost about 15 s more
-# at 50,000 a day (the README has the runs)
+# the first and the last day replayed alternately, the least CPU time of each. On this VM the ratio
+# of the least times moved between runs of the same code by +-0.25 with 3 replays and by +-0.1 with
+# 9 (1.76, 1.96): contention from other guests weighs more on the last day, whose working set is
+# larger. 9 cost about 15 s more at 50,000 a day.
 REPLAYS = 9
 BYTES_GOAL = 300.0
 RSS_DAYS = 20  # "no growth over the last 20 days" (issue 21)
