@@ -310,6 +310,15 @@ def test_a_late_result_for_an_hour_that_closed_empty_counts_in_the_cusum() -> No
     assert with_late["s"] == without["s"] > 0.0
     assert with_late["h"][str((T0 + HOUR) // HOUR)][:2] == [1, 1] and str((T0 + HOUR) // HOUR) not in without["h"]
 
+    # a key touched since the hour closed by compliant results only has no entry and was never
+    # evaluated (the previous version evaluated it then and kept the late result out): its first
+    # positive's entry takes every closed hour in, the late one included
+    new3: dict[str, Any] = {}
+    for batch, wm in ((first, T0 + HOUR + 10), ([tick, rec("b", T0 + 2 * HOUR)], T0 + 3 * HOUR),
+                      ([late], T0 + 3 * HOUR + 10)):
+        new3 = apply(new3, surge.step(new3, batch, wm, P).updates)
+    assert surge.unpack(new3[key])["s"] > 0.0
+
 
 def test_a_key_not_visited_for_a_window_still_takes_every_closed_hour_into_its_cusum() -> None:
     """Two positives (too few to fire): the key is visited next when its last bucket leaves the
