@@ -24,8 +24,8 @@ sample ids), not to the counting ones (surge, device).
 No step scans a table. ``EngineMemory`` (kept by the agent, rebuilt from the tables by one pass at
 recovery) holds what a scan would find: the ``Schedule`` of each detector's keys by wake time (the
 engine hands each detector the keys due at the watermark), the seen index (hour -> result keys,
-hour -> chunk keys) and what surge's hour chunks count (``surge.Counts``: the keys without an entry
-of their own, handed to ``surge.step``). ``step(..., memory=None)`` builds it from the tables (unit
+hour -> chunk keys) and each detector's own memory (``DETECTOR_MEMORY``: what surge's hour chunks
+count, ``surge.Counts``, handed to ``surge.step``). ``step(..., memory=None)`` builds it from the tables (unit
 tests, offline runs); the caller applies the step to its memory after writing the tables
 (``EngineMemory.apply``).
 
@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Final
+from typing import Final, Protocol
 
 import orjson
 
@@ -66,6 +66,18 @@ SEEN_SHARDS: Final = 8  # the shards of an hour's seen keys written before the c
 DETECTORS: Final[Mapping[str, ModuleType]] = {
     "surge": surge, "offender": offender, "cluster": cluster, "unconfirmed": unconfirmed, "device": device, "gap": gap,
 }
+
+
+class DetectorMemory(Protocol):
+    """What a detector keeps in the engine's memory besides its table (built from the table at
+    recovery, given each step's writes to the table after they are made)."""
+
+    def apply(self, updates: Mapping[str, JSON]) -> None: ...
+
+
+# the detectors that keep a memory: table -> its builder from the table; their ``step`` takes it as
+# ``memory`` (and builds it from the table itself when given none)
+DETECTOR_MEMORY: Final[Mapping[str, Callable[[Mapping[str, JSON]], DetectorMemory]]] = {"surge": surge.Counts.build}
 LAYOUT: Final = 2  # meta["layout"] == {"v": 2}: every detector table by key, values in this version's form
 V1_SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")  # stored in shards by v1
 
@@ -146,20 +158,21 @@ class EngineMemory:
 
     schedule: Schedule
     seen: SeenIndex
-    surge: surge.Counts = field(default_factory=surge.Counts)
+    detectors: dict[str, DetectorMemory] = field(default_factory=dict)  # ``DETECTOR_MEMORY``'s, by table
 
     @classmethod
     def build(cls, tables: Mapping[str, Mapping[str, JSON]], params: EarlyParams) -> EngineMemory:
         wake_of = {name: mod.wake_of for name, mod in DETECTORS.items()}
         tables = readable(tables)
         return cls(Schedule.rebuild(tables, params, wake_of), SeenIndex.rebuild(tables.get("seen", {})),
-                   surge.Counts.build(tables.get("surge", {})))
+                   {name: build(tables.get(name, {})) for name, build in DETECTOR_MEMORY.items()})
 
     def apply(self, out: EngineStep) -> None:
         """Take in a step whose updates were written to the tables."""
         for name, due in out.due.items():
             self.schedule.apply(name, due, out.wake.get(name, {}), out.updates.get(name, {}))
-        self.surge.apply(out.updates.get("surge", {}))
+        for name, m in self.detectors.items():
+            m.apply(out.updates.get(name, {}))
         for k, v in out.updates.get("seen", {}).items():
             if v is None:
                 self.seen.drop_hour(_hour_of(k))  # the engine deletes whole hours only
@@ -236,10 +249,11 @@ def step(
         mod = DETECTORS[name]
         state = tables[name]
         due = mem.schedule.due(name, watermark)
-        if mod is surge:
-            s = surge.step(state, recs, watermark, params, due=due, counts=mem.surge)
-        else:
+        kept = mem.detectors.get(name)
+        if kept is None:
             s = mod.step(state, recs, watermark, params, due=due)
+        else:
+            s = mod.step(state, recs, watermark, params, due=due, memory=kept)
         out.updates[name].update(s.updates)
         out.alerts.extend(s.alerts)
         if isinstance(s, offender.OffenderStep):

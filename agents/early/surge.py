@@ -125,13 +125,14 @@ class Counts:
     never counted here (its entry holds its results): ``build`` leaves out the keys stored with an
     entry, ``apply`` forgets a key when its entry is written."""
 
-    __slots__ = ("chunks", "hours", "refs", "seq")
+    __slots__ = ("chunks", "held", "hours", "refs", "seq")
 
     def __init__(self) -> None:
         self.hours: dict[int, dict[str, int]] = {}  # hour index -> key -> results
         self.refs: dict[str, int] = {}  # key -> the hours holding it (its count in the Bonferroni keys)
         self.chunks: dict[int, list[str]] = {}  # hour index -> its chunk keys in the table
         self.seq = 0  # the highest chunk number held (a step writes its chunks as seq + 1)
+        self.held = 0  # the chunk keys in the table
 
     @classmethod
     def build(cls, state: Mapping[str, JSON]) -> Counts:
@@ -164,11 +165,12 @@ class Counts:
         if seq > self.seq:
             self.seq = seq
         self.chunks.setdefault(h, []).append(ck)
+        self.held += 1
         counts = self.hours.get(h)
         if counts is None:
             counts = self.hours[h] = {}
         refs = self.refs
-        for k, n in dict(value).items():
+        for k, n in value.items():
             held = counts.get(k)
             if held is None:
                 counts[k] = int(n)
@@ -177,7 +179,7 @@ class Counts:
                 counts[k] = held + int(n)
 
     def drop_hour(self, h: int) -> None:
-        self.chunks.pop(h, None)
+        self.held -= len(self.chunks.pop(h, ()))
         counts = self.hours.pop(h, None)
         if not counts:
             return
@@ -202,18 +204,14 @@ class Counts:
             return {}
         return {h: counts[k] for h, counts in self.hours.items() if h >= lo_hour and k in counts}
 
-    def chunk_keys(self) -> int:
-        return sum(len(c) for c in self.chunks.values())
-
 
 def step(
     state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
-    due: Collection[str] | None = None, counts: Counts | None = None,
+    due: Collection[str] | None = None, memory: Counts | None = None,
 ) -> Step:
-    """``counts``: the chunks' counts (the engine's memory); None: read from ``state`` (a scan)."""
+    """``memory``: the chunks' counts as the engine keeps them; None: read from ``state`` (a scan)."""
     out = Step()
-    if counts is None:
-        counts = Counts.build(state)
+    counts = memory if memory is not None else Counts.build(state)
     step_s = params.surge_step_h * HOUR
     window_s = params.surge_window_h * HOUR
     boundary = (watermark // step_s) * step_s
@@ -267,7 +265,7 @@ def step(
             if len(b) - 2 < MAX_IDS_PER_HOUR:
                 b.append(r.result_id)
     # the keys held: entries (the table's keys but the chunks), the keys counted in chunks, new ones
-    entries = len(state) - counts.chunk_keys()
+    entries = len(state) - counts.held
     threshold = params.surge_alpha / max(1, entries + len(refs) + created)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)

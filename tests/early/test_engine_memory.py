@@ -9,11 +9,11 @@ import importlib
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from agents.early import engine
+from agents.early import engine, surge
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, Step, Stored, due_by_scan, hour_start
 from agents.early.engine import EngineMemory, SeenIndex, apply_all, empty_tables, step
 from agents.early.schedule import Schedule
@@ -111,9 +111,11 @@ def _assert_memory_is_the_rebuild(mem: EngineMemory, tables: dict[str, dict[str,
     assert mem.seen.bare == again.seen.bare
     assert {h: sorted(c) for h, c in mem.seen.chunks.items()} == {h: sorted(c) for h, c in again.seen.chunks.items()}
     # the surge chunks' counts: a key given an entry is forgotten, deleted hours are gone
-    assert {h: c for h, c in mem.surge.hours.items() if c} == {h: c for h, c in again.surge.hours.items() if c}
-    assert mem.surge.refs == again.surge.refs
-    assert {h: sorted(c) for h, c in mem.surge.chunks.items()} == {h: sorted(c) for h, c in again.surge.chunks.items()}
+    kept, built = (cast(surge.Counts, m.detectors["surge"]) for m in (mem, again))
+    assert {h: c for h, c in kept.hours.items() if c} == {h: c for h, c in built.hours.items() if c}
+    assert kept.refs == built.refs
+    assert {h: sorted(c) for h, c in kept.chunks.items()} == {h: sorted(c) for h, c in built.chunks.items()}
+    assert kept.held == built.held == sum(len(c) for c in built.chunks.values())
 
 
 def test_kept_memory_gives_what_a_rebuilt_memory_gives(detectors: str) -> None:

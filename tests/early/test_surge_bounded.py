@@ -113,7 +113,7 @@ def _scheduled(new: Mapping[str, JSON], counts: surge.Counts, wakes: Mapping[str
                wm: int, params: EarlyParams = P) -> Step:
     """A step as the engine runs it: the due keys from the wakes, the chunks' counts kept (taken
     in after the step)."""
-    s = surge.step(NoScan(new), batch, wm, params, due=[k for k, t in wakes.items() if t <= wm], counts=counts)
+    s = surge.step(NoScan(new), batch, wm, params, due=[k for k, t in wakes.items() if t <= wm], memory=counts)
     counts.apply(s.updates)
     return s
 
@@ -133,7 +133,7 @@ def _run_both(batches: list[list[Screened]], params: EarlyParams) -> tuple[int, 
         o = v1.step(old, batch, wm, params)
         old = apply(old, o.updates)
         due = [k for k, t in wakes.items() if t <= wm]
-        s = surge.step(NoScan(new), batch, wm, params, due=due, counts=counts)
+        s = surge.step(NoScan(new), batch, wm, params, due=due, memory=counts)
         _check_wakes(s, new, params)
         assert set(due) <= set(s.wake)  # every key visited says when it is next due
         new = apply(new, s.updates)
@@ -413,3 +413,21 @@ def test_from_v1_packs_the_dict_form_and_reads_ids_cusum_and_alert_back() -> Non
     assert surge.unpack(packed) == d
     assert surge.from_v1("a|b|0", packed) == packed
     assert surge.wake_of("a|b|0", packed, P) == surge.wake_of("a|b|0", surge.from_v1("a|b|0", d), P)
+
+
+def test_kept_counts_forget_a_key_given_an_entry_as_a_rebuild_does() -> None:
+    """Compliant results counted in a chunk, then the key's first positive: the entry takes the
+    chunk's count in, and the counts kept step by step forget the key, as counts rebuilt from the
+    table (recovery) leave it out; the key is counted once among the keys held."""
+    state: dict[str, Any] = {}
+    counts = surge.Counts()
+    key = surge.key_of(rec("c0", T0))
+    for batch, wm in (([rec(f"c{i}", T0 + i) for i in range(5)], T0 + 600),
+                      ([rec("p", T0 + 700, verdict="positive")], T0 + 800)):
+        s = surge.step(state, batch, wm, P, memory=counts)
+        state = apply(state, s.updates)
+        counts.apply(s.updates)
+    assert surge.unpack(state[key])["h"][str(T0 // HOUR)][:2] == [6, 1]
+    built = surge.Counts.build(state)
+    assert key not in counts.refs and counts.refs == built.refs
+    assert {h: c for h, c in counts.hours.items() if c} == {h: c for h, c in built.hours.items() if c}
