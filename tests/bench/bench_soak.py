@@ -306,6 +306,8 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     best = {"first": float("inf"), "last": float("inf")}
     parts: dict[str, dict[str, float]] = {"first": {}, "last": {}}
     start, last_records = last
+    kinds = {"first": count_writes(engine, params, first, step_size)[0],
+             "last": count_writes(engine, params, last_records, step_size, start)[0]}
     for i in range(replays):
         for which, records in (("first", first), ("last", last_records)):
             tables = None if which == "first" else {t: dict(m) for t, m in start.items()}
@@ -330,7 +332,40 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
             "(least so far)")
     return {"first_ms_per_1000": round(best["first"], 2), "last_ms_per_1000": round(best["last"], 2),
             "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays,
-            "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()}}
+            "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()},
+            "writes": kinds, "records": {"first": len(first), "last": len(last_records)}}
+
+
+WRITE_KINDS = ("create", "rewrite", "delete", "due")
+
+
+def count_writes(engine: Any, params: Any, records: Sequence[Any], step_size: int,
+                 start: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, dict[str, int]], EngineDriver]:
+    """What a day's steps do to each table, counted in one pass that is not timed: keys created
+    (absent before the step), rewritten, deleted, and visited because their wake came (``due``,
+    records or not). From empty tables (``start`` None) nothing can be due or deleted but what the
+    day itself created; the difference from the last day is the work only a month of state brings.
+    Also the driver at the end (its tables)."""
+    from tests.bench.soak_data import chunks
+
+    driver = EngineDriver(engine, params, None if start is None else {t: dict(m) for t, m in start.items()})
+    counts: dict[str, dict[str, int]] = {}
+    for chunk in chunks(records, step_size):
+        if driver.memory is None:
+            out = engine.step(driver.tables, chunk, params)
+        else:
+            out = engine.step(driver.tables, chunk, params, driver.memory)
+        for table, ups in out.updates.items():
+            held = driver.tables.get(table, {})
+            c = counts.setdefault(table, dict.fromkeys(WRITE_KINDS, 0))
+            for k, v in ups.items():
+                c["delete" if v is None else "rewrite" if k in held else "create"] += 1
+        for table, due in getattr(out, "due", {}).items():
+            counts.setdefault(table, dict.fromkeys(WRITE_KINDS, 0))["due"] += len(due)
+        driver.apply(driver.tables, out.updates)
+        if driver.memory is not None:
+            driver.memory.apply(out)
+    return counts, driver
 
 
 class DetectorTimer:
@@ -469,6 +504,11 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
     }
 
 
+def _per_1000(r: Mapping[str, Any], day: str, table: str, kind: str) -> str:
+    n = r["writes"][day].get(table, {}).get(kind, 0)
+    return f"{n * 1000 / max(1, r['records'][day]):.0f}"
+
+
 def render_a(a: Mapping[str, Any]) -> str:
     m = a["must_show"]
     shards = m["shard_layout_bytes_per_result"] is not None
@@ -500,6 +540,11 @@ def render_a(a: Mapping[str, Any]) -> str:
         *(["  replayed, per part, first / last day (least of each): "
            + ", ".join(f"{k} {v:.1f} / {r['parts']['last'].get(k, 0.0):.1f}" for k, v in r["parts"]["first"].items())]
           if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
+        *(["  replayed, keys per 1,000 records, first / last day:",
+           *(f"    {t}: " + ", ".join(f"{k} {_per_1000(r, 'first', t, k)} / {_per_1000(r, 'last', t, k)}"
+                                     for k in WRITE_KINDS)
+             for t in sorted(set(r["writes"]["first"]) | set(r["writes"]["last"])) if t != "meta")]
+          if (r := m.get("step_cost_replayed")) and r.get("writes") else []),
         f"  step cost days {m['step_cost_tail_days']}: mean {m['step_cost_tail_mean_ms_per_1000']:.1f} ms per 1,000, "
         f"fitted growth {m['step_cost_tail_growth_ms_per_1000']:+.1f} over those days (residual sd "
         f"{m['step_cost_tail_resid_sd_ms_per_1000']:.1f})",

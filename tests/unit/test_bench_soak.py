@@ -7,7 +7,7 @@ import pytest
 
 from agents.early import engine
 from agents.early.common import EarlyParams
-from tests.bench.bench_soak import EngineDriver, phase_a
+from tests.bench.bench_soak import EngineDriver, count_writes, phase_a
 from tests.bench.soak_data import SoakConfig, SoakStream, chunks
 
 SMALL = SoakConfig(days=3, per_day=3_000)
@@ -26,6 +26,8 @@ def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
         assert all(v >= 0 for v in p.values()) and p["device"] > 0 and p["writes"] > 0
         assert sum(p.values()) <= r[f"{day}_ms_per_1000"] * 1.01
     assert m["step_cost_met"] == (r["last_over_first"] <= 1.2)
+    assert r["records"]["first"] > 3_000 and r["writes"]["first"]["device"]["create"] > 0
+    assert r["writes"]["last"]["device"]["rewrite"] > 0
     assert 0 < m["changelog_bytes_per_result"] < 1_000
     assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
 
@@ -65,3 +67,23 @@ def test_a_driver_started_from_a_snapshot_ends_where_the_run_ends() -> None:
         assert [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
     assert again.tables == run.tables != start
     assert all(type(v) is bytes for t in run.tables.values() for v in t.values())
+
+
+def test_the_counted_writes_of_a_day_add_up_to_the_keys_it_leaves() -> None:
+    """``count_writes``: a key is created only when absent and deleted only when held, so each table
+    ends with the keys it started with, plus those created, less those deleted; from empty tables
+    that is the creations less the deletions, and the next day rewrites keys the first left."""
+    params = EarlyParams()
+    first, second = [records for _, records in SoakStream(SMALL).days()][:2]
+    counts, driver = count_writes(engine, params, first, 500)
+    assert counts["device"]["create"] > 0 and counts["surge"]["create"] > 0
+    start = {t: dict(m) for t, m in driver.tables.items()}
+    nxt, after = count_writes(engine, params, second, 500, start)
+    assert nxt["device"]["rewrite"] > 0
+    for table in set(counts) | set(nxt):
+        if table == "meta":  # holds the layout record, written when the driver starts
+            continue
+        c, n = counts.get(table, {}), nxt.get(table, {})
+        assert len(start.get(table, {})) == c.get("create", 0) - c.get("delete", 0), table
+        assert len(after.tables.get(table, {})) == len(start.get(table, {})) + n.get("create", 0) - n.get("delete", 0)
+        assert c.get("due", 0) == 0 or table in engine.DETECTORS, table
