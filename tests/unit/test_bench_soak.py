@@ -7,7 +7,7 @@ import pytest
 
 from agents.early import engine
 from agents.early.common import EarlyParams
-from tests.bench.bench_soak import EngineDriver, count_writes, phase_a
+from tests.bench.bench_soak import EngineDriver, count_writes, floor_pass, phase_a
 from tests.bench.soak_data import SoakConfig, SoakStream, chunks
 
 SMALL = SoakConfig(days=3, per_day=3_000)
@@ -28,6 +28,9 @@ def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
     assert m["step_cost_met"] == (r["last_over_first"] <= 1.2)
     assert r["records"]["first"] > 3_000 and r["writes"]["first"]["device"]["create"] > 0
     assert r["writes"]["last"]["device"]["rewrite"] > 0
+    f = r["floor"]
+    assert f["first_ms_per_1000"] > 0 and f["last_ms_per_1000"] > 0
+    assert f["last_over_first"] == round(f["last_ms_per_1000"] / f["first_ms_per_1000"], 2)
     assert 0 < m["changelog_bytes_per_result"] < 1_000
     assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
 
@@ -75,10 +78,15 @@ def test_the_counted_writes_of_a_day_add_up_to_the_keys_it_leaves() -> None:
     that is the creations less the deletions, and the next day rewrites keys the first left."""
     params = EarlyParams()
     first, second = [records for _, records in SoakStream(SMALL).days()][:2]
-    counts, driver = count_writes(engine, params, first, 500)
+    day = count_writes(engine, params, first, 500)
+    counts, driver = day.counts, day.driver
     assert counts["device"]["create"] > 0 and counts["surge"]["create"] > 0
     start = {t: dict(m) for t, m in driver.tables.items()}
-    nxt, after = count_writes(engine, params, second, 500, start)
+    then = count_writes(engine, params, second, 500, start)
+    nxt, after = then.counts, then.driver
+    assert len(then.expiry) == len(list(chunks(second, 500)))
+    assert sum(len(gone) for _, gone in then.expiry) == sum(c["delete"] for c in nxt.values())
+    assert sum(len(due) for due, _ in then.expiry) == sum(c["due"] for c in nxt.values())
     assert nxt["device"]["rewrite"] > 0
     for table in set(counts) | set(nxt):
         if table == "meta":  # holds the layout record, written when the driver starts
@@ -87,3 +95,14 @@ def test_the_counted_writes_of_a_day_add_up_to_the_keys_it_leaves() -> None:
         assert len(start.get(table, {})) == c.get("create", 0) - c.get("delete", 0), table
         assert len(after.tables.get(table, {})) == len(start.get(table, {})) + n.get("create", 0) - n.get("delete", 0)
         assert c.get("due", 0) == 0 or table in engine.DETECTORS, table
+
+
+def test_the_floor_pass_reads_the_tables_it_is_given_without_changing_them() -> None:
+    params = EarlyParams()
+    first, second = [records for _, records in SoakStream(SMALL).days()][:2]
+    start = count_writes(engine, params, first, 500).driver.tables
+    held = {t: dict(m) for t, m in start.items()}
+    then = count_writes(engine, params, second, 500, start)
+    assert then.counts["surge"]["delete"] + then.counts["unconfirmed"]["delete"] > 0  # expiry to replay
+    assert floor_pass(start, second, then.expiry, 500) > 0
+    assert start == held
