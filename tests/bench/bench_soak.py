@@ -237,7 +237,8 @@ def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS) -> dict[str
                 replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays)
             days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
     replayed = replayer.result() if replayer is not None else None
-    return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None, replayed)
+    return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None, replayed,
+                       longest_window_days=params.offender_days)
 
 
 class Replayer:
@@ -540,7 +541,11 @@ def rss_trend(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures], injected: Mapping[str, int],
-                shard_layout: bool, replayed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                shard_layout: bool, replayed: Mapping[str, Any] | None = None,
+                longest_window_days: int = 0) -> dict[str, Any]:
+    """The figures and the goals of phase A. ``longest_window_days``: the longest per-key window (the
+    repeat-offender look-back): keys and RSS grow until it is full, so RSS days that start before
+    it (days 11-30 of a 30-day run against a 30-day look-back) say so beside their verdict."""
     first, last = days[0], days[-1]
     cost_ratio = last.ms_per_1000 / max(1e-9, first.ms_per_1000)
     results = sum(d.records for d in days)
@@ -579,6 +584,8 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
             "rss_growth_mib": round(trend["growth_mib"], 1), "rss_mean_mib": round(trend["mean_mib"], 1),
             "rss_resid_sd_mib": round(trend["resid_sd_mib"], 2), "rss_growth_allowed_mib": round(allowed, 1),
             "rss_flat": trend["growth_mib"] <= allowed,
+            "rss_days_after_windows_full": tail[0].day >= longest_window_days,
+            "longest_window_days": longest_window_days,
             "peak_rss_mib": round(max(d.rss_mib for d in days), 1),
             "results": results, "alerts": alerts, "alerts_per_100k_results": round(alerts * 100_000 / max(1, results)),
         },
@@ -642,6 +649,11 @@ def render_a(a: Mapping[str, Any]) -> str:
         f"on a mean of {m['rss_mean_mib']:,.0f} "
         f"(allowed {m['rss_growth_allowed_mib']:.1f}: 3 residual sd or 2 % of the mean): "
         f"{'flat' if m['rss_flat'] else 'GROWING'}; peak {m['peak_rss_mib']:,.0f} MiB",
+        *([f"    (those days start before the longest window, the {m['longest_window_days']}-day repeat-offender "
+           f"look-back, is full: its keys grow until then; flatness shows on a run of "
+           f"{m['longest_window_days'] + RSS_DAYS} days or more, SOAK_ARGS=\"--days "
+           f"{m['longest_window_days'] + RSS_DAYS}\")"]
+          if not m.get("rss_days_after_windows_full", True) else []),
         f"  alerts: {m['alerts']:,} messages ({m['alerts_per_100k_results']:,} per 100,000 results)",
         "  per detector, ms of CPU per 1,000 records, first / last day: " + ", ".join(
             f"{k} {v:.1f} / {a['days'][-1]['detector_ms_per_1000'].get(k, 0.0):.1f}"
@@ -898,7 +910,10 @@ def rows(scale: float, log_to: Callable[[str], None] = log) -> tuple[list[Any], 
             bool(m["changelog_met"])),
         Row(f"soak: RSS growth, days {m['rss_days']}", m["rss_growth_mib"], "MiB", f"mean {m['rss_mean_mib']:.0f} MiB",
             m["rss_growth_mib"] / max(1e-9, m["rss_mean_mib"]), "flat", bool(m["rss_flat"]),
-            f"allowed {m['rss_growth_allowed_mib']:.1f} MiB (3 residual sd or 2 % of the mean)"),
+            f"allowed {m['rss_growth_allowed_mib']:.1f} MiB (3 residual sd or 2 % of the mean)"
+            + ("" if m.get("rss_days_after_windows_full", True) else
+               f"; before the {m['longest_window_days']}-day look-back is full: see a "
+               f"{m['longest_window_days'] + RSS_DAYS}-day run")),
     ]
     return out, a
 

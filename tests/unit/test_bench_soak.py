@@ -7,7 +7,7 @@ import pytest
 
 from agents.early import engine
 from agents.early.common import EarlyParams
-from tests.bench.bench_soak import EngineDriver, count_writes, floor_pass, phase_a
+from tests.bench.bench_soak import EngineDriver, count_writes, floor_pass, phase_a, render_a
 from tests.bench.soak_data import SoakConfig, SoakStream, chunks
 
 SMALL = SoakConfig(days=3, per_day=3_000)
@@ -32,6 +32,9 @@ def test_phase_a_reports_the_goals_and_the_replayed_days() -> None:
     assert f["first_ms_per_1000"] > 0 and f["last_ms_per_1000"] > 0
     assert f["last_over_first"] == round(f["last_ms_per_1000"] / f["first_ms_per_1000"], 2)
     assert 0 < m["changelog_bytes_per_result"] < 1_000
+    # 3 days against the 30-day repeat-offender look-back: the RSS days start before it is full, and say so
+    assert m["longest_window_days"] == 30 and m["rss_days_after_windows_full"] is False
+    assert "look-back, is full" in render_a(a)
     assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=0)["must_show"]["step_cost_replayed"] is None
 
 
