@@ -116,19 +116,30 @@ class EngineDriver:
     def api(self) -> str:
         return "step(tables, records, params, memory)" if self.memory is not None else "step(tables, records, params)"
 
+    def compute(self, records: Sequence[Any]) -> Any:
+        """The engine's step over the tables as they are (nothing written yet)."""
+        if self.memory is None:
+            return self.engine.step(self.tables, records, self.params)
+        return self.engine.step(self.tables, records, self.params, self.memory)
+
+    def write(self, out: Any) -> None:
+        """A computed step's table writes."""
+        self.apply(self.tables, out.updates)
+
+    def remember(self, out: Any) -> None:
+        """A written step taken into the engine's memory."""
+        if self.memory is not None:
+            self.memory.apply(out)
+
     def step(self, records: Sequence[Any], spent: dict[str, float] | None = None) -> Any:
         """One step: the engine, the table writes, the memory update (``spent``: the CPU time of
         each is added to its ``engine``, ``writes`` and ``memory``)."""
         t0 = time.thread_time() if spent is not None else 0.0
-        if self.memory is None:
-            out = self.engine.step(self.tables, records, self.params)
-        else:
-            out = self.engine.step(self.tables, records, self.params, self.memory)
+        out = self.compute(records)
         t1 = time.thread_time() if spent is not None else 0.0
-        self.apply(self.tables, out.updates)
+        self.write(out)
         t2 = time.thread_time() if spent is not None else 0.0
-        if self.memory is not None:
-            self.memory.apply(out)
+        self.remember(out)
         if spent is not None:
             spent["engine"] += t1 - t0
             spent["writes"] += t2 - t1
@@ -315,6 +326,9 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     start, last_records = last
     writes = {"first": count_writes(engine, params, first, step_size),
               "last": count_writes(engine, params, last_records, step_size, start)}
+    counts = {w: d.counts for w, d in writes.items()}
+    expiry = {w: d.expiry for w, d in writes.items()}
+    del writes  # their tables: not held while the replays are timed
     floor = {"first": float("inf"), "last": float("inf")}
     for i in range(replays):
         for which, records in (("first", first), ("last", last_records)):
@@ -336,20 +350,22 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
                 held = parts[which].get(name)
                 parts[which][name] = v * per if held is None else min(held, v * per)
             del driver, tables
-            f = floor_pass(None if which == "first" else start, records, writes[which].expiry, step_size)
+            f = floor_pass(None if which == "first" else start, records, expiry[which], step_size)
             floor[which] = min(floor[which], f)
         log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
             f"(least so far; the floor {floor['first']:.2f}, {floor['last']:.2f})")
     return {"first_ms_per_1000": round(best["first"], 2), "last_ms_per_1000": round(best["last"], 2),
             "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays,
             "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()},
-            "writes": {w: d.counts for w, d in writes.items()},
+            "writes": counts,
             "records": {"first": len(first), "last": len(last_records)},
             "floor": {"first_ms_per_1000": round(floor["first"], 2), "last_ms_per_1000": round(floor["last"], 2),
                       "last_over_first": round(floor["last"] / max(1e-9, floor["first"]), 2)}}
 
 
 WRITE_KINDS = ("create", "rewrite", "delete", "due")
+# per step of a day: the (table, key) pairs handed to their detector as due, and those deleted
+Expiry = list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]
 
 
 @dataclass
@@ -357,7 +373,7 @@ class DayWrites:
     """What a day's steps did to the tables (``count_writes``)."""
 
     counts: dict[str, dict[str, int]]  # table -> kind (``WRITE_KINDS``) -> keys
-    expiry: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]  # per step: (table, key) due, deleted
+    expiry: Expiry
     driver: EngineDriver  # at the end of the day
 
 
@@ -371,16 +387,14 @@ def count_writes(engine: Any, params: Any, records: Sequence[Any], step_size: in
 
     driver = EngineDriver(engine, params, None if start is None else {t: dict(m) for t, m in start.items()})
     counts: dict[str, dict[str, int]] = {}
-    expiry: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]] = []
+    expiry: Expiry = []
     for chunk in chunks(records, step_size):
-        if driver.memory is None:
-            out = engine.step(driver.tables, chunk, params)
-        else:
-            out = engine.step(driver.tables, chunk, params, driver.memory)
-        due_keys = [(t, k) for t, due in getattr(out, "due", {}).items() for k in due]
+        out = driver.compute(chunk)
+        due_keys: list[tuple[str, str]] = []
         gone: list[tuple[str, str]] = []
-        for table, due in getattr(out, "due", {}).items():
+        for table, due in getattr(out, "due", {}).items():  # an engine before the schedule has none
             counts.setdefault(table, dict.fromkeys(WRITE_KINDS, 0))["due"] += len(due)
+            due_keys += [(table, k) for k in due]
         for table, ups in out.updates.items():
             held = driver.tables.get(table, {})
             c = counts.setdefault(table, dict.fromkeys(WRITE_KINDS, 0))
@@ -391,17 +405,16 @@ def count_writes(engine: Any, params: Any, records: Sequence[Any], step_size: in
                 else:
                     c["rewrite" if k in held else "create"] += 1
         expiry.append((due_keys, gone))
-        driver.apply(driver.tables, out.updates)
-        if driver.memory is not None:
-            driver.memory.apply(out)
+        driver.write(out)
+        driver.remember(out)
     return DayWrites(counts, expiry, driver)
 
 
 FLOOR_VALUE = b"[20720,2796461,0,1]"  # what the floor writes for a key: a few counters, as any layout holds
 
 
-def floor_pass(start: Mapping[str, Mapping[str, Any]] | None, records: Sequence[Any],
-               expiry: Sequence[tuple[list[tuple[str, str]], list[tuple[str, str]]]], step_size: int) -> float:
+def floor_pass(start: Mapping[str, Mapping[str, Any]] | None, records: Sequence[Any], expiry: Expiry,
+               step_size: int) -> float:
     """The floor of a day's step, CPU ms per 1,000 records: only the look-ups and writes that any
     layout keeping state per key makes, on tables as large as the engine's. Per record: the seen
     check (and the result's key added to its hour), and for a judged result its surge key read and
@@ -592,6 +605,17 @@ def summarise_a(cfg: SoakConfig, step_size: int, api: str, days: list[DayFigures
     }
 
 
+def rss_days_hint(m: Mapping[str, Any]) -> str:
+    """What to read the RSS verdict against when its days start before the longest window is full
+    (empty otherwise)."""
+    if m.get("rss_days_after_windows_full", True):
+        return ""
+    w = m["longest_window_days"]
+    return (f"those days start before the longest window, the {w}-day repeat-offender look-back, is full: its "
+            f"keys grow until then; flatness shows on a run of {w + RSS_DAYS} days or more, "
+            f"SOAK_ARGS=\"--days {w + RSS_DAYS}\"")
+
+
 def _per_1000(r: Mapping[str, Any], day: str, table: str, kind: str) -> str:
     n = r["writes"][day].get(table, {}).get(kind, 0)
     return f"{n * 1000 / max(1, r['records'][day]):.0f}"
@@ -649,11 +673,7 @@ def render_a(a: Mapping[str, Any]) -> str:
         f"on a mean of {m['rss_mean_mib']:,.0f} "
         f"(allowed {m['rss_growth_allowed_mib']:.1f}: 3 residual sd or 2 % of the mean): "
         f"{'flat' if m['rss_flat'] else 'GROWING'}; peak {m['peak_rss_mib']:,.0f} MiB",
-        *([f"    (those days start before the longest window, the {m['longest_window_days']}-day repeat-offender "
-           f"look-back, is full: its keys grow until then; flatness shows on a run of "
-           f"{m['longest_window_days'] + RSS_DAYS} days or more, SOAK_ARGS=\"--days "
-           f"{m['longest_window_days'] + RSS_DAYS}\")"]
-          if not m.get("rss_days_after_windows_full", True) else []),
+        *([f"    ({hint})"] if (hint := rss_days_hint(m)) else []),
         f"  alerts: {m['alerts']:,} messages ({m['alerts_per_100k_results']:,} per 100,000 results)",
         "  per detector, ms of CPU per 1,000 records, first / last day: " + ", ".join(
             f"{k} {v:.1f} / {a['days'][-1]['detector_ms_per_1000'].get(k, 0.0):.1f}"
@@ -911,9 +931,7 @@ def rows(scale: float, log_to: Callable[[str], None] = log) -> tuple[list[Any], 
         Row(f"soak: RSS growth, days {m['rss_days']}", m["rss_growth_mib"], "MiB", f"mean {m['rss_mean_mib']:.0f} MiB",
             m["rss_growth_mib"] / max(1e-9, m["rss_mean_mib"]), "flat", bool(m["rss_flat"]),
             f"allowed {m['rss_growth_allowed_mib']:.1f} MiB (3 residual sd or 2 % of the mean)"
-            + ("" if m.get("rss_days_after_windows_full", True) else
-               f"; before the {m['longest_window_days']}-day look-back is full: see a "
-               f"{m['longest_window_days'] + RSS_DAYS}-day run")),
+            + (f"; {hint}" if (hint := rss_days_hint(m)) else "")),
     ]
     return out, a
 
