@@ -354,13 +354,19 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
             floor[which] = min(floor[which], f)
         log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
             f"(least so far; the floor {floor['first']:.2f}, {floor['last']:.2f})")
-    return {"first_ms_per_1000": round(best["first"], 2), "last_ms_per_1000": round(best["last"], 2),
-            "last_over_first": round(best["last"] / max(1e-9, best["first"]), 2), "replays": replays,
+    return {**first_last(best), "replays": replays,
             "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()},
             "writes": counts,
             "records": {"first": len(first), "last": len(last_records)},
-            "floor": {"first_ms_per_1000": round(floor["first"], 2), "last_ms_per_1000": round(floor["last"], 2),
-                      "last_over_first": round(floor["last"] / max(1e-9, floor["first"]), 2)}}
+            "floor": first_last(floor)}
+
+
+def first_last(ms: Mapping[str, float]) -> dict[str, float]:
+    """The first and the last day's figures, ms per 1,000 to 0.01, and their ratio taken from those
+    rounded figures (so that the three printed agree: from the unrounded ones, 2.9449 / 2.8651 gave
+    1.03 beside 2.94 / 2.87 = 1.02)."""
+    first, last = round(ms["first"], 2), round(ms["last"], 2)
+    return {"first_ms_per_1000": first, "last_ms_per_1000": last, "last_over_first": round(last / max(1e-9, first), 2)}
 
 
 WRITE_KINDS = ("create", "rewrite", "delete", "due")

@@ -7,7 +7,7 @@ import pytest
 
 from agents.early import engine
 from agents.early.common import EarlyParams
-from tests.bench.bench_soak import EngineDriver, count_writes, floor_pass, phase_a, render_a
+from tests.bench.bench_soak import EngineDriver, count_writes, first_last, floor_pass, phase_a, render_a
 from tests.bench.soak_data import SoakConfig, SoakStream, chunks
 
 SMALL = SoakConfig(days=3, per_day=3_000)
@@ -109,3 +109,10 @@ def test_the_floor_pass_reads_the_tables_it_is_given_without_changing_them() -> 
     assert then.counts["surge"]["delete"] + then.counts["unconfirmed"]["delete"] > 0  # expiry to replay
     assert floor_pass(start, second, then.expiry, 500) > 0
     assert start == held
+
+
+def test_a_ratio_is_the_ratio_of_the_figures_printed_beside_it() -> None:
+    """From the unrounded figures the ratio of 2.9449 / 2.8651 rounds to 1.03, beside 2.94 / 2.87
+    (1.02): the failure CI met once."""
+    assert first_last({"first": 2.8651, "last": 2.9449}) == {
+        "first_ms_per_1000": 2.87, "last_ms_per_1000": 2.94, "last_over_first": 1.02}
