@@ -24,10 +24,10 @@ sample ids), not to the counting ones (surge, device).
 No step scans a table. ``EngineMemory`` (kept by the agent, rebuilt from the tables by one pass at
 recovery) holds what a scan would find: the ``Schedule`` of each detector's keys by wake time (the
 engine hands each detector the keys due at the watermark), the seen index (hour -> result keys,
-hour -> chunk keys) and each detector's own memory (``DETECTOR_MEMORY``: what surge's hour chunks
-count, ``surge.Counts``, handed to ``surge.step``). ``step(..., memory=None)`` builds it from the tables (unit
-tests, offline runs); the caller applies the step to its memory after writing the tables
-(``EngineMemory.apply``).
+hour -> chunk keys) and each detector's own memory (``DETECTOR_MEMORY``, handed to its ``step``:
+what surge's hour chunks count, ``surge.Counts``; the vendors on the red list, ``offender.Listed``).
+``step(..., memory=None)`` builds it from the tables (unit tests, offline runs); the caller applies
+the step to its memory after writing the tables (``EngineMemory.apply``).
 
 The agent's tables hold each value as its changelog record, the encoded bytes (``stored``):
 one small object per key instead of a tree of lists and dicts, which is what a read, a rewrite
@@ -77,7 +77,8 @@ class DetectorMemory(Protocol):
 
 # the detectors that keep a memory: table -> its builder from the table; their ``step`` takes it as
 # ``memory`` (and builds it from the table itself when given none)
-DETECTOR_MEMORY: Final[Mapping[str, Callable[[Mapping[str, JSON]], DetectorMemory]]] = {"surge": surge.Counts.build}
+DETECTOR_MEMORY: Final[Mapping[str, Callable[[Mapping[str, JSON]], DetectorMemory]]] = {
+    "surge": surge.Counts.build, "offender": offender.Listed.build}
 LAYOUT: Final = 2  # meta["layout"] == {"v": 2}: every detector table by key, values in this version's form
 V1_SHARDED: Final = ("surge", "offender", "cluster", "unconfirmed", "device")  # stored in shards by v1
 

@@ -22,6 +22,12 @@ clean, fp]``:
 A sample is taken once by its id among the findings kept; past the cap (a vendor listed with more
 than :data:`MAX_KEPT` non-compliant samples) the lab confirmation of a quick positive not kept counts
 as a further finding. ``Step.redlist`` holds the red-list rows to write.
+
+Clean samples change nothing for a vendor that is not listed (its findings leave the look-back at
+its wake, a visit of its own). So, given the engine's memory of which vendors are listed
+(``Listed``), a step reads a vendor whose judged results in the batch are all clean only when it is
+listed or due: with a month of findings held, most vendor visits were such reads. Without that
+memory (unit tests, offline runs) every vendor with judged results is read, with the same outcome.
 """
 
 from __future__ import annotations
@@ -71,18 +77,48 @@ def wake_of(key: str, value: JSON, params: EarlyParams) -> int | None:
     return int(v[_FINDINGS][0][0]) + params.offender_days * DAY + 1
 
 
+class Listed:
+    """The vendors on the red list: what the engine keeps in its memory of the offender table
+    (``build`` at recovery, ``apply`` after each step's writes), so that a step can leave out the
+    vendors not listed whose judged results are all clean."""
+
+    __slots__ = ("vendors",)
+
+    def __init__(self, vendors: set[str] | None = None) -> None:
+        self.vendors: set[str] = vendors if vendors is not None else set()
+
+    @classmethod
+    def build(cls, state: Mapping[str, JSON]) -> Listed:
+        return cls({k for k, v in state.items() if is_listed(v)})
+
+    def apply(self, updates: Mapping[str, JSON]) -> None:
+        for k, v in updates.items():
+            if v is not None and is_listed(v):
+                self.vendors.add(k)
+            else:
+                self.vendors.discard(k)
+
+
 def step(
     state: Mapping[str, JSON], records: Sequence[Screened], watermark: int, params: EarlyParams,
-    due: Collection[str] | None = None,
+    due: Collection[str] | None = None, memory: Listed | None = None,
 ) -> OffenderStep:
+    """``memory`` None: every vendor with judged results in the batch is read."""
     out = OffenderStep()
     by_vendor: dict[str, list[Screened]] = {}
+    findings: set[str] = set()  # the vendors with a non-compliant result in the batch
     for r in records:
         if r.vendor_id and r.judged:
             by_vendor.setdefault(r.vendor_id, []).append(r)
+            if r.non_compliant:
+                findings.add(r.vendor_id)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
-    visit = list(by_vendor)
+    if memory is None:
+        visit = list(by_vendor)
+    else:
+        listed, due_set = memory.vendors, set(due)
+        visit = [v for v in by_vendor if v in findings or v in listed or v in due_set]
     visit.extend(k for k in due if k not in by_vendor)
     for vendor in visit:
         cur = state.get(vendor)
