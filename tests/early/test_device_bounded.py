@@ -62,6 +62,49 @@ def _traffic(seed: int, days: int) -> list[list[Screened]]:
     return batches
 
 
+def _quiet_traffic(seed: int, days: int, late: float = 0.0) -> list[list[Screened]]:
+    """Sites of many devices with a few results a day each, some drifting on one day (4 positives of
+    6). At the odd sites no device has 20 results in its history (nothing to watch: a visit looks
+    at the devices it changes); at the even ones one device is busy for four days (the site is
+    watched), then dies (silent). ``late``: the share of results delivered with a later batch, up
+    to two days late."""
+    rng = random.Random(seed)
+    out: list[tuple[int, Screened]] = []
+    n = 0
+    start = T0 - 1 * HOUR  # 06:00 local
+    for s in range(6):
+        site = f"q-{s}"
+        for d in range(rng.randint(8, 30)):
+            dev = f"{site}-d{d}"
+            drift_day = rng.randrange(days) if rng.random() < 0.25 else -1
+            busy = rng.randrange(days - 4) if d == 0 and s % 2 == 0 else -99  # odd sites: nothing to watch
+            for day in range(days):
+                k = 6 if day == drift_day else (rng.randint(5, 9) if busy <= day < busy + 4 else rng.randint(0, 2))
+                if d == 0 and day >= busy + 4:
+                    k = 0  # the busy device dies
+                for i in range(k):
+                    t = start + day * 24 * HOUR + rng.randrange(14 * HOUR)
+                    positive = i < 4 if day == drift_day else rng.random() < 0.01
+                    verdict = "positive" if positive else ("no_limit" if rng.random() < 0.03 else "compliant")
+                    r = rec(f"r{n}", t, device_id=dev, site_id=site, verdict=verdict)
+                    n += 1
+                    arrives = t + (rng.randrange(2 * 24 * HOUR) if rng.random() < late else 0)
+                    out.append((arrives, r))
+    end = start + (days + 9) * DAY
+    for t in range(start + days * DAY, end, 1800):  # the clock goes on (a lab result: not a quick test)
+        out.append((t, rec(f"tick{t}", t, quick=False, site_id="tc", device_id="lab")))
+    out.sort(key=lambda x: x[0])
+    batches = []
+    i = 0
+    for t in range(start + 1800, end + 1800, 1800):
+        b = []
+        while i < len(out) and out[i][0] < t:
+            b.append(out[i][1])
+            i += 1
+        batches.append(b)
+    return batches
+
+
 def _ids(alerts: list[Alert]) -> list[tuple[str, str, str]]:
     return sorted((a.kind, a.alert_id, a.status) for a in alerts)
 
@@ -235,3 +278,19 @@ def test_a_site_with_nothing_to_watch_stores_no_place_and_is_dropped_when_its_ne
     gone = device.day_start(device.day_index(nxt) + P.silent_history_days + 1)
     s = device.step(NoScan(state), [], gone, P, due=["m-01"])
     assert s.updates == {"m-01": None} and s.wake == {"m-01": None}
+
+
+@pytest.mark.parametrize(("seed", "late"), [(1, 0.0), (2, 0.0), (3, 0.2)])
+def test_sites_with_little_traffic_raise_the_alerts_of_the_previous_detector(seed: int, late: float) -> None:
+    """``_quiet_traffic``: in time order the alerts are the previous detector's (which visited every
+    site every hour); with late results each drift alert raised is resolved."""
+    batches = _quiet_traffic(seed, days=14, late=late)
+    old_alerts, new_alerts, _, _ = _run(batches)
+    kinds = {a.kind for a in new_alerts}
+    assert kinds == {"device_silent", "device_drift"}
+    # drift alerts at sites with nothing to watch too
+    assert {int(a.site_id[2:]) % 2 for a in new_alerts if a.kind == "device_drift" and a.site_id} == {0, 1}
+    if not late:
+        assert _ids(new_alerts) == _ids(old_alerts)
+    drift = [(a.alert_id, a.status) for a in new_alerts if a.kind == "device_drift"]
+    assert {i for i, st in drift if st == "resolved"} == {i for i, _ in drift}
