@@ -76,7 +76,7 @@ class DetectorMemory(Protocol):
 
 
 # the detectors that keep a memory: table -> its builder from the table; their ``step`` takes it as
-# ``memory`` (and builds it from the table itself when given none)
+# ``memory`` (given none, surge builds it from the table, offender reads every vendor it is given)
 DETECTOR_MEMORY: Final[Mapping[str, Callable[[Mapping[str, JSON]], DetectorMemory]]] = {
     "surge": surge.Counts.build, "offender": offender.Listed.build}
 LAYOUT: Final = 2  # meta["layout"] == {"v": 2}: every detector table by key, values in this version's form
