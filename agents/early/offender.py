@@ -107,19 +107,19 @@ def step(
     """``memory`` None: every vendor with judged results in the batch is read."""
     out = OffenderStep()
     by_vendor: dict[str, list[Screened]] = {}
-    findings: set[str] = set()  # the vendors with a non-compliant result in the batch
+    finding: set[str] = set()  # the vendors with a non-compliant result in the batch
     for r in records:
         if r.vendor_id and r.judged:
             by_vendor.setdefault(r.vendor_id, []).append(r)
             if r.non_compliant:
-                findings.add(r.vendor_id)
+                finding.add(r.vendor_id)
     if due is None:
         due = due_by_scan(state, watermark, params, wake_of)
     if memory is None:
         visit = list(by_vendor)
     else:
         listed, due_set = memory.vendors, set(due)
-        visit = [v for v in by_vendor if v in findings or v in listed or v in due_set]
+        visit = [v for v in by_vendor if v in finding or v in listed or v in due_set]
     visit.extend(k for k in due if k not in by_vendor)
     for vendor in visit:
         cur = state.get(vendor)

@@ -1,4 +1,3 @@
-# ruff: noqa: PERF401  (readable loops that build test traffic)
 """The device-health detector of issue 21: a site is visited when its results arrive or at its wake
 (never by scanning), its stored value is small and bounded by the history, and it raises the alerts
 the previous detector (``tests/early/_device_v1.py``, every site at every hour of watermark) raised
@@ -27,7 +26,7 @@ def _traffic(seed: int, days: int) -> list[list[Screened]]:
     """30-minute batches: sites of 2-4 devices working 06:00-20:00 local, each device at its own
     rate; some devices go quiet for hours or die for days, some drift on one day (20% positives)."""
     rng = random.Random(seed)
-    out: list[Screened] = []
+    out: list[tuple[int, Screened]] = []
     n = 0
     start = T0 - 1 * HOUR  # 06:00 local
     for s in range(5):
@@ -45,18 +44,24 @@ def _traffic(seed: int, days: int) -> list[list[Screened]]:
                 for _ in range(int(rng.expovariate(1 / rate))):
                     t = start + h * HOUR + rng.randrange(HOUR)
                     verdict = "positive" if rng.random() < p else ("no_limit" if rng.random() < 0.03 else "compliant")
-                    out.append(rec(f"r{n}", t, device_id=dev, site_id=site, verdict=verdict))
+                    out.append((t, rec(f"r{n}", t, device_id=dev, site_id=site, verdict=verdict)))
                     n += 1
+    return _in_batches(out, start, days)
+
+
+def _in_batches(out: list[tuple[int, Screened]], start: int, days: int) -> list[list[Screened]]:
+    """(arrival time, record) pairs in 30-minute batches by arrival from ``start``, the clock going
+    on for 9 days after ``days`` (a lab result every 30 minutes: not a quick test)."""
     end = start + (days + 9) * DAY
-    for t in range(start + days * DAY, end, 1800):  # the clock goes on (a lab result: not a quick test)
-        out.append(rec(f"tick{t}", t, quick=False, site_id="tc", device_id="lab"))
-    out.sort(key=lambda r: r.sampled_at)
+    out = [*out, *((t, rec(f"tick{t}", t, quick=False, site_id="tc", device_id="lab"))
+                   for t in range(start + days * DAY, end, 1800))]
+    out.sort(key=lambda x: x[0])
     batches = []
     i = 0
     for t in range(start + 1800, end + 1800, 1800):
         b = []
-        while i < len(out) and out[i].sampled_at < t:
-            b.append(out[i])
+        while i < len(out) and out[i][0] < t:
+            b.append(out[i][1])
             i += 1
         batches.append(b)
     return batches
@@ -81,7 +86,7 @@ def _quiet_traffic(seed: int, days: int, late: float = 0.0) -> list[list[Screene
             for day in range(days):
                 k = 6 if day == drift_day else (rng.randint(5, 9) if busy <= day < busy + 4 else rng.randint(0, 2))
                 if d == 0 and day >= busy + 4:
-                    k = 0  # the busy device dies
+                    k = 0  # the busy device dies (at an odd site device 0 sends nothing)
                 for i in range(k):
                     t = start + day * 24 * HOUR + rng.randrange(14 * HOUR)
                     positive = i < 4 if day == drift_day else rng.random() < 0.01
@@ -90,19 +95,7 @@ def _quiet_traffic(seed: int, days: int, late: float = 0.0) -> list[list[Screene
                     n += 1
                     arrives = t + (rng.randrange(2 * 24 * HOUR) if rng.random() < late else 0)
                     out.append((arrives, r))
-    end = start + (days + 9) * DAY
-    for t in range(start + days * DAY, end, 1800):  # the clock goes on (a lab result: not a quick test)
-        out.append((t, rec(f"tick{t}", t, quick=False, site_id="tc", device_id="lab")))
-    out.sort(key=lambda x: x[0])
-    batches = []
-    i = 0
-    for t in range(start + 1800, end + 1800, 1800):
-        b = []
-        while i < len(out) and out[i][0] < t:
-            b.append(out[i][1])
-            i += 1
-        batches.append(b)
-    return batches
+    return _in_batches(out, start, days)
 
 
 def _ids(alerts: list[Alert]) -> list[tuple[str, str, str]]:

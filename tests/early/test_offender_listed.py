@@ -5,7 +5,7 @@ exactly what the steps without that memory (every vendor with judged results rea
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -13,34 +13,21 @@ import pytest
 from agents.early import offender
 from agents.early.common import DAY, HOUR, JSON, EarlyParams, apply
 from agents.screened import Screened
-from tests.early.records import T0, rec
+from tests.early.records import T0, NoScan, rec
 
 P = EarlyParams()
 
 
-class Counted(Mapping[str, JSON]):
-    """A table read by key only, counting the reads."""
+class Counted(NoScan):
+    """A table read by key only, counting the reads (``get`` reads through ``__getitem__``)."""
 
     def __init__(self, data: Mapping[str, JSON]) -> None:
-        self._data = data
+        super().__init__(data)
         self.reads = 0
 
     def __getitem__(self, key: str) -> JSON:
         self.reads += 1
-        return self._data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.reads += 1
-        return self._data.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        raise AssertionError("a step given its due keys does not scan its table")
-
-    def __len__(self) -> int:
-        return len(self._data)
+        return super().__getitem__(key)
 
 
 def _traffic(seed: int, days: int) -> list[list[Screened]]:
