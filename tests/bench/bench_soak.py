@@ -221,7 +221,7 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
     return {k: None if v is None else len(dumps(k)) + len(dumps(v)) for k, v in updates.items()}
 
 
-def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS) -> dict[str, Any]:
+def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: int = 0) -> dict[str, Any]:
     from agents.early import engine
     from agents.early.common import EarlyParams
     from pipeline.worker import tune_gc
@@ -245,7 +245,7 @@ def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS) -> dict[str
             if day == 0:
                 first = records
             if day == cfg.days - 1 and day and replays:
-                replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays)
+                replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays, evict_mib)
             days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
     replayed = replayer.result() if replayer is not None else None
     return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None, replayed,
@@ -261,10 +261,10 @@ class Replayer:
     day's RSS)."""
 
     def __init__(self, engine: Any, params: Any, first: Sequence[Any], tables: dict[str, dict[str, Any]],
-                 last: Sequence[Any], step_size: int, replays: int) -> None:
+                 last: Sequence[Any], step_size: int, replays: int, evict_mib: int = 0) -> None:
         import threading
 
-        self.args = (engine, params, first, step_size, replays)
+        self.args = (engine, params, first, step_size, replays, evict_mib)
         self.last = last
         self.copy: dict[str, dict[str, Any]] | None = None
         self.pid = 0
@@ -286,7 +286,7 @@ class Replayer:
         if not os.read(go_r, 1):
             os._exit(0)  # the run ended without asking (it failed): nothing to replay for
         try:
-            out: Any = replay_first_last(engine, params, first, (tables, last), step_size, replays)
+            out: Any = replay_first_last(engine, params, first, (tables, last), step_size, replays, evict_mib)
         except BaseException as exc:  # noqa: BLE001 - reported to the run, which goes on without replays
             out, code = {"error": repr(exc)}, 1
         with os.fdopen(res_w, "wb") as f:
@@ -294,9 +294,9 @@ class Replayer:
         os._exit(code)
 
     def result(self) -> dict[str, Any] | None:
-        engine, params, first, step_size, replays = self.args
+        engine, params, first, step_size, replays, evict_mib = self.args
         if self.copy is not None:
-            return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays)
+            return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays, evict_mib)
         os.write(self.go_w, b"1")
         os.close(self.go_w)
         with os.fdopen(self.res_r, "rb") as f:
@@ -311,14 +311,19 @@ class Replayer:
 
 def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
                       last: tuple[dict[str, dict[str, Any]], Sequence[Any]], step_size: int,
-                      replays: int) -> dict[str, Any]:
+                      replays: int, evict_mib: int = 0) -> dict[str, Any]:
     """The first day again from empty tables and the last day again from the tables at its start,
     alternately ``replays`` times: the least CPU time of each (its steps, table writes and memory
     updates, as in the run; ms per 1,000 records), and of each part of it (``parts``: each
     detector, the engine's own work, the table writes, the memory update; each part's least over
     the replays). The same records on the same state each time, so what varies is the machine: on a
     shared VM its speed drifts over a run by +-15 %, and one pass of each day measures that as much
-    as the engine."""
+    as the engine.
+
+    ``evict_mib`` (0: not): before each step, untimed, ``evict_mib`` MiB of other memory are written,
+    more than the processor's caches hold, so that every step starts with none of the state in them,
+    on the first day as on the last: what is left of the ratio is not the first day's state fitting
+    in the caches."""
     from tests.bench.soak_data import chunks
 
     best = {"first": float("inf"), "last": float("inf")}
@@ -330,6 +335,7 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     expiry = {w: d.expiry for w, d in writes.items()}
     del writes  # their tables: not held while the replays are timed
     floor = {"first": float("inf"), "last": float("inf")}
+    junk, filler = (bytearray(evict_mib << 20), bytes(evict_mib << 20)) if evict_mib > 0 else (None, b"")
     for i in range(replays):
         for which, records in (("first", first), ("last", last_records)):
             tables = None if which == "first" else {t: dict(m) for t, m in start.items()}
@@ -339,6 +345,8 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
             spent = {"engine": 0.0, "writes": 0.0, "memory": 0.0}
             with DetectorTimer() as timer:
                 for chunk in chunks(records, step_size):
+                    if junk is not None:
+                        junk[:] = filler  # the caches full of other memory (untimed)
                     t = time.thread_time()
                     driver.step(chunk, spent)
                     cpu += time.thread_time() - t
@@ -354,7 +362,7 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
             floor[which] = min(floor[which], f)
         log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
             f"(least so far; the floor {floor['first']:.2f}, {floor['last']:.2f})")
-    return {**first_last(best), "replays": replays,
+    return {**first_last(best), "replays": replays, "evict_mib": evict_mib,
             "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()},
             "writes": counts,
             "records": {"first": len(first), "last": len(last_records)},
@@ -367,6 +375,16 @@ def first_last(ms: Mapping[str, float]) -> dict[str, float]:
     1.03 beside 2.94 / 2.87 = 1.02)."""
     first, last = round(ms["first"], 2), round(ms["last"], 2)
     return {"first_ms_per_1000": first, "last_ms_per_1000": last, "last_over_first": round(last / max(1e-9, first), 2)}
+
+
+def part_levers(replayed: Mapping[str, Any]) -> dict[str, float]:
+    """Per part of the replayed step (``replay_first_last``'s ``parts``): the last / first ratio the
+    whole step would have if that part alone cost on the last day what it cost on the first, the
+    others as measured. The least of them says how far a change to one part can take the ratio."""
+    first, last = replayed["first_ms_per_1000"], replayed["last_ms_per_1000"]
+    parts = replayed.get("parts") or {}
+    a, b = parts.get("first", {}), parts.get("last", {})
+    return {k: round((last - (b.get(k, 0.0) - v)) / max(1e-9, first), 2) for k, v in a.items()}
 
 
 WRITE_KINDS = ("create", "rewrite", "delete", "due")
@@ -658,6 +676,11 @@ def render_a(a: Mapping[str, Any]) -> str:
         *(["  replayed, per part, first / last day (least of each): "
            + ", ".join(f"{k} {v:.1f} / {r['parts']['last'].get(k, 0.0):.1f}" for k, v in r["parts"]["first"].items())]
           if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
+        *(["  the ratio if one part alone cost on the last day what it cost on the first (`part_levers`): "
+           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(part_levers(r).items(), key=lambda kv: kv[1]))]
+          if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
+        *([f"  replayed with {r['evict_mib']} MiB of other memory written before each step (caches emptied)"]
+          if (r := m.get("step_cost_replayed")) and r.get("evict_mib") else []),
         *([f"  the floor (only the look-ups and writes any per-key layout makes, and the expiry the engine did; "
            f"`floor_pass`), replayed alike: {r['floor']['last_ms_per_1000']:.2f} / "
            f"{r['floor']['first_ms_per_1000']:.2f} ms = {r['floor']['last_over_first']:.2f}"]
@@ -867,6 +890,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=21)
     p.add_argument("--replays", type=int, default=REPLAYS,
                    help="phase A: replay the first and the last day this many times each (0: not)")
+    p.add_argument("--evict-mib", type=int, default=0,
+                   help="phase A replays: write this many MiB of other memory before each step, untimed "
+                        "(more than the caches hold: every step starts with none of the state cached)")
     p.add_argument("--engine-root", type=Path, help="a source tree whose agents package to run (phase A)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--workdir", type=Path, help="phase B's broker and workers here, kept (default: a temporary one)")
@@ -891,7 +917,7 @@ def run(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     parts: list[str] = []
     if "a" in args.phase:
         cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.per_day * args.scale))
-        record["phase_a"] = phase_a(cfg, args.step, args.replays)
+        record["phase_a"] = phase_a(cfg, args.step, args.replays, args.evict_mib)
         parts.append(render_a(record["phase_a"]))
     if "b" in args.phase:
         cfg = SoakConfig(seed=args.seed, days=args.days, per_day=int(args.b_per_day * args.scale))

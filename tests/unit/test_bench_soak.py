@@ -7,7 +7,16 @@ import pytest
 
 from agents.early import engine
 from agents.early.common import EarlyParams
-from tests.bench.bench_soak import EngineDriver, count_writes, first_last, floor_pass, phase_a, render_a
+from tests.bench.bench_soak import (
+    EngineDriver,
+    count_writes,
+    first_last,
+    floor_pass,
+    part_levers,
+    phase_a,
+    render_a,
+    replay_first_last,
+)
 from tests.bench.soak_data import SoakConfig, SoakStream, chunks
 
 SMALL = SoakConfig(days=3, per_day=3_000)
@@ -116,3 +125,23 @@ def test_a_ratio_is_the_ratio_of_the_figures_printed_beside_it() -> None:
     (1.02): the failure CI met once."""
     assert first_last({"first": 2.8651, "last": 2.9449}) == {
         "first_ms_per_1000": 2.87, "last_ms_per_1000": 2.94, "last_over_first": 1.02}
+
+
+def test_a_part_made_flat_takes_its_own_growth_out_of_the_ratio() -> None:
+    """``part_levers``: the whole step's ratio with one part as cheap on the last day as on the first."""
+    r = {"first_ms_per_1000": 10.0, "last_ms_per_1000": 16.0,
+         "parts": {"first": {"device": 6.0, "surge": 2.0, "memory": 2.0},
+                   "last": {"device": 10.0, "surge": 1.5, "memory": 4.5}}}
+    assert part_levers(r) == {"device": 1.2, "surge": 1.65, "memory": 1.35}
+    assert part_levers({"first_ms_per_1000": 1.0, "last_ms_per_1000": 1.0}) == {}
+
+
+def test_replays_with_the_caches_emptied_before_each_step_report_it() -> None:
+    params = EarlyParams()
+    first, second = [records for _, records in SoakStream(SoakConfig(days=2, per_day=1_000)).days()]
+    start = count_writes(engine, params, first, 500).driver.tables
+    r = replay_first_last(engine, params, first, (start, second), 500, 1, evict_mib=4)
+    assert r["evict_mib"] == 4 and r["first_ms_per_1000"] > 0 and r["last_ms_per_1000"] > 0
+    text = render_a({**phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=1, evict_mib=4)})
+    assert "4 MiB of other memory written before each step" in text
+    assert "the ratio if one part alone cost on the last day what it cost on the first" in text
