@@ -54,6 +54,7 @@ import argparse
 import gc
 import json
 import os
+import pickle
 import signal
 import sys
 import tempfile
@@ -221,7 +222,10 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
     return {k: None if v is None else len(dumps(k)) + len(dumps(v)) for k, v in updates.items()}
 
 
-def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: int = 0) -> dict[str, Any]:
+def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: int = 0,
+            steady_day: int | None = None) -> dict[str, Any]:
+    """Phase A (the module's doc). ``steady_day`` (1-based; default the day after the device history,
+    8): the day replayed beside the first and the last for comparison, when the run is longer."""
     from agents.early import engine
     from agents.early.common import EarlyParams
     from pipeline.worker import tune_gc
@@ -240,14 +244,24 @@ def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: 
     days: list[DayFigures] = []
     first: list[Any] = []
     replayer: Replayer | None = None
-    with DetectorTimer() as timer:
+    # a day whose state holds a full device history, replayed beside the first and the last (for
+    # comparison, not the goal's baseline): its tables and records wait in a file, not in the run
+    steady_day = steady_day or params.silent_history_days + 1
+    steady = tempfile.NamedTemporaryFile(prefix="foodrisk-soak-steady-", suffix=".pickle")  # noqa: SIM115
+    held_steady = False
+    with steady, DetectorTimer() as timer:
         for day, records in stream.days():
             if day == 0:
                 first = records
+            if day == steady_day - 1 and replays and cfg.days > steady_day:
+                pickle.dump((steady_day, driver.tables, records), steady, protocol=pickle.HIGHEST_PROTOCOL)
+                steady.flush()
+                held_steady = True
             if day == cfg.days - 1 and day and replays:
-                replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays, evict_mib)
+                replayer = Replayer(engine, params, first, driver.tables, records, step_size, replays, evict_mib,
+                                    Path(steady.name) if held_steady else None)
             days.append(_day_a(day, records, driver, step_size, shard_bytes, timer))
-    replayed = replayer.result() if replayer is not None else None
+        replayed = replayer.result() if replayer is not None else None
     return summarise_a(cfg, step_size, driver.api, days, stream.injected, shard_bytes is not None, replayed,
                        longest_window_days=params.offender_days)
 
@@ -261,10 +275,11 @@ class Replayer:
     day's RSS)."""
 
     def __init__(self, engine: Any, params: Any, first: Sequence[Any], tables: dict[str, dict[str, Any]],
-                 last: Sequence[Any], step_size: int, replays: int, evict_mib: int = 0) -> None:
+                 last: Sequence[Any], step_size: int, replays: int, evict_mib: int = 0,
+                 steady: Path | None = None) -> None:
         import threading
 
-        self.args = (engine, params, first, step_size, replays, evict_mib)
+        self.args = (engine, params, first, step_size, replays, evict_mib, steady)
         self.last = last
         self.copy: dict[str, dict[str, Any]] | None = None
         self.pid = 0
@@ -286,7 +301,8 @@ class Replayer:
         if not os.read(go_r, 1):
             os._exit(0)  # the run ended without asking (it failed): nothing to replay for
         try:
-            out: Any = replay_first_last(engine, params, first, (tables, last), step_size, replays, evict_mib)
+            out: Any = replay_first_last(engine, params, first, (tables, last), step_size, replays, evict_mib,
+                                        _load_steady(steady))
         except BaseException as exc:  # noqa: BLE001 - reported to the run, which goes on without replays
             out, code = {"error": repr(exc)}, 1
         with os.fdopen(res_w, "wb") as f:
@@ -294,9 +310,10 @@ class Replayer:
         os._exit(code)
 
     def result(self) -> dict[str, Any] | None:
-        engine, params, first, step_size, replays, evict_mib = self.args
+        engine, params, first, step_size, replays, evict_mib, steady = self.args
         if self.copy is not None:
-            return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays, evict_mib)
+            return replay_first_last(engine, params, first, (self.copy, self.last), step_size, replays, evict_mib,
+                                     _load_steady(steady))
         os.write(self.go_w, b"1")
         os.close(self.go_w)
         with os.fdopen(self.res_r, "rb") as f:
@@ -309,9 +326,19 @@ class Replayer:
         return dict(out)
 
 
+def _load_steady(path: Path | None) -> tuple[int, dict[str, dict[str, Any]], Sequence[Any]] | None:
+    """The day held by ``phase_a`` for comparison (its number, its tables at its start, its records)."""
+    if path is None:
+        return None
+    with path.open("rb") as f:
+        day, tables, records = pickle.load(f)  # noqa: S301 - written by this run
+    return int(day), tables, records
+
+
 def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
                       last: tuple[dict[str, dict[str, Any]], Sequence[Any]], step_size: int,
-                      replays: int, evict_mib: int = 0) -> dict[str, Any]:
+                      replays: int, evict_mib: int = 0,
+                      steady: tuple[int, dict[str, dict[str, Any]], Sequence[Any]] | None = None) -> dict[str, Any]:
     """The first day again from empty tables and the last day again from the tables at its start,
     alternately ``replays`` times: the least CPU time of each (its steps, table writes and memory
     updates, as in the run; ms per 1,000 records), and of each part of it (``parts``: each
@@ -323,7 +350,11 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     ``evict_mib`` (0: not): before each step, untimed, ``evict_mib`` MiB of other memory are written,
     more than the processor's caches hold, so that every step starts with none of the state in them,
     on the first day as on the last: what is left of the ratio is not the first day's state fitting
-    in the caches."""
+    in the caches.
+
+    ``steady`` (a day's number, its tables at its start, its records): replayed alike in each round,
+    its least CPU time and the last day's against it (``steady``): the last day against a day whose
+    state already holds full windows, beside the goal's baseline of empty tables."""
     from tests.bench.soak_data import chunks
 
     best = {"first": float("inf"), "last": float("inf")}
@@ -336,9 +367,14 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     del writes  # their tables: not held while the replays are timed
     floor = {"first": float("inf"), "last": float("inf")}
     junk, filler = (bytearray(evict_mib << 20), bytes(evict_mib << 20)) if evict_mib > 0 else (None, b"")
+    rounds: list[tuple[str, Sequence[Any], dict[str, dict[str, Any]] | None]] = [
+        ("first", first, None), ("last", last_records, start)]
+    if steady is not None:
+        rounds.insert(1, ("steady", steady[2], steady[1]))
+        best["steady"] = float("inf")
     for i in range(replays):
-        for which, records in (("first", first), ("last", last_records)):
-            tables = None if which == "first" else {t: dict(m) for t, m in start.items()}
+        for which, records, at_start in rounds:
+            tables = None if at_start is None else {t: dict(m) for t, m in at_start.items()}
             driver = EngineDriver(engine, params, tables)
             gc.collect()
             cpu = 0.0
@@ -353,16 +389,22 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
                 detectors = timer.take()
             per = 1e6 / max(1, len(records))
             best[which] = min(best[which], cpu * per)
+            del driver, tables
+            if which == "steady":  # timed alike, for comparison: its parts and floor are not reported
+                continue
             spent["engine"] -= sum(detectors.values())  # the engine's own work
             for name, v in {**detectors, **spent}.items():
                 held = parts[which].get(name)
                 parts[which][name] = v * per if held is None else min(held, v * per)
-            del driver, tables
             f = floor_pass(None if which == "first" else start, records, expiry[which], step_size)
             floor[which] = min(floor[which], f)
         log(f"replay {i + 1}/{replays}: first day {best['first']:.1f}, last day {best['last']:.1f} ms/1,000 "
             f"(least so far; the floor {floor['first']:.2f}, {floor['last']:.2f})")
-    return {**first_last(best), "replays": replays, "evict_mib": evict_mib,
+    steady_out = None
+    if steady is not None:
+        s_ms, l_ms = round(best["steady"], 2), round(best["last"], 2)
+        steady_out = {"day": steady[0], "ms_per_1000": s_ms, "last_over_steady": round(l_ms / max(1e-9, s_ms), 2)}
+    return {**first_last(best), "replays": replays, "evict_mib": evict_mib, "steady": steady_out,
             "parts": {w: {k: round(v, 2) for k, v in p.items()} for w, p in parts.items()},
             "writes": counts,
             "records": {"first": len(first), "last": len(last_records)},
@@ -679,6 +721,10 @@ def render_a(a: Mapping[str, Any]) -> str:
         *(["  the ratio if one part alone cost on the last day what it cost on the first (`part_levers`): "
            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(part_levers(r).items(), key=lambda kv: kv[1]))]
           if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
+        *([f"  the last day against day {s['day']} (the first whose state holds a full device history; for "
+           f"comparison, not the goal's baseline), replayed alike: {r['last_ms_per_1000']:.1f} / "
+           f"{s['ms_per_1000']:.1f} ms = {s['last_over_steady']:.2f}"]
+          if (r := m.get("step_cost_replayed")) and (s := r.get("steady")) else []),
         *([f"  replayed with {r['evict_mib']} MiB of other memory written before each step (caches emptied)"]
           if (r := m.get("step_cost_replayed")) and r.get("evict_mib") else []),
         *([f"  the floor (only the look-ups and writes any per-key layout makes, and the expiry the engine did; "

@@ -145,3 +145,16 @@ def test_replays_with_the_caches_emptied_before_each_step_report_it() -> None:
     text = render_a({**phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=1, evict_mib=4)})
     assert "4 MiB of other memory written before each step" in text
     assert "the ratio if one part alone cost on the last day what it cost on the first" in text
+
+
+def test_a_day_with_full_windows_is_replayed_beside_the_first_and_the_last() -> None:
+    """``steady_day``: its tables and records wait in a file during the run and are replayed alike."""
+    a = phase_a(SoakConfig(days=3, per_day=1_000), 500, replays=1, steady_day=2)
+    r = a["must_show"]["step_cost_replayed"]
+    s = r["steady"]
+    assert s["day"] == 2 and s["ms_per_1000"] > 0
+    assert s["last_over_steady"] == round(r["last_ms_per_1000"] / s["ms_per_1000"], 2)
+    assert set(r["parts"]) == {"first", "last"}
+    assert "the last day against day 2" in render_a(a)
+    assert phase_a(SoakConfig(days=2, per_day=1_000), 500, replays=1, steady_day=2)[
+        "must_show"]["step_cost_replayed"]["steady"] is None  # the run is not longer than that day
