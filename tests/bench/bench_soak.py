@@ -32,7 +32,12 @@ writes, the memory update), the floor of the step replayed alike (``floor_pass``
 and writes any per-key layout makes, and the expiry the engine did, each value a few counters) and,
 from one more pass of each day that is not timed, the keys each table created, rewrote, deleted and
 was handed as due (``count_writes``): what a month of state makes the step do that an empty day
-does not.
+does not. Beside them: the ratio the step would have if one part alone cost on the last day what it
+cost on the first (``part_levers``: how far a change to one part can take it), and the last day
+against day 8, the first whose state holds a full device history, replayed alike in the same rounds
+(for comparison; the goal's baseline stays the first day from empty tables). ``--evict-mib N``
+writes N MiB of other memory before each replayed step, untimed, so that no step starts with state
+in the processor's caches.
 
 Must show (issue 21): last-day / first-day step cost <= 1.2; peak RSS flat over the last 20 days
 (judged on the day-end VmRSS of the last 20 days: days 11-30 of 30, days 31-50 of a 50-day run, which
@@ -43,6 +48,7 @@ their mean)); changelog <= 300 bytes per result.
     python -m tests.bench.bench_soak                      # both phases, full size (make bench-soak)
     python -m tests.bench.bench_soak --phase a --days 5   # a quick look
     python -m tests.bench.bench_soak --phase a --engine-root ../other-tree   # that tree's engine
+    python -m tests.bench.bench_soak --phase a --evict-mib 96   # replays with the caches emptied
     (phase B runs the worker of the tree it is started from: run it from that tree's root)
 
 A table on stdout, a JSON copy under bench/results/soak-<UTC stamp>.json.
