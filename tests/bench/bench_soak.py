@@ -1004,6 +1004,8 @@ def rows(scale: float, log_to: Callable[[str], None] = log) -> tuple[list[Any], 
         last, first, ratio = r["last_ms_per_1000"], r["first_ms_per_1000"], r["last_over_first"]
         note += (f"; replayed {r['replays']}x alternately, least CPU time (one pass: "
                  f"{m['step_cost_last_day_ms_per_1000']:.1f} / {m['step_cost_first_day_ms_per_1000']:.1f})")
+        if s := r.get("steady"):
+            note += f"; last day / day {s['day']} {s['last_over_steady']:.2f}"
     else:
         last, first = m["step_cost_last_day_ms_per_1000"], m["step_cost_first_day_ms_per_1000"]
         ratio = m["step_cost_last_over_first"]
