@@ -34,7 +34,7 @@ from one more pass of each day that is not timed, the keys each table created, r
 was handed as due (``count_writes``): what a month of state makes the step do that an empty day
 does not. Beside them: the ratio the step would have if one part alone cost on the last day what it
 cost on the first (``part_levers``: how far a change to one part can take it), and the last day
-against day 8, the first whose state holds a full device history, replayed alike in the same rounds
+against day 9, the first on which day 1's results leave the device history, replayed alike in the same rounds
 (for comparison; the goal's baseline stays the first day from empty tables). ``--evict-mib N``
 writes N MiB of other memory before each replayed step, untimed, so that no step starts with state
 in the processor's caches.
@@ -230,8 +230,9 @@ def written_bytes(updates: Mapping[str, Any]) -> dict[str, int | None]:
 
 def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: int = 0,
             steady_day: int | None = None) -> dict[str, Any]:
-    """Phase A (the module's doc). ``steady_day`` (1-based; default the day after the device history,
-    8): the day replayed beside the first and the last for comparison, when the run is longer."""
+    """Phase A (the module's doc). ``steady_day`` (1-based; default 9, the first day on which what day 1
+    brought leaves the 7-day device history, so a day that creates, rewrites and expires like any later
+    one): the day replayed beside the first and the last for comparison, when the run is longer."""
     from agents.early import engine
     from agents.early.common import EarlyParams
     from pipeline.worker import tune_gc
@@ -250,9 +251,9 @@ def phase_a(cfg: SoakConfig, step_size: int, replays: int = REPLAYS, evict_mib: 
     days: list[DayFigures] = []
     first: list[Any] = []
     replayer: Replayer | None = None
-    # a day whose state holds a full device history, replayed beside the first and the last (for
-    # comparison, not the goal's baseline): its tables and records wait in a file, not in the run
-    steady_day = steady_day or params.silent_history_days + 1
+    # a steady day, replayed beside the first and the last (for comparison, not the goal's
+    # baseline): its tables and records wait in a file, not in the run
+    steady_day = steady_day or params.silent_history_days + 2
     steady = tempfile.NamedTemporaryFile(prefix="foodrisk-soak-steady-", suffix=".pickle")  # noqa: SIM115
     held_steady = False
     with steady, DetectorTimer() as timer:
@@ -727,8 +728,8 @@ def render_a(a: Mapping[str, Any]) -> str:
         *(["  the ratio if one part alone cost on the last day what it cost on the first (`part_levers`): "
            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(part_levers(r).items(), key=lambda kv: kv[1]))]
           if (r := m.get("step_cost_replayed")) and r.get("parts") else []),
-        *([f"  the last day against day {s['day']} (the first whose state holds a full device history; for "
-           f"comparison, not the goal's baseline), replayed alike: {r['last_ms_per_1000']:.1f} / "
+        *([f"  the last day against day {s['day']} (the first on which day 1's results leave the device history; "
+           f"for comparison, not the goal's baseline), replayed alike: {r['last_ms_per_1000']:.1f} / "
            f"{s['ms_per_1000']:.1f} ms = {s['last_over_steady']:.2f}"]
           if (r := m.get("step_cost_replayed")) and (s := r.get("steady")) else []),
         *([f"  replayed with {r['evict_mib']} MiB of other memory written before each step (caches emptied)"]
