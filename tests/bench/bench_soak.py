@@ -34,10 +34,10 @@ from one more pass of each day that is not timed, the keys each table created, r
 was handed as due (``count_writes``): what a month of state makes the step do that an empty day
 does not. Beside them: the ratio the step would have if one part alone cost on the last day what it
 cost on the first (``part_levers``: how far a change to one part can take it), and the last day
-against day 9, the first on which day 1's results leave the device history, replayed alike in the same rounds
-(for comparison; the goal's baseline stays the first day from empty tables). ``--evict-mib N``
-writes N MiB of other memory before each replayed step, untimed, so that no step starts with state
-in the processor's caches.
+against day 9, the first on which day 1's results leave the device history, replayed alike in the
+same rounds (for comparison; the goal's baseline stays the first day from empty tables).
+``--evict-mib N`` writes N MiB of other memory before each replayed step, untimed, so that no step
+starts with state in the processor's caches.
 
 Must show (issue 21): last-day / first-day step cost <= 1.2; peak RSS flat over the last 20 days
 (judged on the day-end VmRSS of the last 20 days: days 11-30 of 30, days 31-50 of a 50-day run, which
@@ -360,8 +360,9 @@ def replay_first_last(engine: Any, params: Any, first: Sequence[Any],
     in the caches.
 
     ``steady`` (a day's number, its tables at its start, its records): replayed alike in each round,
-    its least CPU time and the last day's against it (``steady``): the last day against a day whose
-    state already holds full windows, beside the goal's baseline of empty tables."""
+    its least CPU time and the last day's against it (``steady``): the last day against a day of
+    steady state (``phase_a``'s ``steady_day``: it creates, rewrites and expires like any later day;
+    the 30-day offender look-back is still filling), beside the goal's baseline of empty tables."""
     from tests.bench.soak_data import chunks
 
     best = {"first": float("inf"), "last": float("inf")}

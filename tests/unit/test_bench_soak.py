@@ -147,7 +147,7 @@ def test_replays_with_the_caches_emptied_before_each_step_report_it() -> None:
     assert "the ratio if one part alone cost on the last day what it cost on the first" in text
 
 
-def test_a_day_with_full_windows_is_replayed_beside_the_first_and_the_last() -> None:
+def test_a_steady_day_is_replayed_beside_the_first_and_the_last() -> None:
     """``steady_day``: its tables and records wait in a file during the run and are replayed alike."""
     a = phase_a(SoakConfig(days=3, per_day=1_000), 500, replays=1, steady_day=2)
     r = a["must_show"]["step_cost_replayed"]
